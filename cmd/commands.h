@@ -1,0 +1,61 @@
+#pragma once
+// One file per subcommand: an options struct, setup_<name> that declares
+// its flags on CLI11, and run_<name> that returns the exit code and can be
+// called without CLI11.
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "context.h"
+
+namespace llamactl::cmd {
+
+struct GpusOptions {
+  std::optional<int64_t> threshold;
+  bool strict = false;
+};
+CLI::App* setup_gpus(CLI::App& app, GpusOptions& o);
+int run_gpus(const GpusOptions& o, Context& ctx);
+
+struct LoadOptions {
+  std::string model;
+  std::optional<std::string> gpu;
+  std::optional<int> port;
+  double timeout_s = 600;
+  bool force = false;
+  std::optional<std::string> keep_alive;
+  std::optional<int64_t> threshold;
+  std::vector<std::string> extra_args;  // after "--"
+};
+CLI::App* setup_load(CLI::App& app, LoadOptions& o);
+int run_load(const LoadOptions& o, Context& ctx);
+
+struct UnloadOptions {
+  std::optional<std::string> model;
+  std::optional<std::string> gpu;
+  bool all = false;
+  double timeout_s = 10;
+};
+CLI::App* setup_unload(CLI::App& app, UnloadOptions& o);
+int run_unload(const UnloadOptions& o, Context& ctx);
+
+struct StatusOptions {
+  bool check = false;
+  std::optional<int64_t> threshold;
+};
+CLI::App* setup_status(CLI::App& app, StatusOptions& o);
+int run_status(const StatusOptions& o, Context& ctx);
+
+struct NotBuiltOptions {
+  std::string listen, api_key, keep_alive;
+  bool unload_on_exit = false, once = false;
+  double interval_s = 2;
+};
+CLI::App* setup_serve(CLI::App& app, NotBuiltOptions& o);
+CLI::App* setup_watch(CLI::App& app, NotBuiltOptions& o);
+int run_not_built(const std::string& name, Context& ctx);
+
+}  // namespace llamactl::cmd

@@ -1,0 +1,44 @@
+#include "commands.h"
+#include "platform/platform.h"
+#include "ui/json.h"
+#include "ui/render.h"
+#include "util/log.h"
+
+namespace llamactl::cmd {
+
+CLI::App* setup_gpus(CLI::App& app, GpusOptions& o) {
+  auto* sub = app.add_subcommand("gpus", "Detect GPUs with nvidia-smi and classify each one");
+  sub->add_option("--threshold", o.threshold, "MiB above which a GPU counts as in use (default 30)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_flag("--strict", o.strict, "Exit 10 instead of falling back to CPU mode when no GPU can be read");
+  return sub;
+}
+
+int run_gpus(const GpusOptions& o, Context& ctx) {
+  auto cfg = ctx.config();
+  if (!cfg) return fail(ctx, cfg.error());
+  auto rt = ctx.runtime(o.threshold);
+  if (!rt) return fail(ctx, rt.error());
+  // Our instances decide model_loaded, so read the state like status does (no health probes).
+  auto view = (*rt)->collect(false);
+  if (!view) {
+    if (view.error().kind != ErrorKind::state) return fail(ctx, view.error());
+    // GPUs can still be shown without our state; they just cannot say "ours".
+    log::warn("{}; showing GPUs without our instances", view.error().message);
+    runtime::View bare;
+    bare.gpus = gpu::classify(ctx.probe().read(), runtime::classify_options(**cfg, o.threshold), {}, platform::process_user);
+    view = std::move(bare);
+  }
+  const auto& gv = view->gpus;
+  if (gv.cpu_mode && !gv.cpu_reason.empty()) log::warn("no GPU reading: {}; CPU mode", gv.cpu_reason);
+  for (const auto& w : gv.warnings) log::warn("{}", w);
+  for (const auto& n : view->notices) log::warn("{}", n);
+  print(ctx.global.json ? ui::gpus_json(gv).dump(2) + "\n" : ui::render_gpus(gv, ctx.term));
+  if (o.strict && (gv.cpu_mode || gv.gpus.empty())) {
+    log::error("--strict: no usable GPU reading");
+    return code(Exit::no_gpu);
+  }
+  return code(Exit::ok);
+}
+
+}  // namespace llamactl::cmd

@@ -1,0 +1,202 @@
+#define TOML_HEADER_ONLY 1
+#define TOML_EXCEPTIONS 1
+#include "config/config.h"
+
+#include <toml++/toml.h>
+
+#include <set>
+
+#include "gpu/classify.h"
+#include "platform/platform.h"
+#include "util/duration.h"
+#include "util/strings.h"
+
+namespace llamactl::config {
+namespace {
+
+struct ConfigError {
+  std::string message;
+};
+
+class Walker {
+ public:
+  explicit Walker(std::string source) : source_(std::move(source)) {}
+
+  std::string where(const toml::node& n) const {
+    const auto& b = n.source().begin;
+    return source_ + ":" + std::to_string(b.line);
+  }
+  [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& what) const {
+    throw ConfigError{where(n) + ": key '" + key + "': " + what};
+  }
+
+  std::string str(const toml::node& n, const std::string& key) const {
+    if (const auto* v = n.as_string()) return v->get();
+    fail(n, key, "expected a string");
+  }
+  int64_t integer(const toml::node& n, const std::string& key, int64_t lo, int64_t hi) const {
+    const auto* v = n.as_integer();
+    if (!v) fail(n, key, "expected an integer");
+    if (v->get() < lo || v->get() > hi)
+      fail(n, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return v->get();
+  }
+  std::vector<std::string> strings(const toml::node& n, const std::string& key) const {
+    const auto* arr = n.as_array();
+    if (!arr) fail(n, key, "expected an array of strings");
+    std::vector<std::string> out;
+    for (const auto& item : *arr) out.push_back(str(item, key));
+    return out;
+  }
+  int64_t duration(const toml::node& n, const std::string& key) const {
+    if (const auto* i = n.as_integer()) return i->get() < 0 ? kNever : i->get() * 1000;
+    const auto ms = parse_duration_ms(str(n, key));
+    if (!ms) fail(n, key, ms.error().message);
+    return *ms;
+  }
+  const toml::table& table(const toml::node& n, const std::string& key) const {
+    if (const auto* t = n.as_table()) return *t;
+    fail(n, key, "expected a table");
+  }
+  void unknown(const toml::node& n, const std::string& key, std::vector<std::string>& warnings) const {
+    warnings.push_back(where(n) + ": unknown key '" + key + "' ignored");
+  }
+
+ private:
+  std::string source_;
+};
+
+void check_gpu_spec(const Walker& w, const toml::node& n, const std::string& key, const std::string& spec) {
+  static const std::set<std::string> words = {"auto", "cpu", "both", "all"};
+  if (words.count(to_lower(spec))) return;
+  for (auto part : split(spec, ',')) {
+    const auto idx = parse_int(part);
+    if (!idx || *idx < 0 || *idx > 63)
+      w.fail(n, key, "'" + spec + "' is not a GPU spec (0, 1, 0,1, both, auto, cpu)");
+  }
+}
+
+ModelConfig parse_model(const Walker& w, const std::string& name, const toml::table& t, Config& cfg) {
+  ModelConfig m;
+  m.name = name;
+  const std::string prefix = "models." + name + ".";
+  for (const auto& [k, node] : t) {
+    const std::string key(k.str());
+    if (key == "path") m.path = w.str(node, prefix + key);
+    else if (key == "gpu") {
+      m.gpu = w.str(node, prefix + key);
+      check_gpu_spec(w, node, prefix + key, *m.gpu);
+    } else if (key == "context") m.context = w.integer(node, prefix + key, 1, 1 << 24);
+    else if (key == "args") m.args = w.strings(node, prefix + key);
+    else if (key == "aliases") m.aliases = w.strings(node, prefix + key);
+    else if (key == "keep_alive") m.keep_alive_ms = w.duration(node, prefix + key);
+    else w.unknown(node, prefix + key, cfg.warnings);
+  }
+  if (m.path.empty()) throw ConfigError{w.where(t) + ": model '" + name + "' has no 'path'"};
+  return m;
+}
+
+}  // namespace
+
+const ModelConfig* Config::find_model(const std::string& wanted) const {
+  std::string name = wanted;
+  if (const auto colon = name.rfind(':'); colon != std::string::npos && name.find('/') == std::string::npos)
+    name = name.substr(0, colon);  // "llama:latest" -> "llama"
+  if (const auto it = models.find(name); it != models.end()) return &it->second;
+  for (const auto& [n, m] : models)
+    for (const auto& a : m.aliases)
+      if (a == name || a == wanted) return &m;
+  return nullptr;
+}
+
+Result<Config> parse(const std::string& text, const std::string& source) {
+  Config cfg;
+  cfg.source = source;
+  cfg.ignore_processes = gpu::default_ignore_processes();
+  const Walker w(source);
+  try {
+    const toml::table root = toml::parse(text, source);
+    for (const auto& [k, node] : root) {
+      const std::string key(k.str());
+      if (key == "llama_server") cfg.llama_server = w.str(node, key);
+      else if (key == "base_port") cfg.base_port = static_cast<int>(w.integer(node, key, 1, 65535));
+      else if (key == "memory_threshold_mib") cfg.memory_threshold_mib = w.integer(node, key, 0, 1 << 30);
+      else if (key == "placement") {
+        const auto p = w.str(node, key);
+        if (p == "visible-devices") cfg.placement = Placement::visible_devices;
+        else if (p == "tensor-split") cfg.placement = Placement::tensor_split;
+        else w.fail(node, key, "must be \"visible-devices\" or \"tensor-split\", not \"" + p + "\"");
+      } else if (key == "keep_alive") cfg.keep_alive_ms = w.duration(node, key);
+      else if (key == "context") cfg.context = w.integer(node, key, 1, 1 << 24);
+      else if (key == "ignore_processes") cfg.ignore_processes = w.strings(node, key);
+      else if (key == "ports") {
+        for (const auto& [pk, pn] : w.table(node, key)) {
+          const std::string name(pk.str());
+          const bool known = name == "both" || name == "cpu" ||
+                             (starts_with(name, "gpu") && parse_int(std::string_view(name).substr(3)));
+          if (!known) w.fail(pn, "ports." + name, "expected gpuN, both or cpu");
+          cfg.ports[name] = static_cast<int>(w.integer(pn, "ports." + name, 1, 65535));
+        }
+      } else if (key == "gpu") {
+        for (const auto& [gk, gn] : w.table(node, key)) {
+          const std::string idx_text(gk.str());
+          const auto idx = parse_int(idx_text);
+          if (!idx || *idx < 0 || *idx > 63) w.fail(gn, "gpu." + idx_text, "expected a GPU index such as [gpu.0]");
+          GpuOverride o;
+          for (const auto& [ok, on] : w.table(gn, "gpu." + idx_text)) {
+            const std::string okey = "gpu." + idx_text + "." + std::string(ok.str());
+            if (ok.str() == "threshold_mib") o.threshold_mib = w.integer(on, okey, 0, 1 << 30);
+            else w.unknown(on, okey, cfg.warnings);
+          }
+          cfg.gpu[static_cast<int>(*idx)] = o;
+        }
+      } else if (key == "models") {
+        for (const auto& [mk, mn] : w.table(node, key)) {
+          const std::string name(mk.str());
+          cfg.models[name] = parse_model(w, name, w.table(mn, "models." + name), cfg);
+        }
+      } else {
+        w.unknown(node, key, cfg.warnings);
+      }
+    }
+  } catch (const toml::parse_error& e) {
+    return make_error(ErrorKind::config, source + ":" + std::to_string(e.source().begin.line) + ":" +
+                                             std::to_string(e.source().begin.column) + ": " +
+                                             std::string(e.description()));
+  } catch (const ConfigError& e) {
+    return make_error(ErrorKind::config, e.message);
+  }
+  // Aliases must not shadow other models or each other.
+  std::map<std::string, std::string> owner;
+  for (const auto& [name, m] : cfg.models) owner[name] = name;
+  for (const auto& [name, m] : cfg.models)
+    for (const auto& a : m.aliases) {
+      if (auto [it, fresh] = owner.emplace(a, name); !fresh && it->second != name)
+        return make_error(ErrorKind::config, source + ": alias '" + a + "' of model '" + name + "' is already used by '" +
+                                                 it->second + "'");
+    }
+  return cfg;
+}
+
+std::string locate(const std::string& flag_value) {
+  if (!flag_value.empty()) return flag_value;
+  if (auto e = platform::env("LLAMACTL_CONFIG"); e && !e->empty()) return *e;
+  if (platform::file_exists("llamactl.toml")) return "llamactl.toml";
+  const std::string user = platform::default_config_path();
+  if (!user.empty() && platform::file_exists(user)) return user;
+  return {};
+}
+
+Result<Config> load(const std::string& flag_value) {
+  const std::string path = locate(flag_value);
+  if (path.empty()) {
+    Config cfg;
+    cfg.ignore_processes = gpu::default_ignore_processes();
+    return cfg;
+  }
+  auto text = platform::read_file(path);
+  if (!text) return make_error(ErrorKind::config, "cannot read config file " + path);
+  return parse(*text, path);
+}
+
+}  // namespace llamactl::config

@@ -1,0 +1,63 @@
+#pragma once
+// The TOML config (SPEC section 3): global settings, per-GPU ports and
+// overrides, and the model catalogue. Every key has a default, so no config
+// file at all is valid.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/result.h"
+
+namespace llamactl::config {
+
+enum class Placement { visible_devices, tensor_split };
+
+struct ModelConfig {
+  std::string name;
+  std::string path;
+  std::optional<std::string> gpu;  // "0", "0,1", "both", "auto", "cpu"
+  std::optional<int64_t> context;
+  std::vector<std::string> args;
+  std::vector<std::string> aliases;
+  std::optional<int64_t> keep_alive_ms;  // kNever for "never"
+};
+
+struct GpuOverride {
+  std::optional<int64_t> threshold_mib;
+};
+
+struct Config {
+  std::string source;  // file it came from; empty for defaults
+  std::string llama_server = "llama-server";
+  int base_port = 8081;
+  int64_t memory_threshold_mib = 30;
+  Placement placement = Placement::visible_devices;
+  int64_t keep_alive_ms = 5 * 60 * 1000;
+  int64_t context = 4096;
+  std::map<std::string, int> ports;  // "gpu0", "gpu1", "both", "cpu"
+  std::map<int, GpuOverride> gpu;
+  std::vector<std::string> ignore_processes;  // defaults to the desktop compositors
+  std::map<std::string, ModelConfig> models;
+  std::vector<std::string> warnings;  // unknown keys, with file:line
+
+  /// Model by name or alias; a ":latest"-style tag is ignored. nullptr when none.
+  const ModelConfig* find_model(const std::string& name) const;
+};
+
+/// Parses config text. `source` names the file in messages ("c.toml:7: ...").
+/// Error kind config, with file, line and key, for any invalid value.
+Result<Config> parse(const std::string& text, const std::string& source);
+
+/// The config file to use: the flag, else LLAMACTL_CONFIG, else
+/// ./llamactl.toml, else the per-user config dir. Empty when none exists
+/// (and none was asked for explicitly).
+std::string locate(const std::string& flag_value);
+
+/// Loads the located file. An explicitly named file that does not exist is
+/// an error; no file at all gives the defaults.
+Result<Config> load(const std::string& flag_value);
+
+}  // namespace llamactl::config

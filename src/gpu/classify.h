@@ -1,0 +1,71 @@
+#pragma once
+// Decides, per GPU, whether it is idle, runs one of our instances, or is
+// occupied by someone else. Pure: readings, thresholds and our instances in,
+// a view out. Memory decides occupancy, not the process list (containers
+// hide pids, graphics processes are absent from compute-apps, WDDM has no
+// per-process memory).
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gpu/probe.h"
+
+namespace llamactl::gpu {
+
+enum class GpuState { idle, model_loaded, occupied_by_others, unavailable };
+const char* to_string(GpuState s);
+
+struct ClassifyOptions {
+  int64_t threshold_mib = 30;
+  std::map<int, int64_t> per_gpu_threshold_mib;
+  std::vector<std::string> ignore_processes;  // basenames, case-insensitive ("Xorg", "dwm.exe")
+};
+
+struct OurInstance {
+  std::string model;
+  std::vector<int> gpus;
+  int64_t pid = 0;
+};
+
+struct ProcessInfo {
+  std::optional<int64_t> pid;
+  std::string name;  // "unknown" when memory is used but no process is visible
+  std::optional<int64_t> used_memory_mib;
+  std::optional<std::string> user;
+  bool ours = false;
+};
+
+struct GpuStatus {
+  GpuReading reading;
+  GpuState state = GpuState::idle;
+  std::optional<std::string> model_name;  // ours only
+  bool select_enabled = true;
+  bool loadable = true;
+  int64_t threshold_mib = 30;
+  std::vector<ProcessInfo> processes;
+  std::optional<int64_t> free_mib() const;
+};
+
+struct GpuView {
+  bool cpu_mode = false;
+  std::string cpu_reason;
+  std::string source;
+  int64_t threshold_mib = 30;
+  std::vector<GpuStatus> gpus;
+  std::vector<std::string> warnings;
+  const GpuStatus* find(int index) const;
+};
+
+using UserLookup = std::function<std::optional<std::string>(int64_t pid)>;
+
+/// The default ignore list: desktop compositors whose memory should not make
+/// a display GPU "occupied".
+std::vector<std::string> default_ignore_processes();
+
+GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const std::vector<OurInstance>& ours,
+                 const UserLookup& user_of);
+
+}  // namespace llamactl::gpu

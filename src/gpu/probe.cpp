@@ -1,0 +1,123 @@
+#include "gpu/probe.h"
+
+#include <cstdio>
+#include <future>
+
+#include "gpu/parse.h"
+#include "platform/platform.h"
+#include "util/strings.h"
+
+namespace llamactl::gpu {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string fmt_seconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g s", s);
+  return buf;
+}
+
+std::string first_line(const std::string& text) {
+  for (auto line : split_lines(text))
+    if (!trim(line).empty()) return std::string(trim(line)).substr(0, 160);
+  return {};
+}
+
+// One line that says why a run of nvidia-smi gave no reading.
+std::string failure_reason(const platform::CaptureResult& r, const std::string& program, double timeout_s) {
+  if (!r.started) return "cannot run " + program + " (" + r.error + ")";
+  if (r.timed_out) return program + " did not answer within " + fmt_seconds(timeout_s);
+  const std::string both = r.out + "\n" + r.err;  // nvidia-smi prints its errors on stdout
+  if (auto known = known_failure(both); !known.empty()) return known;
+  const std::string line = first_line(r.out).empty() ? first_line(r.err) : first_line(r.out);
+  return program + " exited with code " + std::to_string(r.exit_code) + (line.empty() ? "" : ": " + line);
+}
+
+}  // namespace
+
+ProbeResult result_from_text(const std::string& text, const std::string& source) {
+  ProbeResult res;
+  res.source = source;
+  if (auto known = known_failure(text); !known.empty()) {
+    res.cpu_mode = true;
+    res.reason = known;
+    return res;
+  }
+  auto parsed = parse_any(text);
+  if (!parsed) {
+    res.cpu_mode = true;
+    res.reason = parsed.error().message;
+    return res;
+  }
+  res.snapshot = std::move(*parsed);
+  if (res.snapshot.gpus.empty()) {
+    res.cpu_mode = true;
+    res.reason = "no GPU listed";
+  }
+  return res;
+}
+
+ProbeResult FixtureProbe::read() {
+  const auto start = Clock::now();
+  ProbeResult res;
+  auto text = platform::read_file(path_);
+  if (!text) {
+    res.cpu_mode = true;
+    res.reason = "cannot read GPU fixture: " + text.error().message;
+    res.source = "fixture " + path_;
+  } else {
+    res = result_from_text(*text, "fixture " + path_);
+  }
+  res.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return res;
+}
+
+ProbeResult NvidiaSmiProbe::read() {
+  const auto start = Clock::now();
+  // Both queries at once: each costs ~25 ms of NVML start-up on a real H100.
+  auto apps = std::async(std::launch::async, [this] {
+    return platform::run_capture({program_, kQueryAppsArg, kCsvFormatArg}, timeout_);
+  });
+  const auto gpus = platform::run_capture({program_, kQueryGpuArg, kCsvFormatArg}, timeout_);
+  const auto procs = apps.get();
+  const double timeout_s = std::chrono::duration<double>(timeout_).count();
+
+  ProbeResult res;
+  res.source = program_;
+  if (!gpus.started || gpus.timed_out || gpus.exit_code != 0) {
+    res.cpu_mode = true;
+    res.reason = failure_reason(gpus, program_, timeout_s);
+  } else {
+    res = result_from_text(gpus.out, program_);
+    // Only GPU rows count from this query; a stray process row would be a mock's bug.
+    res.snapshot.processes.clear();
+    if (!res.cpu_mode) {
+      if (!procs.started || procs.timed_out || procs.exit_code != 0) {
+        res.snapshot.processes_known = false;
+        res.snapshot.warnings.push_back("process query failed: " + failure_reason(procs, program_, timeout_s));
+      } else if (!trim(procs.out).empty()) {
+        auto parsed = parse_csv(procs.out);
+        if (parsed) {
+          res.snapshot.processes = std::move(parsed->processes);
+          for (auto& w : parsed->warnings) res.snapshot.warnings.push_back(std::move(w));
+        } else {
+          res.snapshot.processes_known = false;
+          res.snapshot.warnings.push_back("process query: " + parsed.error().message);
+        }
+      }
+    }
+  }
+  res.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  return res;
+}
+
+std::unique_ptr<GpuProbe> make_probe(std::chrono::milliseconds timeout) {
+  if (auto fixture = platform::env("LLAMACTL_GPU_FIXTURE"); fixture && !fixture->empty())
+    return std::make_unique<FixtureProbe>(*fixture);
+  std::string program = platform::env("LLAMACTL_NVIDIA_SMI").value_or("");
+  if (program.empty()) program = "nvidia-smi";
+  return std::make_unique<NvidiaSmiProbe>(program, timeout);
+}
+
+}  // namespace llamactl::gpu

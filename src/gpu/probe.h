@@ -1,0 +1,64 @@
+#pragma once
+// Where GPU readings come from: nvidia-smi (real or a mock named by
+// LLAMACTL_NVIDIA_SMI) or a saved output (LLAMACTL_GPU_FIXTURE). Both go
+// through the same parsers.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "gpu/snapshot.h"
+
+namespace llamactl::gpu {
+
+struct ProbeResult {
+  GpuSnapshot snapshot;
+  bool cpu_mode = false;  // no usable GPU reading
+  std::string reason;     // why CPU mode (one line), empty otherwise
+  std::string source;     // "nvidia-smi", "fixture <path>"
+  double elapsed_ms = 0;
+};
+
+class GpuProbe {
+ public:
+  virtual ~GpuProbe() = default;
+  /// Never throws, never blocks past its timeout: failures become CPU mode with a reason.
+  virtual ProbeResult read() = 0;
+};
+
+/// The two queries llamactl runs, at the same time.
+inline constexpr const char* kQueryGpuArg =
+    "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu";
+inline constexpr const char* kQueryAppsArg = "--query-compute-apps=gpu_uuid,pid,process_name,used_gpu_memory";
+inline constexpr const char* kCsvFormatArg = "--format=csv,noheader,nounits";
+
+class NvidiaSmiProbe final : public GpuProbe {
+ public:
+  NvidiaSmiProbe(std::string program, std::chrono::milliseconds timeout)
+      : program_(std::move(program)), timeout_(timeout) {}
+  ProbeResult read() override;
+
+ private:
+  std::string program_;
+  std::chrono::milliseconds timeout_;
+};
+
+class FixtureProbe final : public GpuProbe {
+ public:
+  explicit FixtureProbe(std::string path) : path_(std::move(path)) {}
+  ProbeResult read() override;
+
+ private:
+  std::string path_;
+};
+
+/// Reads text that nvidia-smi printed (any form) into a result; shared by
+/// both probes and the tests.
+ProbeResult result_from_text(const std::string& text, const std::string& source);
+
+/// The probe the environment asks for: LLAMACTL_GPU_FIXTURE, else
+/// LLAMACTL_NVIDIA_SMI, else "nvidia-smi" on PATH.
+std::unique_ptr<GpuProbe> make_probe(std::chrono::milliseconds timeout);
+
+}  // namespace llamactl::gpu

@@ -1,0 +1,119 @@
+#pragma once
+// The only place that knows the OS. platform_posix.cpp and
+// platform_win32.cpp implement this header; CMake picks one.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "util/result.h"
+
+namespace llamactl::platform {
+
+// ---- short-lived child processes (nvidia-smi) ----
+
+struct CaptureResult {
+  bool started = false;    // false: could not run it at all (see error)
+  bool timed_out = false;  // killed at the deadline; output is what came before
+  int exit_code = -1;      // -1 when killed or unknown
+  std::string out, err;
+  std::string error;  // why it did not start
+};
+
+/// Runs argv[0] (looked up on PATH) with stdin from the null device, in its
+/// own process group, capturing stdout and stderr. At the deadline the whole
+/// group is killed and reading stops even if a grandchild holds the pipe.
+CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+
+// ---- long-lived detached children (llama-server) ----
+
+struct SpawnSpec {
+  std::vector<std::string> argv;
+  std::vector<std::pair<std::string, std::string>> set_env;
+  std::vector<std::string> drop_env_prefixes;  // e.g. "LLAMA_ARG_": inherited values would override our flags
+  std::string log_path;                        // stdout and stderr go here (appended)
+};
+
+struct Spawned {
+  int64_t pid = 0;
+  uint64_t start_time = 0;  // OS start time: tells a reused pid apart
+};
+
+/// Starts a process in a new session (own process group; survives our
+/// exit). Error kind start_failed when the program cannot be executed.
+Result<Spawned> spawn_detached(const SpawnSpec& spec);
+
+/// For a child this process spawned: its exit status if it has exited
+/// (reaps it), nullopt while it runs or when it is not our child.
+std::optional<int> try_reap(int64_t pid);
+
+/// OS start time of a live process; nullopt when no such process (or a zombie).
+std::optional<uint64_t> process_start_time(int64_t pid);
+
+/// True when pid runs and, if given, started at `start_time` (not a reused pid).
+bool process_alive(int64_t pid, std::optional<uint64_t> start_time);
+
+/// Login name of the process's owner (from the OS's process table and the
+/// user database, without NSS); nullopt when the OS does not tell.
+std::optional<std::string> process_user(int64_t pid);
+std::string current_user();
+int64_t current_pid();
+
+enum class Signal { terminate, kill };
+/// Signals a process group (pgid == leader pid). False when none exists.
+bool signal_group(int64_t pgid, Signal sig);
+
+// ---- files and locks ----
+
+class FileLock {
+ public:
+  /// Exclusive lock on `path` (created if needed). Waits up to `timeout`;
+  /// error kind state when it cannot be had.
+  static Result<FileLock> acquire(const std::string& path, std::chrono::milliseconds timeout);
+  FileLock(FileLock&& other) noexcept;
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(intptr_t handle) : handle_(handle) {}
+  intptr_t handle_ = -1;
+};
+
+/// Writes to a temp file beside `path`, flushes it to disk, renames it over
+/// `path`. A crash at any point leaves the old or the new file, never a mix.
+Status write_file_atomic(const std::string& path, const std::string& content);
+Result<std::string> read_file(const std::string& path);
+bool file_exists(const std::string& path);
+Status remove_file(const std::string& path);
+Status rename_file(const std::string& from, const std::string& to);
+/// Creates dir (and parents) with owner-only permissions.
+Status make_private_dir(const std::string& path);
+
+std::string default_state_dir();
+std::string default_config_path();
+std::optional<std::string> env(const char* name);
+/// Absolute path of a program: as given when it contains a separator, else
+/// searched on PATH; nullopt when not found or not executable.
+std::optional<std::string> find_program(const std::string& name);
+
+// ---- terminal and network ----
+
+bool stdout_is_tty();
+bool stderr_is_tty();
+int terminal_columns();  // 80 when unknown
+
+/// True when nothing listens on (and nothing has bound) 127.0.0.1:port.
+bool port_available(int port);
+
+/// SIGINT/SIGTERM set a flag that long waits poll; SIGPIPE is ignored.
+void install_signal_handlers();
+bool interrupted();
+
+void sleep_for(std::chrono::milliseconds d);
+
+}  // namespace llamactl::platform

@@ -1,0 +1,445 @@
+// POSIX (Linux first) implementation of platform.h.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "platform/platform.h"
+#include "util/strings.h"
+
+extern char** environ;
+
+namespace llamactl::platform {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+std::vector<char*> c_argv(const std::vector<std::string>& argv) {
+  std::vector<char*> out;
+  for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Children start with default signal dispositions and an empty mask, even
+// though we ignore SIGPIPE and block nothing ourselves.
+void default_signals(posix_spawnattr_t& attr, short extra_flags) {
+  sigset_t def, mask;
+  sigemptyset(&def);
+  for (int s : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&def, s);
+  sigemptyset(&mask);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setsigmask(&attr, &mask);
+  posix_spawnattr_setflags(&attr, static_cast<short>(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | extra_flags));
+}
+
+std::atomic<bool> g_interrupted{false};
+void on_signal(int) { g_interrupted = true; }
+
+// /etc/passwd lookup without NSS (a static binary cannot load NSS modules).
+std::optional<std::string> user_name(uint32_t uid) {
+  std::ifstream in("/etc/passwd");
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto f = split(line, ':');
+    if (f.size() >= 3 && parse_int(f[2]) == static_cast<int64_t>(uid)) return std::string(f[0]);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  CaptureResult r;
+  const auto deadline = Clock::now() + timeout;
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    r.error = "pipe: " + errno_text(errno);
+    return r;
+  }
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    r.error = "pipe: " + errno_text(errno);
+    return r;
+  }
+  Fd out_r(out_pipe[0]), out_w(out_pipe[1]), err_r(err_pipe[0]), err_w(err_pipe[1]);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);  // own group: a timeout kills it and its children
+  default_signals(attr, POSIX_SPAWN_SETPGROUP);
+  pid_t pid = 0;
+  auto args = c_argv(argv);
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  out_w.reset();
+  err_w.reset();
+  if (rc != 0) {
+    r.error = argv[0] + ": " + errno_text(rc);
+    return r;
+  }
+  r.started = true;
+
+  constexpr size_t kMaxOutput = 16u << 20;
+  pollfd fds[2] = {{out_r.fd, POLLIN, 0}, {err_r.fd, POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      r.timed_out = true;
+      break;
+    }
+    const int n = ::poll(fds, 2, static_cast<int>(left));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got > 0 && sinks[i]->size() < kMaxOutput) sinks[i]->append(buf, static_cast<size_t>(got));
+      if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  // Output is complete (or the deadline passed); wait for the exit status
+  // until the deadline, then kill the whole group.
+  for (;;) {
+    int status = 0;
+    const pid_t w = ::waitpid(pid, &status, WNOHANG);
+    if (w == pid) {
+      if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+      return r;
+    }
+    if (w < 0 && errno != EINTR) return r;
+    if (r.timed_out || Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  r.timed_out = true;
+  ::kill(-pid, SIGKILL);
+  // A process stuck in the driver (D state) cannot die; do not wait for it.
+  for (int i = 0; i < 20; ++i) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) != 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return r;
+}
+
+Result<Spawned> spawn_detached(const SpawnSpec& spec) {
+  if (spec.argv.empty()) return make_error(ErrorKind::start_failed, "empty command");
+  // Environment: ours, minus the dropped prefixes and the names we set.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    const std::string_view kv(*e);
+    const std::string_view name = kv.substr(0, kv.find('='));
+    bool drop = false;
+    for (const auto& p : spec.drop_env_prefixes) drop = drop || starts_with(name, p);
+    for (const auto& [k, v] : spec.set_env) drop = drop || name == k;
+    if (!drop) env_strings.emplace_back(kv);
+  }
+  for (const auto& [k, v] : spec.set_env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  default_signals(attr, POSIX_SPAWN_SETSID);  // new session: own group, no controlling terminal
+  pid_t pid = 0;
+  auto args = c_argv(spec.argv);
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return make_error(ErrorKind::start_failed, "cannot run '" + spec.argv[0] + "': " + errno_text(rc));
+  Spawned s;
+  s.pid = pid;
+  s.start_time = process_start_time(pid).value_or(0);
+  return s;
+}
+
+std::optional<int> try_reap(int64_t pid) {
+  int status = 0;
+  const pid_t w = ::waitpid(static_cast<pid_t>(pid), &status, WNOHANG);
+  if (w != static_cast<pid_t>(pid)) return std::nullopt;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+std::optional<uint64_t> process_start_time(int64_t pid) {
+  if (pid <= 0) return std::nullopt;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return std::nullopt;
+  // "pid (comm) S ppid ...": comm may hold spaces and ')', so start after the last ')'.
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string state;
+  fields >> state;
+  if (state == "Z" || state == "X") return std::nullopt;
+  std::string f;
+  for (int i = 4; i <= 22; ++i) fields >> f;  // field 22: starttime
+  return parse_int(f).has_value() ? std::optional<uint64_t>(static_cast<uint64_t>(*parse_int(f))) : std::nullopt;
+}
+
+bool process_alive(int64_t pid, std::optional<uint64_t> start_time) {
+  const auto now = process_start_time(pid);
+  if (!now) return false;
+  return !start_time || *start_time == 0 || *now == *start_time;
+}
+
+std::optional<std::string> process_user(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (starts_with(line, "Uid:")) {
+      const auto uid = parse_int(split(trim(std::string_view(line).substr(4)), '\t')[0]);
+      if (!uid) return std::nullopt;
+      if (auto name = user_name(static_cast<uint32_t>(*uid))) return name;
+      return std::to_string(*uid);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string current_user() {
+  if (auto n = user_name(static_cast<uint32_t>(::getuid()))) return *n;
+  return std::to_string(::getuid());
+}
+
+int64_t current_pid() { return ::getpid(); }
+
+bool signal_group(int64_t pgid, Signal sig) {
+  if (pgid <= 1) return false;  // never signal init or "every process"
+  return ::kill(static_cast<pid_t>(-pgid), sig == Signal::kill ? SIGKILL : SIGTERM) == 0;
+}
+
+Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(ErrorKind::state, "cannot open lock file " + path + ": " + errno_text(errno));
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return FileLock(fd);
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      const int e = errno;
+      ::close(fd);
+      return make_error(ErrorKind::state, "cannot lock " + path + ": " + errno_text(e));
+    }
+    if (Clock::now() >= deadline) {
+      ::close(fd);
+      return make_error(ErrorKind::state, "timed out waiting for the state lock " + path +
+                                              " (another llamactl holds it)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+FileLock::FileLock(FileLock&& other) noexcept : handle_(other.handle_) { other.handle_ = -1; }
+FileLock& FileLock::operator=(FileLock&& other) noexcept {
+  if (this != &other) {
+    if (handle_ >= 0) ::close(static_cast<int>(handle_));
+    handle_ = other.handle_;
+    other.handle_ = -1;
+  }
+  return *this;
+}
+FileLock::~FileLock() {
+  if (handle_ >= 0) ::close(static_cast<int>(handle_));  // closing releases the flock
+}
+
+Status write_file_atomic(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(ErrorKind::state, "cannot create " + tmp + ": " + errno_text(errno));
+  size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return make_error(ErrorKind::state, "cannot write " + tmp + ": " + errno_text(e));
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    return make_error(ErrorKind::state, "cannot flush " + tmp + ": " + errno_text(errno));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    ::unlink(tmp.c_str());
+    return make_error(ErrorKind::state, "cannot rename " + tmp + " to " + path + ": " + errno_text(e));
+  }
+  // Make the rename itself durable.
+  const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 1 : path.find_last_of('/'));
+  const int dfd = ::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return ok_status();
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorKind::io, "cannot read " + path + ": " + errno_text(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st{};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+Status remove_file(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return make_error(ErrorKind::io, "cannot remove " + path + ": " + errno_text(errno));
+  return ok_status();
+}
+
+Status rename_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return make_error(ErrorKind::io, "cannot rename " + from + " to " + to + ": " + errno_text(errno));
+  return ok_status();
+}
+
+Status make_private_dir(const std::string& path) {
+  if (path.empty()) return make_error(ErrorKind::state, "empty directory path");
+  size_t pos = 0;
+  for (;;) {
+    pos = path.find('/', pos + 1);
+    const std::string part = path.substr(0, pos);
+    if (!part.empty() && ::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
+      return make_error(ErrorKind::state, "cannot create directory " + part + ": " + errno_text(errno));
+    if (pos == std::string::npos) break;
+  }
+  struct stat st{};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return make_error(ErrorKind::state, path + " is not a directory");
+  return ok_status();
+}
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v) return std::nullopt;
+  return std::string(v);
+}
+
+std::string default_state_dir() {
+  if (auto x = env("XDG_STATE_HOME"); x && !x->empty()) return *x + "/llamactl";
+  if (auto h = env("HOME"); h && !h->empty()) return *h + "/.local/state/llamactl";
+  return "/tmp/llamactl-" + std::to_string(::getuid());
+}
+
+std::string default_config_path() {
+  if (auto x = env("XDG_CONFIG_HOME"); x && !x->empty()) return *x + "/llamactl/config.toml";
+  if (auto h = env("HOME"); h && !h->empty()) return *h + "/.config/llamactl/config.toml";
+  return {};
+}
+
+std::optional<std::string> find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) {
+    if (::access(name.c_str(), X_OK) == 0) return name;
+    return std::nullopt;
+  }
+  const auto path = env("PATH").value_or("/usr/local/bin:/usr/bin:/bin");
+  for (auto dir : split(path, ':')) {
+    const std::string candidate = (dir.empty() ? std::string(".") : std::string(dir)) + "/" + name;
+    struct stat st{};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return std::nullopt;
+}
+
+bool stdout_is_tty() { return ::isatty(1) == 1; }
+bool stderr_is_tty() { return ::isatty(2) == 1; }
+
+int terminal_columns() {
+  winsize ws{};
+  if (::ioctl(1, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  if (auto c = env("COLUMNS"); c && parse_int(*c) && *parse_int(*c) > 0) return static_cast<int>(*parse_int(*c));
+  return 80;
+}
+
+bool port_available(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int one = 1;
+  // SO_REUSEADDR as llama-server itself sets it: TIME_WAIT leftovers do not count as taken.
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+void install_signal_handlers() {
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+}
+
+bool interrupted() { return g_interrupted.load(); }
+
+void sleep_for(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
+
+}  // namespace llamactl::platform

@@ -1,0 +1,309 @@
+// load and unload: the decisions under the state lock, the long waits
+// outside it (a `starting` record keeps the GPU and port reserved).
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "runtime/runtime.h"
+#include "util/log.h"
+#include "util/strings.h"
+#include "util/time.h"
+
+namespace llamactl::runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+struct ResolvedModel {
+  std::string name, path;
+  std::optional<std::string> gpu;
+  int64_t context = 4096;
+  std::vector<std::string> args;
+};
+
+Result<ResolvedModel> resolve_model(const std::string& wanted, const config::Config& cfg) {
+  ResolvedModel m;
+  m.context = cfg.context;
+  if (const auto* mc = cfg.find_model(wanted)) {
+    m.name = mc->name;
+    m.path = mc->path;
+    m.gpu = mc->gpu;
+    m.args = mc->args;
+    if (mc->context) m.context = *mc->context;
+  } else if (ends_with(to_lower(wanted), ".gguf") || wanted.find('/') != std::string::npos) {
+    m.path = wanted;
+    m.name = fs::path(wanted).stem().string();
+  } else {
+    return make_error(ErrorKind::model_not_found,
+                      "model '" + wanted + "' is not in the config" + (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
+                          " and is not a path to a .gguf file");
+  }
+  std::error_code ec;
+  const auto abs = fs::absolute(m.path, ec);
+  if (!ec) m.path = abs.lexically_normal().string();
+  if (!fs::is_regular_file(m.path, ec))
+    return make_error(ErrorKind::model_not_found, "model file not found: " + m.path);
+  return m;
+}
+
+bool port_reserved(int port, const std::vector<state::Instance>& live) {
+  return std::any_of(live.begin(), live.end(), [&](const state::Instance& i) { return i.port == port; });
+}
+
+}  // namespace
+
+Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
+  auto model = resolve_model(req.model, cfg_);
+  if (!model) return model.error();
+  auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
+  if (!spec) return spec.error();
+  const auto header = gguf::read_file(model->path);
+  if (!header) return header.error();
+  std::error_code ec;
+  const auto file_bytes = fs::file_size(model->path, ec);
+  LoadOutcome out;
+  out.estimate = placement::estimate(ec ? 0 : file_bytes, &*header, model->context);
+
+  state::Instance inst;
+  {
+    auto lock = dir_.lock();
+    if (!lock) return lock.error();
+    state::StateFile st;
+    auto rec = lock_and_reconcile(*lock, st, out.notes);
+    if (!rec) return rec.error();
+
+    if (const auto* existing = st.find(model->name)) {
+      // Idempotent for cron: the same model again is success, another GPU is an error.
+      if (req.gpu && spec->kind == placement::GpuSpec::Kind::list && spec->indices != existing->gpus)
+        return make_error(ErrorKind::gpu_unavailable,
+                          "'" + model->name + "' already runs on GPU " + placement::gpus_text(existing->gpus) +
+                              " (pid " + std::to_string(existing->pid) + "); unload it before loading it on GPU " +
+                              placement::gpus_text(spec->indices));
+      if (req.gpu && spec->kind == placement::GpuSpec::Kind::cpu && !existing->gpus.empty())
+        return make_error(ErrorKind::gpu_unavailable, "'" + model->name + "' already runs on GPU " +
+                                                          placement::gpus_text(existing->gpus) + "; unload it first");
+      inst = *existing;
+      out.already_running = true;
+    } else {
+      const auto probe = probe_.read();  // fresh reading, never an old one
+      const auto view = gpu::classify(probe, opts_, ours_of(st.instances), nullptr);
+      for (const auto& w : view.warnings) out.notes.push_back(w);
+      auto choice = placement::choose_gpus(*spec, view, st.instances, out.estimate, req.force);
+      if (!choice) {
+        // Name the other user's process: classify again with user names for the message.
+        const auto named = gpu::classify(probe, opts_, ours_of(st.instances),
+                                         [this](int64_t pid) { return ops_.user_of(pid); });
+        auto again = placement::choose_gpus(*spec, named, st.instances, out.estimate, req.force);
+        return again ? choice.error() : again.error();
+      }
+      for (auto& n : choice->notes) out.notes.push_back(n);
+
+      int port = 0;
+      if (req.port) {
+        if (port_reserved(*req.port, st.instances) || !ops_.port_available(*req.port))
+          return make_error(ErrorKind::port_in_use, "port " + std::to_string(*req.port) + " is already in use");
+        port = *req.port;
+      } else {
+        const int first = placement::preferred_port(cfg_, choice->gpus, view.gpus.size());
+        for (int p = first; p < first + 100 && p <= 65535; ++p) {
+          if (port_reserved(p, st.instances) || !ops_.port_available(p)) continue;
+          port = p;
+          break;
+        }
+        if (port == 0)
+          return make_error(ErrorKind::port_in_use, "no free port in " + std::to_string(first) + "-" +
+                                                        std::to_string(first + 99));
+        if (port != first) out.notes.push_back("port " + std::to_string(first) + " is taken; using " + std::to_string(port));
+      }
+
+      const std::string program = platform::find_program(cfg_.llama_server).value_or(cfg_.llama_server);
+      const auto launch = placement::launch_for(cfg_, program, model->name, model->path, choice->gpus,
+                                                view.gpus.size(), port, model->context, model->args, req.extra_args);
+      const std::string log = dir_.log_path(model->name);
+      if (auto s = platform::write_file_atomic(log, "# llamactl: " + iso8601(now_ms()) + " " + join(launch.argv, " ") + "\n"); !s)
+        return s.error();
+      platform::SpawnSpec spawn_spec{launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log};
+      auto spawned = ops_.spawn(spawn_spec);
+      if (!spawned) return spawned.error();
+
+      inst.model = model->name;
+      inst.path = model->path;
+      inst.gpus = choice->gpus;
+      inst.port = port;
+      inst.pid = spawned->pid;
+      inst.start_time = spawned->start_time;
+      inst.started_at_ms = inst.last_used_at_ms = now_ms();
+      inst.keep_alive_ms = req.keep_alive_ms.value_or(-1);
+      inst.log = log;
+      inst.argv = launch.argv;
+      inst.owner = platform::current_user();
+      inst.state = "starting";
+      inst.estimate_mib = out.estimate.total_mib(std::max<size_t>(1, choice->gpus.size()));
+      st.instances.push_back(inst);
+      if (auto s = dir_.save(*lock, st); !s) {
+        bool killed = false;
+        stop(inst, std::chrono::seconds(2), killed);
+        return s.error();
+      }
+      if (auto s = dir_.write_pidfile(*lock, inst); !s) out.notes.push_back(s.error().message);
+    }
+  }  // lock released: the health wait can take minutes
+
+  if (auto s = wait_healthy(inst, req); !s) {
+    if (!out.already_running) {
+      bool killed = false;
+      stop(inst, std::chrono::seconds(5), killed);
+      forget(inst);
+    }
+    return s.error();
+  }
+  if (!out.already_running) {
+    auto lock = dir_.lock();
+    if (!lock) return lock.error();
+    std::vector<std::string> notes;
+    auto st = dir_.load(*lock, notes);
+    if (!st) return st.error();
+    if (auto* rec = st->find(inst.model); rec && rec->pid == inst.pid) {
+      rec->state = "running";
+      rec->last_used_at_ms = now_ms();
+      inst = *rec;
+      if (auto s = dir_.save(*lock, *st); !s) return s.error();
+    }
+  }
+  out.instance = describe(inst, probe_.read(), 200);
+  return out;
+}
+
+Status Runtime::wait_healthy(const state::Instance& inst, const LoadRequest& req) {
+  const auto start = Clock::now();
+  const auto deadline = start + req.timeout;
+  auto pause = std::chrono::milliseconds(5);
+  for (;;) {
+    if (platform::interrupted()) return make_error(ErrorKind::start_failed, "interrupted while waiting for '" + inst.model + "'");
+    // Our own child: reap it to read its exit code. Another process's child: just check that it lives.
+    if (const auto code = ops_.try_reap(inst.pid))
+      return make_error(ErrorKind::start_failed, "llama-server for '" + inst.model + "' exited with code " +
+                                                     std::to_string(*code) + " before it became healthy; last lines of " +
+                                                     inst.log + ":\n" + log_tail(inst.log, 20));
+    if (!ops_.alive(inst.pid, inst.start_time))
+      return make_error(ErrorKind::start_failed, "llama-server for '" + inst.model +
+                                                     "' exited before it became healthy; last lines of " + inst.log +
+                                                     ":\n" + log_tail(inst.log, 20));
+    if (health_.health(inst.port, std::chrono::milliseconds(1000)) == 200) return ok_status();
+    const auto now = Clock::now();
+    if (now >= deadline)
+      return make_error(ErrorKind::timeout, "'" + inst.model + "' did not become healthy within " +
+                                                std::to_string(req.timeout.count() / 1000) + " s; last lines of " +
+                                                inst.log + ":\n" + log_tail(inst.log, 20));
+    if (req.progress) req.progress(inst.model, std::chrono::duration<double>(now - start).count());
+    platform::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(100));
+  }
+}
+
+bool Runtime::stop(const state::Instance& inst, std::chrono::milliseconds timeout, bool& killed) {
+  killed = false;
+  // Never signal a pid that now belongs to someone else.
+  if (!ops_.alive(inst.pid, inst.start_time)) {
+    ops_.try_reap(inst.pid);
+    return true;
+  }
+  ops_.signal_group(inst.pid, platform::Signal::terminate);
+  const auto wait_gone = [&](std::chrono::milliseconds limit) {
+    const auto until = Clock::now() + limit;
+    while (Clock::now() < until) {
+      ops_.try_reap(inst.pid);
+      if (!ops_.alive(inst.pid, inst.start_time)) return true;
+      platform::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  if (wait_gone(timeout)) return true;
+  // A real llama-server can stall in its graceful path: escalate.
+  killed = true;
+  ops_.signal_group(inst.pid, platform::Signal::kill);
+  return wait_gone(std::chrono::seconds(5));
+}
+
+void Runtime::forget(const state::Instance& inst) {
+  auto lock = dir_.lock();
+  if (!lock) {
+    log::warn("cannot remove '{}' from the state: {}", inst.model, lock.error().message);
+    return;
+  }
+  std::vector<std::string> notes;
+  auto st = dir_.load(*lock, notes);
+  if (!st) return;
+  auto& v = st->instances;
+  v.erase(std::remove_if(v.begin(), v.end(),
+                         [&](const state::Instance& i) { return i.model == inst.model && i.pid == inst.pid; }),
+          v.end());
+  if (auto s = dir_.save(*lock, *st); !s) log::warn("{}", s.error().message);
+  (void)dir_.remove_pidfile(*lock, inst.model);
+}
+
+Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
+  std::vector<state::Instance> targets;
+  std::vector<std::string> notes;
+  {
+    auto lock = dir_.lock();
+    if (!lock) return lock.error();
+    state::StateFile st;
+    auto rec = lock_and_reconcile(*lock, st, notes);
+    if (!rec) return rec.error();
+    std::optional<placement::GpuSpec> spec;
+    if (req.gpu) {
+      auto s = placement::parse_gpu_spec(*req.gpu);
+      if (!s) return s.error();
+      spec = *s;
+    }
+    std::string wanted;
+    if (req.model) {
+      const auto* mc = cfg_.find_model(*req.model);
+      wanted = mc ? mc->name : *req.model;
+      if (!mc && ends_with(to_lower(wanted), ".gguf")) wanted = fs::path(wanted).stem().string();
+    }
+    for (const auto& i : st.instances) {
+      bool match = req.all;
+      if (req.model) match = match || i.model == wanted;
+      if (spec) {
+        if (spec->kind == placement::GpuSpec::Kind::all || spec->kind == placement::GpuSpec::Kind::auto_)
+          match = match || !i.gpus.empty();
+        else if (spec->kind == placement::GpuSpec::Kind::cpu)
+          match = match || i.gpus.empty();
+        else
+          for (int g : spec->indices) match = match || std::find(i.gpus.begin(), i.gpus.end(), g) != i.gpus.end();
+      }
+      if (match) targets.push_back(i);
+    }
+    if (targets.empty() && !req.all) {
+      const std::string what = req.model ? "'" + *req.model + "'" : "GPU " + req.gpu.value_or("?");
+      return make_error(ErrorKind::model_not_found, "no instance of ours runs on/as " + what);
+    }
+  }
+  for (const auto& n : notes) log::warn("{}", n);
+
+  UnloadOutcome out;
+  const auto before = targets.empty() ? gpu::ProbeResult{} : probe_.read();
+  for (const auto& t : targets) {
+    Stopped s;
+    s.rec = t;
+    s.freed_mib = describe(t, before, 0).memory_used_mib;
+    s.still_running = !stop(t, req.timeout, s.killed);
+    if (!s.still_running) forget(t);
+    out.stopped.push_back(s);
+  }
+  const auto probe = probe_.read();
+  auto lock = dir_.lock();
+  std::vector<gpu::OurInstance> ours;
+  if (lock) {
+    std::vector<std::string> ignored;
+    if (auto st = dir_.load(*lock, ignored)) ours = ours_of(st->instances);
+  }
+  out.after = gpu::classify(probe, opts_, ours, [this](int64_t pid) { return ops_.user_of(pid); });
+  return out;
+}
+
+}  // namespace llamactl::runtime

@@ -1,0 +1,185 @@
+// Readings -> one View of GPUs and instances. Pure functions first, then
+// Runtime::collect, which gathers the readings.
+
+#include <algorithm>
+#include <deque>
+#include <fstream>
+#include <future>
+#include <set>
+
+#include "net/http_client.h"
+#include "runtime/runtime.h"
+#include "util/log.h"
+#include "util/strings.h"
+#include "util/time.h"
+
+namespace llamactl::runtime {
+namespace {
+
+class RealProcessOps final : public ProcessOps {
+ public:
+  Result<platform::Spawned> spawn(const platform::SpawnSpec& spec) override { return platform::spawn_detached(spec); }
+  bool alive(int64_t pid, uint64_t start_time) override {
+    return platform::process_alive(pid, start_time ? std::optional<uint64_t>(start_time) : std::nullopt);
+  }
+  std::optional<int> try_reap(int64_t pid) override { return platform::try_reap(pid); }
+  bool signal_group(int64_t pgid, platform::Signal sig) override { return platform::signal_group(pgid, sig); }
+  std::optional<std::string> user_of(int64_t pid) override { return platform::process_user(pid); }
+  bool port_available(int port) override { return platform::port_available(port); }
+};
+
+class RealHealthProbe final : public HealthProbe {
+ public:
+  int health(int port, std::chrono::milliseconds timeout) override {
+    auto r = net::http_get("127.0.0.1", port, "/health", timeout);
+    return r ? r->status : 0;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<ProcessOps> real_process_ops() { return std::make_unique<RealProcessOps>(); }
+std::unique_ptr<HealthProbe> real_health_probe() { return std::make_unique<RealHealthProbe>(); }
+
+Reconciled reconcile(const std::vector<state::Instance>& recorded,
+                     const std::function<bool(const state::Instance&)>& alive) {
+  Reconciled r;
+  for (const auto& i : recorded) (alive(i) ? r.live : r.dead).push_back(i);
+  return r;
+}
+
+std::vector<gpu::OurInstance> ours_of(const std::vector<state::Instance>& live) {
+  std::vector<gpu::OurInstance> out;
+  for (const auto& i : live) out.push_back({i.model, i.gpus, i.pid});
+  return out;
+}
+
+gpu::ClassifyOptions classify_options(const config::Config& cfg, std::optional<int64_t> threshold_flag) {
+  gpu::ClassifyOptions o;
+  o.threshold_mib = threshold_flag.value_or(cfg.memory_threshold_mib);
+  for (const auto& [idx, g] : cfg.gpu)
+    if (g.threshold_mib) o.per_gpu_threshold_mib[idx] = *g.threshold_mib;
+  o.ignore_processes = cfg.ignore_processes;
+  return o;
+}
+
+namespace {
+
+InstanceView view_of(const state::Instance& i, const gpu::ProbeResult& probe, std::optional<int> health,
+                     int64_t now) {
+  InstanceView v;
+  v.rec = i;
+  v.uptime_s = i.started_at_ms > 0 ? std::max<int64_t>(0, (now - i.started_at_ms) / 1000) : 0;
+  v.healthy = health && *health == 200;
+  if (!health) v.state = i.state == "starting" ? "starting" : "running";
+  else if (v.healthy) v.state = "running";
+  else v.state = i.state == "starting" ? "starting" : "unhealthy";
+  if (i.keep_alive_ms >= 0) v.expires_at_ms = std::max(i.last_used_at_ms, i.started_at_ms) + i.keep_alive_ms;
+  if (!probe.cpu_mode && !i.gpus.empty()) {
+    int64_t total = 0;
+    bool total_known = true;
+    for (int g : i.gpus) {
+      const auto* r = probe.snapshot.find(g);
+      if (r && r->memory_total_mib) total += *r->memory_total_mib;
+      else total_known = false;
+    }
+    if (total_known) v.memory_total_mib = total;
+    int64_t used = 0;
+    bool seen = false, unknown = false;
+    for (const auto& p : probe.snapshot.processes) {
+      if (p.pid != i.pid) continue;
+      seen = true;
+      if (p.used_memory_mib) used += *p.used_memory_mib;
+      else unknown = true;  // WDDM: per-process memory is not reported
+    }
+    if (seen && !unknown) v.memory_used_mib = used;
+  }
+  return v;
+}
+
+}  // namespace
+
+View build_view(const gpu::ProbeResult& probe, const gpu::ClassifyOptions& opts, const Reconciled& rec,
+                const std::map<std::string, int>& health, int64_t now, const gpu::UserLookup& user_of) {
+  View v;
+  v.gpus = gpu::classify(probe, opts, ours_of(rec.live), user_of);
+  for (const auto& i : rec.live) {
+    const auto h = health.find(i.model);
+    v.instances.push_back(view_of(i, probe, h == health.end() ? std::nullopt : std::optional<int>(h->second), now));
+  }
+  for (const auto& i : rec.dead) {
+    InstanceView d;
+    d.rec = i;
+    d.state = "dead";
+    d.uptime_s = 0;
+    v.instances.push_back(std::move(d));
+  }
+  return v;
+}
+
+Result<Reconciled> Runtime::lock_and_reconcile(const state::Lock& lock, state::StateFile& st,
+                                               std::vector<std::string>& notes) {
+  auto loaded = dir_.load(lock, notes);
+  if (!loaded) return loaded.error();
+  st = std::move(*loaded);
+  Reconciled rec = reconcile(st.instances, [&](const state::Instance& i) { return ops_.alive(i.pid, i.start_time); });
+  if (!rec.dead.empty()) {
+    for (const auto& d : rec.dead) {
+      notes.push_back("instance '" + d.model + "' (pid " + std::to_string(d.pid) + ", GPUs " +
+                      placement::gpus_text(d.gpus) + ") is gone; dropped it from the state");
+      if (auto s = dir_.remove_pidfile(lock, d.model); !s) notes.push_back(s.error().message);
+    }
+    st.instances = rec.live;
+    if (auto s = dir_.save(lock, st); !s) return s.error();
+  }
+  return rec;
+}
+
+Result<View> Runtime::collect(bool probe_health) {
+  std::vector<std::string> notes;
+  Reconciled rec;
+  {
+    auto lock = dir_.lock();
+    if (!lock) return lock.error();
+    state::StateFile st;
+    auto r = lock_and_reconcile(*lock, st, notes);
+    if (!r) return r.error();
+    rec = std::move(*r);
+  }
+  // GPU reading and health probes run at the same time, outside the lock.
+  auto gpu_future = std::async(std::launch::async, [this] { return probe_.read(); });
+  std::map<std::string, int> health;
+  if (probe_health) {
+    std::vector<std::pair<std::string, std::future<int>>> probes;
+    for (const auto& i : rec.live) {
+      const int port = i.port;
+      probes.emplace_back(i.model, std::async(std::launch::async, [this, port] {
+                            return health_.health(port, std::chrono::milliseconds(1000));
+                          }));
+    }
+    for (auto& [model, f] : probes) health[model] = f.get();
+  }
+  const auto probe = gpu_future.get();
+  View v = build_view(probe, opts_, rec, health, now_ms(), [this](int64_t pid) { return ops_.user_of(pid); });
+  v.notices = std::move(notes);
+  return v;
+}
+
+InstanceView Runtime::describe(const state::Instance& inst, const gpu::ProbeResult& probe, int health_status) {
+  return view_of(inst, probe, health_status, now_ms());
+}
+
+std::string log_tail(const std::string& path, size_t n) {
+  std::ifstream in(path);
+  std::deque<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    lines.push_back(line);
+    if (lines.size() > n) lines.pop_front();
+  }
+  std::string out;
+  for (const auto& l : lines) out += "  | " + l + "\n";
+  return out;
+}
+
+}  // namespace llamactl::runtime

@@ -1,0 +1,148 @@
+#pragma once
+// Reconcile and lifecycle, shared by the CLI and `serve`: readings (state
+// file, processes, nvidia-smi) -> reconcile -> View -> decisions. Side
+// effects go through the small interfaces below so tests can fake them.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "gpu/classify.h"
+#include "gpu/probe.h"
+#include "placement/placement.h"
+#include "platform/platform.h"
+#include "state/state.h"
+
+namespace llamactl::runtime {
+
+class ProcessOps {
+ public:
+  virtual ~ProcessOps() = default;
+  virtual Result<platform::Spawned> spawn(const platform::SpawnSpec& spec) = 0;
+  virtual bool alive(int64_t pid, uint64_t start_time) = 0;
+  /// Exit status of our own child once it has exited; nullopt otherwise.
+  virtual std::optional<int> try_reap(int64_t pid) = 0;
+  virtual bool signal_group(int64_t pgid, platform::Signal sig) = 0;
+  virtual std::optional<std::string> user_of(int64_t pid) = 0;
+  virtual bool port_available(int port) = 0;
+};
+
+class HealthProbe {
+ public:
+  virtual ~HealthProbe() = default;
+  /// HTTP status of GET /health on 127.0.0.1:port; 0 when nothing answered.
+  virtual int health(int port, std::chrono::milliseconds timeout) = 0;
+};
+
+std::unique_ptr<ProcessOps> real_process_ops();
+std::unique_ptr<HealthProbe> real_health_probe();
+
+struct InstanceView {
+  state::Instance rec;
+  std::string state;  // starting, running, unhealthy, dead
+  bool healthy = false;
+  std::optional<int64_t> memory_used_mib;
+  std::optional<int64_t> memory_total_mib;
+  int64_t uptime_s = 0;
+  std::optional<int64_t> expires_at_ms;
+};
+
+struct View {
+  gpu::GpuView gpus;
+  std::vector<InstanceView> instances;
+  std::vector<std::string> notices;  // dropped dead instances, moved-aside state files
+};
+
+/// Splits recorded instances into live and dead (pid gone or reused). Pure.
+struct Reconciled {
+  std::vector<state::Instance> live, dead;
+};
+Reconciled reconcile(const std::vector<state::Instance>& recorded,
+                     const std::function<bool(const state::Instance&)>& alive);
+
+/// Our instances as the classifier needs them.
+std::vector<gpu::OurInstance> ours_of(const std::vector<state::Instance>& live);
+
+/// Builds the view from readings. Pure apart from `user_of`. `health` maps
+/// model -> HTTP status of its /health (absent: not probed).
+View build_view(const gpu::ProbeResult& probe, const gpu::ClassifyOptions& opts, const Reconciled& rec,
+                const std::map<std::string, int>& health, int64_t now_ms, const gpu::UserLookup& user_of);
+
+gpu::ClassifyOptions classify_options(const config::Config& cfg, std::optional<int64_t> threshold_flag);
+
+struct LoadRequest {
+  std::string model;
+  std::optional<std::string> gpu;
+  std::optional<int> port;
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  bool force = false;
+  std::vector<std::string> extra_args;
+  std::optional<int64_t> keep_alive_ms;
+  std::function<void(const std::string& what, double seconds)> progress;  // called while waiting
+};
+
+struct LoadOutcome {
+  InstanceView instance;
+  bool already_running = false;
+  placement::Estimate estimate;
+  std::vector<std::string> notes;
+};
+
+struct UnloadRequest {
+  std::optional<std::string> model;
+  std::optional<std::string> gpu;
+  bool all = false;
+  std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+};
+
+struct Stopped {
+  state::Instance rec;
+  bool killed = false;  // needed SIGKILL
+  bool still_running = false;
+  std::optional<int64_t> freed_mib;
+};
+
+struct UnloadOutcome {
+  std::vector<Stopped> stopped;
+  gpu::GpuView after;
+};
+
+class Runtime {
+ public:
+  Runtime(config::Config cfg, state::StateDir dir, gpu::GpuProbe& probe, ProcessOps& ops, HealthProbe& health,
+          gpu::ClassifyOptions opts)
+      : cfg_(std::move(cfg)), dir_(std::move(dir)), probe_(probe), ops_(ops), health_(health), opts_(std::move(opts)) {}
+
+  /// Reconciles the state (dropping dead instances) and reads GPUs and health.
+  Result<View> collect(bool probe_health);
+  Result<LoadOutcome> load(const LoadRequest& req);
+  Result<UnloadOutcome> unload(const UnloadRequest& req);
+
+  const config::Config& config() const { return cfg_; }
+  const state::StateDir& state_dir() const { return dir_; }
+
+ private:
+  struct Locked;
+  Result<Reconciled> lock_and_reconcile(const state::Lock& lock, state::StateFile& st, std::vector<std::string>& notes);
+  Status wait_healthy(const state::Instance& inst, const LoadRequest& req);
+  bool stop(const state::Instance& inst, std::chrono::milliseconds timeout, bool& killed);
+  void forget(const state::Instance& inst);
+  InstanceView describe(const state::Instance& inst, const gpu::ProbeResult& probe, int health_status);
+
+  config::Config cfg_;
+  state::StateDir dir_;
+  gpu::GpuProbe& probe_;
+  ProcessOps& ops_;
+  HealthProbe& health_;
+  gpu::ClassifyOptions opts_;
+};
+
+/// Last `n` lines of a log file (empty when unreadable).
+std::string log_tail(const std::string& path, size_t n);
+
+}  // namespace llamactl::runtime
