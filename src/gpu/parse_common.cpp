@@ -25,15 +25,17 @@ std::optional<LostGpu> parse_lost_gpu_line(std::string_view line) {
   static constexpr std::string_view kPrefix = "Unable to determine the device handle for GPU";
   const size_t at = line.find(kPrefix);
   if (at == std::string_view::npos) return std::nullopt;
-  std::string_view rest = trim(line.substr(at + kPrefix.size()));
+  std::string_view rest = line.substr(at + kPrefix.size());
   LostGpu lost;
-  // Newer drivers: "GPU0: 0000:24:00.0: GPU is lost..."
+  // Newer drivers: "GPU0: 0000:24:00.0: GPU is lost..." (no space after "GPU");
+  // older ones: "GPU 0000:02:00.0: GPU is lost...".
   size_t digits = 0;
   while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') ++digits;
   if (digits > 0 && digits < rest.size() && rest[digits] == ':') {
     lost.index = static_cast<int>(*parse_int(rest.substr(0, digits)));
-    rest = trim(rest.substr(digits + 1));
+    rest = rest.substr(digits + 1);
   }
+  rest = trim(rest);
   // Bus id "0000:02:00.0" ends at the ": " before the reason.
   const size_t sep = rest.find(": ");
   if (sep != std::string_view::npos) {

@@ -20,7 +20,16 @@ std::string column_name(std::string_view cell) {
   return to_lower(trim(cell));
 }
 
+// Field names are lowercase words with dots and underscores ("memory.used").
+bool looks_like_field(const std::string& c) {
+  if (c.empty()) return false;
+  for (char ch : c)
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_')) return false;
+  return true;
+}
+
 Table header_kind(const std::vector<std::string>& cols) {
+  if (!std::all_of(cols.begin(), cols.end(), looks_like_field)) return Table::none;
   const auto has = [&](std::string_view c) { return std::find(cols.begin(), cols.end(), c) != cols.end(); };
   if (has("pid") && (has("process_name") || has("used_gpu_memory") || has("used_memory") || has("gpu_uuid")))
     return Table::apps;

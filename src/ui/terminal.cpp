@@ -5,8 +5,8 @@
 namespace llamactl::ui {
 
 Terminal Terminal::for_stdout() {
+  if (auto n = platform::env("NO_COLOR"); n && !n->empty()) return Terminal(false);  // no-color.org: always wins
   if (auto f = platform::env("CLICOLOR_FORCE"); f && !f->empty() && *f != "0") return Terminal(true);
-  if (platform::env("NO_COLOR")) return Terminal(false);
   const auto term = platform::env("TERM").value_or("");
   return Terminal(platform::stdout_is_tty() && term != "dumb");
 }

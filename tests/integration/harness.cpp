@@ -1,0 +1,160 @@
+#include "integration/harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "platform/platform.h"
+#include "unit/gguf_writer.h"
+
+extern char** environ;
+
+namespace llamactl::testing {
+
+nlohmann::json RunResult::json() const {
+  try {
+    return nlohmann::json::parse(out);
+  } catch (const std::exception& e) {
+    return nlohmann::json{{"__parse_error", e.what()}, {"__out", out}};
+  }
+}
+
+namespace {
+
+int pick_base_port() {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int base = 20000 + static_cast<int>(rd() % 400) * 100;
+    bool ok = true;
+    for (int p = base; p < base + 120 && ok; ++p) ok = platform::port_available(p);
+    if (ok) return base;
+  }
+  return 45000;
+}
+
+int64_t spawn(const std::vector<std::string>& argv) {
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = ::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc == 0 ? pid : -1;
+}
+
+}  // namespace
+
+bool pid_alive(int64_t pid) { return platform::process_start_time(pid).has_value(); }
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+Sandbox::Sandbox() {
+  std::filesystem::create_directories(gpu_dir() + "/procs");
+  base_port_ = pick_base_port();
+  set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3", "1 0 81559 0 NVIDIA H100 80GB HBM3"});
+  write_config("");
+}
+
+Sandbox::~Sandbox() {
+  // Stop every llama-server this sandbox's state knows, by pid (process group), then our helpers.
+  try {
+    const auto st = state_file();
+    if (st.contains("instances"))
+      for (const auto& i : st["instances"]) {
+        const int64_t pid = i.value("pid", int64_t{0});
+        if (pid > 1) ::kill(static_cast<pid_t>(-pid), SIGKILL);
+      }
+  } catch (...) {
+  }
+  // Fake servers register under procs/ even when the state lost them (a failed test).
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(gpu_dir() + "/procs", ec)) {
+    const auto name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const int64_t pid = std::stoll(name);
+    std::ifstream in(e.path());
+    std::string gpus, mib, proc;
+    in >> gpus >> mib >> proc;
+    if (proc == "llama-server" && pid > 1) ::kill(static_cast<pid_t>(-pid), SIGKILL);
+  }
+  for (int64_t pid : children_) {
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
+    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  }
+}
+
+RunResult Sandbox::run(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                       std::chrono::milliseconds timeout) const {
+  std::vector<std::string> argv = {"env", "-u", "LLAMACTL_GPU_FIXTURE", "-u", "LLAMACTL_CONFIG", "-u", "LLAMACTL_STATE_DIR",
+                                   "-u", "NO_COLOR", "LLAMACTL_NVIDIA_SMI=" FAKE_NVIDIA_SMI, "FAKE_GPU_DIR=" + gpu_dir()};
+  argv.insert(argv.end(), env.begin(), env.end());
+  argv.push_back(LLAMACTL_BIN);
+  argv.insert(argv.end(), args.begin(), args.end());
+  // Global flags after the subcommand, as users type them. "--" args stay last.
+  auto dashdash = std::find(argv.begin(), argv.end(), "--");
+  argv.insert(dashdash, {"--state-dir", state_dir(), "--config", dir_ / "llamactl.toml"});
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = platform::run_capture(argv, timeout);
+  RunResult out;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out.exit_code = r.exit_code;
+  out.timed_out = r.timed_out;
+  out.out = r.out;
+  out.err = r.err;
+  return out;
+}
+
+void Sandbox::set_gpus(const std::vector<std::string>& lines) const {
+  std::ofstream out(gpu_dir() + "/gpus");
+  for (const auto& l : lines) out << l << "\n";
+}
+
+void Sandbox::write_config(const std::string& body) const {
+  std::ofstream out(dir_ / "llamactl.toml");
+  out << "llama_server = \"" << FAKE_LLAMA_SERVER << "\"\nbase_port = " << base_port_ << "\n" << body;
+}
+
+std::string Sandbox::model(const std::string& name) const {
+  const std::string p = dir_ / (name + ".gguf");
+  if (!std::filesystem::exists(p)) write_gguf(p, GgufSpec{});
+  return p;
+}
+
+int64_t Sandbox::start_other(const std::string& gpus, int mib, const std::string& name) {
+  const int64_t pid = start_sleeper();
+  std::ofstream(gpu_dir() + "/procs/" + std::to_string(pid)) << gpus << " " << mib << " " << name << "\n";
+  return pid;
+}
+
+int64_t Sandbox::start_sleeper() {
+  const int64_t pid = spawn({"sleep", "300"});
+  if (pid > 0) children_.push_back(pid);
+  return pid;
+}
+
+nlohmann::json Sandbox::state_file() const {
+  std::ifstream in(state_dir() + "/state.json");
+  if (!in) return nlohmann::json::object();
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace llamactl::testing

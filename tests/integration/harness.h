@@ -1,0 +1,65 @@
+#pragma once
+// End-to-end sandbox: the real llamactl binary, the mock nvidia-smi and the
+// fake llama-server, in a temporary dir with free ports. Every process a
+// test starts is stopped by pid when the sandbox goes away.
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "unit/test_dir.h"
+
+namespace llamactl::testing {
+
+struct RunResult {
+  int exit_code = -1;
+  bool timed_out = false;
+  std::string out, err;
+  double seconds = 0;
+  nlohmann::json json() const;
+};
+
+class Sandbox {
+ public:
+  Sandbox();
+  ~Sandbox();
+  Sandbox(const Sandbox&) = delete;
+  Sandbox& operator=(const Sandbox&) = delete;
+
+  /// Runs `llamactl ARGS` with --state-dir/--config of this sandbox, the
+  /// mock nvidia-smi, and `env` added (NAME=VALUE).
+  RunResult run(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+                std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
+
+  /// One line per GPU for the mock: "INDEX BASE_USED TOTAL UTIL NAME".
+  void set_gpus(const std::vector<std::string>& lines) const;
+  /// Writes the config file (llama_server and base_port are prepended).
+  void write_config(const std::string& body) const;
+  /// A small valid GGUF model file; returns its path.
+  std::string model(const std::string& name) const;
+  /// Starts a stand-in for another user's GPU process and registers its
+  /// memory with the mock nvidia-smi. Returns its pid.
+  int64_t start_other(const std::string& gpus, int mib, const std::string& name);
+  /// Starts a plain process that is not on any GPU (for pid-reuse tests).
+  int64_t start_sleeper();
+
+  nlohmann::json state_file() const;
+  std::string state_dir() const { return dir_ / "state"; }
+  std::string gpu_dir() const { return dir_ / "gpus"; }
+  std::string path(const std::string& name) const { return dir_ / name; }
+  int base_port() const { return base_port_; }
+
+ private:
+  TempDir dir_;
+  int base_port_ = 0;
+  std::vector<int64_t> children_;
+};
+
+bool pid_alive(int64_t pid);
+/// Waits until `pred` is true or the timeout passes.
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace llamactl::testing

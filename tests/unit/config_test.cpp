@@ -1,0 +1,135 @@
+#include <gtest/gtest.h>
+
+#include "config/config.h"
+#include "util/duration.h"
+
+using namespace llamactl;
+using namespace llamactl::config;
+
+namespace {
+
+const char* kFull = R"(llama_server = "/opt/llama/llama-server"
+base_port = 9000
+memory_threshold_mib = 64
+placement = "tensor-split"
+keep_alive = "10m"
+context = 8192
+ignore_processes = ["Xorg", "dwm.exe"]
+
+[ports]
+gpu0 = 8081
+gpu1 = 8088
+both = 8081
+
+[gpu.0]
+threshold_mib = 1024
+
+[models.llama-7b]
+path = "/models/llama-2-7b.Q4_K_M.gguf"
+gpu = "auto"
+context = 4096
+args = ["--flash-attn", "on"]
+aliases = ["llama"]
+keep_alive = "1h30m"
+)";
+
+}  // namespace
+
+TEST(Config, EveryKeyOfTheSpec) {
+  auto c = parse(kFull, "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->llama_server, "/opt/llama/llama-server");
+  EXPECT_EQ(c->base_port, 9000);
+  EXPECT_EQ(c->memory_threshold_mib, 64);
+  EXPECT_EQ(c->placement, Placement::tensor_split);
+  EXPECT_EQ(c->keep_alive_ms, 600000);
+  EXPECT_EQ(c->context, 8192);
+  EXPECT_EQ(c->ignore_processes, (std::vector<std::string>{"Xorg", "dwm.exe"}));
+  EXPECT_EQ(c->ports.at("gpu1"), 8088);
+  EXPECT_EQ(c->ports.at("both"), 8081);
+  EXPECT_EQ(c->gpu.at(0).threshold_mib, 1024);
+  const auto& m = c->models.at("llama-7b");
+  EXPECT_EQ(m.path, "/models/llama-2-7b.Q4_K_M.gguf");
+  EXPECT_EQ(m.gpu, "auto");
+  EXPECT_EQ(m.context, 4096);
+  EXPECT_EQ(m.args, (std::vector<std::string>{"--flash-attn", "on"}));
+  EXPECT_EQ(m.keep_alive_ms, 5400000);
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(Config, DefaultsWhenEmpty) {
+  auto c = parse("", "empty.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->llama_server, "llama-server");
+  EXPECT_EQ(c->base_port, 8081);
+  EXPECT_EQ(c->memory_threshold_mib, 30);
+  EXPECT_EQ(c->placement, Placement::visible_devices);
+  EXPECT_EQ(c->keep_alive_ms, 300000);
+  EXPECT_EQ(c->context, 4096);
+  EXPECT_FALSE(c->ignore_processes.empty());
+}
+
+TEST(Config, FindsByNameAliasAndTag) {
+  auto c = parse(kFull, "c.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(c->find_model("llama-7b"), nullptr);
+  EXPECT_NE(c->find_model("llama"), nullptr);
+  EXPECT_NE(c->find_model("llama:latest"), nullptr);
+  EXPECT_EQ(c->find_model("nope"), nullptr);
+}
+
+TEST(Config, ErrorsNameFileLineAndKey) {
+  auto bad_type = parse("base_port = \"x\"\n", "c.toml");
+  ASSERT_FALSE(bad_type.ok());
+  EXPECT_EQ(bad_type.error().kind, ErrorKind::config);
+  EXPECT_EQ(bad_type.error().message, "c.toml:1: key 'base_port': expected an integer");
+
+  auto range = parse("\n\nbase_port = 70000\n", "c.toml");
+  ASSERT_FALSE(range.ok());
+  EXPECT_NE(range.error().message.find("c.toml:3: key 'base_port'"), std::string::npos) << range.error().message;
+
+  auto syntax = parse("[models.x\npath=1", "c.toml");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_EQ(syntax.error().message.rfind("c.toml:1:", 0), 0u) << syntax.error().message;
+
+  auto gpu = parse("[models.x]\npath = \"/m.gguf\"\ngpu = \"3,x\"\n", "c.toml");
+  ASSERT_FALSE(gpu.ok());
+  EXPECT_NE(gpu.error().message.find("c.toml:3: key 'models.x.gpu'"), std::string::npos) << gpu.error().message;
+
+  auto nopath = parse("[models.x]\ncontext = 5\n", "c.toml");
+  ASSERT_FALSE(nopath.ok());
+  EXPECT_NE(nopath.error().message.find("has no 'path'"), std::string::npos);
+
+  auto placement = parse("placement = \"sideways\"\n", "c.toml");
+  ASSERT_FALSE(placement.ok());
+
+  auto ka = parse("keep_alive = \"soon\"\n", "c.toml");
+  ASSERT_FALSE(ka.ok());
+  EXPECT_NE(ka.error().message.find("keep_alive"), std::string::npos);
+
+  auto port_key = parse("[ports]\ngpux = 1\n", "c.toml");
+  ASSERT_FALSE(port_key.ok());
+}
+
+TEST(Config, UnknownKeysWarnWithLine) {
+  auto c = parse("base_port = 8081\nbsae_port = 1\n[models.m]\npath = \"/m.gguf\"\ncontxt = 5\n", "c.toml");
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c->warnings.size(), 2u);
+  EXPECT_EQ(c->warnings[0], "c.toml:2: unknown key 'bsae_port' ignored");
+  EXPECT_EQ(c->warnings[1], "c.toml:5: unknown key 'models.m.contxt' ignored");
+}
+
+TEST(Config, DuplicateAliasIsAnError) {
+  auto c = parse("[models.a]\npath=\"/a.gguf\"\naliases=[\"x\"]\n[models.b]\npath=\"/b.gguf\"\naliases=[\"x\"]\n", "c.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("alias 'x'"), std::string::npos);
+}
+
+TEST(Config, IntegerKeepAliveIsSeconds) {
+  auto c = parse("keep_alive = 60\n", "c.toml");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->keep_alive_ms, 60000);
+  auto never = parse("keep_alive = -1\n", "c.toml");
+  ASSERT_TRUE(never.ok());
+  EXPECT_EQ(never->keep_alive_ms, kNever);
+}

@@ -1,0 +1,47 @@
+#include <gtest/gtest.h>
+
+#include "util/strings.h"
+
+using namespace llamactl;
+
+TEST(Strings, SplitLinesAcceptsCrlfAndNoFinalNewline) {
+  const auto lines = split_lines("a\r\nb\nc");
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(lines[0], "a");
+  EXPECT_EQ(lines[1], "b");
+  EXPECT_EQ(lines[2], "c");
+  EXPECT_TRUE(split_lines("").empty());
+}
+
+TEST(Strings, UnknownTokensAreNeverZero) {
+  for (const char* t : {"[N/A]", "[Not Supported]", "[Insufficient Permissions]", "[Unknown Error]",
+                        "[Function Not Found]", "[Requested functionality has been deprecated]", "N/A", "ERR!", "-", ""}) {
+    EXPECT_TRUE(is_unknown_token(t)) << t;
+    EXPECT_FALSE(parse_mib(t).has_value()) << t;
+    EXPECT_FALSE(parse_percent(t).has_value()) << t;
+  }
+}
+
+TEST(Strings, ParsesMemoryWithAndWithoutUnits) {
+  EXPECT_EQ(parse_mib("4111"), 4111);
+  EXPECT_EQ(parse_mib(" 4111 MiB "), 4111);
+  EXPECT_EQ(parse_mib("4111MiB"), 4111);
+  EXPECT_EQ(parse_mib("2 GiB"), 2048);
+  EXPECT_EQ(parse_mib("14MB"), 14);  // driver 325 tables said MB
+  EXPECT_FALSE(parse_mib("12x").has_value());
+  EXPECT_FALSE(parse_mib("-5").has_value());
+  EXPECT_EQ(parse_percent("37 %"), 37);
+  EXPECT_FALSE(parse_percent("101").has_value());
+}
+
+TEST(Strings, BasenameOfBothSeparators) {
+  EXPECT_EQ(basename_any("/usr/lib/xorg/Xorg"), "Xorg");
+  EXPECT_EQ(basename_any("C:\\Windows\\System32\\dwm.exe"), "dwm.exe");
+  EXPECT_EQ(basename_any("python3"), "python3");
+}
+
+TEST(Strings, ParseIntIsWholeString) {
+  EXPECT_EQ(parse_int(" 42 "), 42);
+  EXPECT_FALSE(parse_int("42abc").has_value());
+  EXPECT_FALSE(parse_int("").has_value());
+}
