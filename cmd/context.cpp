@@ -18,8 +18,7 @@ Result<const config::Config*> Context::config() {
 }
 
 gpu::GpuProbe& Context::probe() {
-  if (!probe_)
-    probe_ = gpu::make_probe(std::chrono::milliseconds(static_cast<int64_t>(global.smi_timeout_s * 1000)));
+  if (!probe_) probe_ = gpu::make_probe(std::chrono::milliseconds(static_cast<int64_t>(global.smi_timeout_s * 1000)));
   return *probe_;
 }
 

@@ -26,7 +26,8 @@ int run_gpus(const GpusOptions& o, Context& ctx) {
     // GPUs can still be shown without our state; they just cannot say "ours".
     log::warn("{}; showing GPUs without our instances", view.error().message);
     runtime::View bare;
-    bare.gpus = gpu::classify(ctx.probe().read(), runtime::classify_options(**cfg, o.threshold), {}, platform::process_user);
+    bare.gpus =
+        gpu::classify(ctx.probe().read(), runtime::classify_options(**cfg, o.threshold), {}, platform::process_user);
     view = std::move(bare);
   }
   const auto& gv = view->gpus;

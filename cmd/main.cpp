@@ -11,7 +11,9 @@
 
 using namespace llamactl;
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   platform::install_signal_handlers();
 
   // Everything after the first "--" goes to llama-server untouched.
@@ -29,17 +31,20 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "llamactl " LLAMACTL_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global flags work after the subcommand too
-  app.footer("Exit codes: 0 ok, 2 usage, 3 config, 4 GPU unavailable, 5 model not found, 6 start failed,\n"
-             "7 timeout, 8 state/lock, 9 not built, 10 no GPU (--strict), 11 insufficient memory,\n"
-             "12 port in use, 13 unhealthy (status --check), 130 interrupted. See README.");
+  app.footer(
+      "Exit codes: 0 ok, 2 usage, 3 config, 4 GPU unavailable, 5 model not found, 6 start failed,\n"
+      "7 timeout, 8 state/lock, 9 not built, 10 no GPU (--strict), 11 insufficient memory,\n"
+      "12 port in use, 13 unhealthy (status --check), 130 interrupted. See README.");
 
   cmd::GlobalOptions g;
   app.add_flag("--json", g.json, "Machine-readable JSON on stdout");
-  app.add_option("--config", g.config, "Config file (default: $LLAMACTL_CONFIG, ./llamactl.toml, ~/.config/llamactl/config.toml)");
+  app.add_option("--config", g.config,
+                 "Config file (default: $LLAMACTL_CONFIG, ./llamactl.toml, ~/.config/llamactl/config.toml)");
   app.add_option("--state-dir", g.state_dir, "State dir (default: $LLAMACTL_STATE_DIR, ~/.local/state/llamactl)");
   app.add_flag("-v,--verbose", g.verbose, "More diagnostics on stderr (repeat for debug)");
   app.add_flag("-q,--quiet", g.quiet, "Only errors on stderr");
-  app.add_option("--smi-timeout", g.smi_timeout_s, "Seconds to wait for nvidia-smi (default 5)")->check(CLI::PositiveNumber);
+  app.add_option("--smi-timeout", g.smi_timeout_s, "Seconds to wait for nvidia-smi (default 5)")
+      ->check(CLI::PositiveNumber);
 
   cmd::GpusOptions gpus_o;
   cmd::LoadOptions load_o;
@@ -78,16 +83,36 @@ int main(int argc, char** argv) {
   cmd::Context ctx(g);
   int rc = 0;
   try {
-    if (gpus->parsed()) rc = cmd::run_gpus(gpus_o, ctx);
-    else if (load->parsed()) rc = cmd::run_load(load_o, ctx);
-    else if (unload->parsed()) rc = cmd::run_unload(unload_o, ctx);
-    else if (status->parsed()) rc = cmd::run_status(status_o, ctx);
-    else if (serve->parsed()) rc = cmd::run_not_built("serve", ctx);
-    else if (watch->parsed()) rc = cmd::run_not_built("watch", ctx);
+    if (gpus->parsed())
+      rc = cmd::run_gpus(gpus_o, ctx);
+    else if (load->parsed())
+      rc = cmd::run_load(load_o, ctx);
+    else if (unload->parsed())
+      rc = cmd::run_unload(unload_o, ctx);
+    else if (status->parsed())
+      rc = cmd::run_status(status_o, ctx);
+    else if (serve->parsed())
+      rc = cmd::run_not_built("serve", ctx);
+    else if (watch->parsed())
+      rc = cmd::run_not_built("watch", ctx);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llamactl: error: %s\n", e.what());
     return code(Exit::failure);
   }
   if (platform::interrupted() && rc != 0) return code(Exit::interrupted);
   return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The one place that turns an escaped exception into a message and an exit code.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llamactl: error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "llamactl: error: unexpected failure\n");
+  }
+  return code(Exit::failure);
 }

@@ -22,7 +22,8 @@ CLI::App* setup_watch(CLI::App& app, NotBuiltOptions& o) {
 }
 
 int run_not_built(const std::string& name, Context& ctx) {
-  return fail(ctx, make_error(ErrorKind::not_implemented, "'" + name + "' is not built yet in this version of llamactl"));
+  return fail(ctx,
+              make_error(ErrorKind::not_implemented, "'" + name + "' is not built yet in this version of llamactl"));
 }
 
 }  // namespace llamactl::cmd

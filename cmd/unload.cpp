@@ -16,7 +16,8 @@ CLI::App* setup_unload(CLI::App& app, UnloadOptions& o) {
 
 int run_unload(const UnloadOptions& o, Context& ctx) {
   const int given = (o.model ? 1 : 0) + (o.gpu ? 1 : 0) + (o.all ? 1 : 0);
-  if (given != 1) return fail(ctx, make_error(ErrorKind::usage, "unload needs exactly one of MODEL, --gpu SPEC or --all"));
+  if (given != 1)
+    return fail(ctx, make_error(ErrorKind::usage, "unload needs exactly one of MODEL, --gpu SPEC or --all"));
   auto rt = ctx.runtime(std::nullopt);
   if (!rt) return fail(ctx, rt.error());
   runtime::UnloadRequest req;

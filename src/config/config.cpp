@@ -71,8 +71,7 @@ void check_gpu_spec(const Walker& w, const toml::node& n, const std::string& key
   if (words.count(to_lower(spec))) return;
   for (auto part : split(spec, ',')) {
     const auto idx = parse_int(part);
-    if (!idx || *idx < 0 || *idx > 63)
-      w.fail(n, key, "'" + spec + "' is not a GPU spec (0, 1, 0,1, both, auto, cpu)");
+    if (!idx || *idx < 0 || *idx > 63) w.fail(n, key, "'" + spec + "' is not a GPU spec (0, 1, 0,1, both, auto, cpu)");
   }
 }
 
@@ -82,15 +81,21 @@ ModelConfig parse_model(const Walker& w, const std::string& name, const toml::ta
   const std::string prefix = "models." + name + ".";
   for (const auto& [k, node] : t) {
     const std::string key(k.str());
-    if (key == "path") m.path = w.str(node, prefix + key);
+    if (key == "path")
+      m.path = w.str(node, prefix + key);
     else if (key == "gpu") {
       m.gpu = w.str(node, prefix + key);
       check_gpu_spec(w, node, prefix + key, *m.gpu);
-    } else if (key == "context") m.context = w.integer(node, prefix + key, 1, 1 << 24);
-    else if (key == "args") m.args = w.strings(node, prefix + key);
-    else if (key == "aliases") m.aliases = w.strings(node, prefix + key);
-    else if (key == "keep_alive") m.keep_alive_ms = w.duration(node, prefix + key);
-    else w.unknown(node, prefix + key, cfg.warnings);
+    } else if (key == "context")
+      m.context = w.integer(node, prefix + key, 1, 1 << 24);
+    else if (key == "args")
+      m.args = w.strings(node, prefix + key);
+    else if (key == "aliases")
+      m.aliases = w.strings(node, prefix + key);
+    else if (key == "keep_alive")
+      m.keep_alive_ms = w.duration(node, prefix + key);
+    else
+      w.unknown(node, prefix + key, cfg.warnings);
   }
   if (m.path.empty()) throw ConfigError{w.where(t) + ": model '" + name + "' has no 'path'"};
   return m;
@@ -118,17 +123,26 @@ Result<Config> parse(const std::string& text, const std::string& source) {
     const toml::table root = toml::parse(text, source);
     for (const auto& [k, node] : root) {
       const std::string key(k.str());
-      if (key == "llama_server") cfg.llama_server = w.str(node, key);
-      else if (key == "base_port") cfg.base_port = static_cast<int>(w.integer(node, key, 1, 65535));
-      else if (key == "memory_threshold_mib") cfg.memory_threshold_mib = w.integer(node, key, 0, 1 << 30);
+      if (key == "llama_server")
+        cfg.llama_server = w.str(node, key);
+      else if (key == "base_port")
+        cfg.base_port = static_cast<int>(w.integer(node, key, 1, 65535));
+      else if (key == "memory_threshold_mib")
+        cfg.memory_threshold_mib = w.integer(node, key, 0, 1 << 30);
       else if (key == "placement") {
         const auto p = w.str(node, key);
-        if (p == "visible-devices") cfg.placement = Placement::visible_devices;
-        else if (p == "tensor-split") cfg.placement = Placement::tensor_split;
-        else w.fail(node, key, "must be \"visible-devices\" or \"tensor-split\", not \"" + p + "\"");
-      } else if (key == "keep_alive") cfg.keep_alive_ms = w.duration(node, key);
-      else if (key == "context") cfg.context = w.integer(node, key, 1, 1 << 24);
-      else if (key == "ignore_processes") cfg.ignore_processes = w.strings(node, key);
+        if (p == "visible-devices")
+          cfg.placement = Placement::visible_devices;
+        else if (p == "tensor-split")
+          cfg.placement = Placement::tensor_split;
+        else
+          w.fail(node, key, "must be \"visible-devices\" or \"tensor-split\", not \"" + p + "\"");
+      } else if (key == "keep_alive")
+        cfg.keep_alive_ms = w.duration(node, key);
+      else if (key == "context")
+        cfg.context = w.integer(node, key, 1, 1 << 24);
+      else if (key == "ignore_processes")
+        cfg.ignore_processes = w.strings(node, key);
       else if (key == "ports") {
         for (const auto& [pk, pn] : w.table(node, key)) {
           const std::string name(pk.str());
@@ -145,8 +159,10 @@ Result<Config> parse(const std::string& text, const std::string& source) {
           GpuOverride o;
           for (const auto& [ok, on] : w.table(gn, "gpu." + idx_text)) {
             const std::string okey = "gpu." + idx_text + "." + std::string(ok.str());
-            if (ok.str() == "threshold_mib") o.threshold_mib = w.integer(on, okey, 0, 1 << 30);
-            else w.unknown(on, okey, cfg.warnings);
+            if (ok.str() == "threshold_mib")
+              o.threshold_mib = w.integer(on, okey, 0, 1 << 30);
+            else
+              w.unknown(on, okey, cfg.warnings);
           }
           cfg.gpu[static_cast<int>(*idx)] = o;
         }
@@ -172,8 +188,8 @@ Result<Config> parse(const std::string& text, const std::string& source) {
   for (const auto& [name, m] : cfg.models)
     for (const auto& a : m.aliases) {
       if (auto [it, fresh] = owner.emplace(a, name); !fresh && it->second != name)
-        return make_error(ErrorKind::config, source + ": alias '" + a + "' of model '" + name + "' is already used by '" +
-                                                 it->second + "'");
+        return make_error(ErrorKind::config, source + ": alias '" + a + "' of model '" + name +
+                                                 "' is already used by '" + it->second + "'");
     }
   return cfg;
 }
@@ -182,7 +198,7 @@ std::string locate(const std::string& flag_value) {
   if (!flag_value.empty()) return flag_value;
   if (auto e = platform::env("LLAMACTL_CONFIG"); e && !e->empty()) return *e;
   if (platform::file_exists("llamactl.toml")) return "llamactl.toml";
-  const std::string user = platform::default_config_path();
+  std::string user = platform::default_config_path();
   if (!user.empty() && platform::file_exists(user)) return user;
   return {};
 }

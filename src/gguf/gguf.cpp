@@ -8,17 +8,40 @@ namespace llamactl::gguf {
 namespace {
 
 enum Type : uint32_t {
-  kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
-  kString = 8, kArray = 9, kU64 = 10, kI64 = 11, kF64 = 12,
+  kU8 = 0,
+  kI8 = 1,
+  kU16 = 2,
+  kI16 = 3,
+  kU32 = 4,
+  kI32 = 5,
+  kF32 = 6,
+  kBool = 7,
+  kString = 8,
+  kArray = 9,
+  kU64 = 10,
+  kI64 = 11,
+  kF64 = 12,
 };
 
 size_t scalar_size(uint32_t t) {
   switch (t) {
-    case kU8: case kI8: case kBool: return 1;
-    case kU16: case kI16: return 2;
-    case kU32: case kI32: case kF32: return 4;
-    case kU64: case kI64: case kF64: return 8;
-    default: return 0;
+    case kU8:
+    case kI8:
+    case kBool:
+      return 1;
+    case kU16:
+    case kI16:
+      return 2;
+    case kU32:
+    case kI32:
+    case kF32:
+      return 4;
+    case kU64:
+    case kI64:
+    case kF64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -63,15 +86,32 @@ class Reader {
 
 std::optional<uint64_t> read_uint(Reader& r, uint32_t type) {
   switch (type) {
-    case kU8: return r.read<uint8_t>();
-    case kI8: { auto v = r.read<int8_t>(); return v < 0 ? std::nullopt : std::optional<uint64_t>(v); }
-    case kU16: return r.read<uint16_t>();
-    case kI16: { auto v = r.read<int16_t>(); return v < 0 ? std::nullopt : std::optional<uint64_t>(v); }
-    case kU32: return r.read<uint32_t>();
-    case kI32: { auto v = r.read<int32_t>(); return v < 0 ? std::nullopt : std::optional<uint64_t>(v); }
-    case kU64: return r.read<uint64_t>();
-    case kI64: { auto v = r.read<int64_t>(); return v < 0 ? std::nullopt : std::optional<uint64_t>(v); }
-    default: return std::nullopt;
+    case kU8:
+      return r.read<uint8_t>();
+    case kI8: {
+      auto v = r.read<int8_t>();
+      return v < 0 ? std::nullopt : std::optional<uint64_t>(v);
+    }
+    case kU16:
+      return r.read<uint16_t>();
+    case kI16: {
+      auto v = r.read<int16_t>();
+      return v < 0 ? std::nullopt : std::optional<uint64_t>(v);
+    }
+    case kU32:
+      return r.read<uint32_t>();
+    case kI32: {
+      auto v = r.read<int32_t>();
+      return v < 0 ? std::nullopt : std::optional<uint64_t>(v);
+    }
+    case kU64:
+      return r.read<uint64_t>();
+    case kI64: {
+      auto v = r.read<int64_t>();
+      return v < 0 ? std::nullopt : std::optional<uint64_t>(v);
+    }
+    default:
+      return std::nullopt;
   }
 }
 
@@ -112,21 +152,36 @@ std::optional<uint64_t> read_value(Reader& r, uint32_t type, std::string* text, 
 // type_traits). Unknown types make tensor_bytes 0: the file size is used then.
 std::optional<std::pair<uint64_t, uint64_t>> type_block(uint32_t t) {
   switch (t) {
-    case 0: return std::pair{4, 1};     // F32
-    case 1: return std::pair{2, 1};     // F16
-    case 2: return std::pair{18, 32};   // Q4_0
-    case 3: return std::pair{20, 32};   // Q4_1
-    case 6: return std::pair{22, 32};   // Q5_0
-    case 7: return std::pair{24, 32};   // Q5_1
-    case 8: return std::pair{34, 32};   // Q8_0
-    case 10: return std::pair{84, 256};   // Q2_K
-    case 11: return std::pair{110, 256};  // Q3_K
-    case 12: return std::pair{144, 256};  // Q4_K
-    case 13: return std::pair{176, 256};  // Q5_K
-    case 14: return std::pair{210, 256};  // Q6_K
-    case 15: return std::pair{292, 256};  // Q8_K
-    case 30: return std::pair{2, 1};      // BF16
-    default: return std::nullopt;
+    case 0:
+      return std::pair{4, 1};  // F32
+    case 1:
+      return std::pair{2, 1};  // F16
+    case 2:
+      return std::pair{18, 32};  // Q4_0
+    case 3:
+      return std::pair{20, 32};  // Q4_1
+    case 6:
+      return std::pair{22, 32};  // Q5_0
+    case 7:
+      return std::pair{24, 32};  // Q5_1
+    case 8:
+      return std::pair{34, 32};  // Q8_0
+    case 10:
+      return std::pair{84, 256};  // Q2_K
+    case 11:
+      return std::pair{110, 256};  // Q3_K
+    case 12:
+      return std::pair{144, 256};  // Q4_K
+    case 13:
+      return std::pair{176, 256};  // Q5_K
+    case 14:
+      return std::pair{210, 256};  // Q6_K
+    case 15:
+      return std::pair{292, 256};  // Q8_K
+    case 30:
+      return std::pair{2, 1};  // BF16
+    default:
+      return std::nullopt;
   }
 }
 
@@ -136,7 +191,8 @@ Result<Info> parse(std::string_view bytes) {
   Info info;
   Reader r(bytes, 3);
   try {
-    if (bytes.size() < 4 || bytes.substr(0, 4) != "GGUF") return make_error(ErrorKind::parse, "not a GGUF file (bad magic)");
+    if (bytes.size() < 4 || bytes.substr(0, 4) != "GGUF")
+      return make_error(ErrorKind::parse, "not a GGUF file (bad magic)");
     r.skip(4);
     info.version = r.read<uint32_t>();
     if (info.version < 1 || info.version > 3)
@@ -157,20 +213,30 @@ Result<Info> parse(std::string_view bytes) {
       const uint32_t type = r.read<uint32_t>();
       std::string text;
       const auto v = read_value(r, type, &text);
-      if (key == "general.architecture") info.architecture = text;
-      else if (key == "general.name") info.name = text;
-      else if (v) numbers.push_back({key, *v});
+      if (key == "general.architecture")
+        info.architecture = text;
+      else if (key == "general.name")
+        info.name = text;
+      else if (v)
+        numbers.push_back({key, *v});
     }
     // Per-architecture keys: "<arch>.block_count" etc.
     const std::string a = info.architecture + ".";
     for (const auto& [key, v] : numbers) {
-      if (key == a + "block_count") info.block_count = v;
-      else if (key == a + "context_length") info.context_length = v;
-      else if (key == a + "embedding_length") info.embedding_length = v;
-      else if (key == a + "attention.head_count") info.head_count = v;
-      else if (key == a + "attention.head_count_kv") info.head_count_kv = v;
-      else if (key == a + "attention.key_length") info.key_length = v;
-      else if (key == a + "attention.value_length") info.value_length = v;
+      if (key == a + "block_count")
+        info.block_count = v;
+      else if (key == a + "context_length")
+        info.context_length = v;
+      else if (key == a + "embedding_length")
+        info.embedding_length = v;
+      else if (key == a + "attention.head_count")
+        info.head_count = v;
+      else if (key == a + "attention.head_count_kv")
+        info.head_count_kv = v;
+      else if (key == a + "attention.key_length")
+        info.key_length = v;
+      else if (key == a + "attention.value_length")
+        info.value_length = v;
     }
     uint64_t total = 0;
     bool all_known = true;
@@ -194,7 +260,8 @@ Result<Info> parse(std::string_view bytes) {
     }
     info.tensor_bytes = all_known ? total : 0;
   } catch (const Truncated&) {
-    return make_error(ErrorKind::parse, "GGUF header truncated at byte " + std::to_string(r.pos()) + " (needs more bytes)");
+    return make_error(ErrorKind::parse,
+                      "GGUF header truncated at byte " + std::to_string(r.pos()) + " (needs more bytes)");
   } catch (const Malformed& m) {
     return make_error(ErrorKind::parse, "malformed GGUF header: " + m.what);
   }

@@ -16,10 +16,14 @@ bool ignored(const std::string& name, const std::vector<std::string>& list) {
 
 const char* to_string(GpuState s) {
   switch (s) {
-    case GpuState::idle: return "idle";
-    case GpuState::model_loaded: return "model_loaded";
-    case GpuState::occupied_by_others: return "occupied_by_others";
-    case GpuState::unavailable: return "unavailable";
+    case GpuState::idle:
+      return "idle";
+    case GpuState::model_loaded:
+      return "model_loaded";
+    case GpuState::occupied_by_others:
+      return "occupied_by_others";
+    case GpuState::unavailable:
+      return "unavailable";
   }
   return "unknown";
 }
@@ -88,8 +92,8 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
       st.state = GpuState::unavailable;
     } else if (*reading.memory_used_mib - ignored_mib > st.threshold_mib) {
       st.state = GpuState::occupied_by_others;
-      const bool any_visible = std::any_of(st.processes.begin(), st.processes.end(),
-                                           [](const ProcessInfo& p) { return !p.ours; });
+      const bool any_visible =
+          std::any_of(st.processes.begin(), st.processes.end(), [](const ProcessInfo& p) { return !p.ours; });
       if (!any_visible) {
         ProcessInfo unknown;
         unknown.name = "unknown";  // memory in use, owner invisible (container pid namespace, graphics-only)

@@ -37,8 +37,8 @@ Table header_kind(const std::vector<std::string>& cols) {
   return Table::none;
 }
 
-const std::vector<std::string> kDefaultGpuColumns = {"index", "uuid", "name", "memory.used", "memory.total",
-                                                     "utilization.gpu"};
+const std::vector<std::string> kDefaultGpuColumns = {"index",       "uuid",         "name",
+                                                     "memory.used", "memory.total", "utilization.gpu"};
 const std::vector<std::string> kDefaultAppColumns = {"gpu_uuid", "pid", "process_name", "used_gpu_memory"};
 
 // Splits a row into exactly cols.size() cells. The cell at `wide` (a name)
@@ -66,7 +66,8 @@ std::optional<std::vector<std::string_view>> cells_outside_in(std::string_view r
   return out;
 }
 
-std::optional<size_t> column_index(const std::vector<std::string>& cols, std::initializer_list<std::string_view> names) {
+std::optional<size_t> column_index(const std::vector<std::string>& cols,
+                                   std::initializer_list<std::string_view> names) {
   for (std::string_view n : names) {
     const auto it = std::find(cols.begin(), cols.end(), n);
     if (it != cols.end()) return static_cast<size_t>(it - cols.begin());
@@ -78,7 +79,9 @@ std::string_view cell(const std::vector<std::string_view>& cells, std::optional<
   return i && *i < cells.size() ? cells[*i] : std::string_view{};
 }
 
-std::string known_or_empty(std::string_view s) { return is_unknown_token(s) ? std::string{} : std::string(s); }
+std::string known_or_empty(std::string_view s) {
+  return is_unknown_token(s) ? std::string{} : std::string(s);
+}
 
 bool parse_gpu_row(std::string_view row, const std::vector<std::string>& cols, int ordinal, GpuReading& out) {
   const auto name_col = column_index(cols, {"name", "gpu_name"});

@@ -176,7 +176,8 @@ Result<GpuSnapshot> parse_table(std::string_view text) {
           snap.warnings.push_back("nvidia-smi process line " + std::to_string(line_no) + " not understood");
         break;
       }
-      case Section::other: break;
+      case Section::other:
+        break;
     }
   }
   if (snap.gpus.empty() && lost.empty()) {

@@ -28,8 +28,7 @@ class GpuProbe {
 };
 
 /// The two queries llamactl runs, at the same time.
-inline constexpr const char* kQueryGpuArg =
-    "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu";
+inline constexpr const char* kQueryGpuArg = "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu";
 inline constexpr const char* kQueryAppsArg = "--query-compute-apps=gpu_uuid,pid,process_name,used_gpu_memory";
 inline constexpr const char* kCsvFormatArg = "--format=csv,noheader,nounits";
 

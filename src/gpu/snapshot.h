@@ -22,10 +22,10 @@ struct GpuReading {
 };
 
 struct GpuProcess {
-  std::optional<int> gpu_index;  // table form gives the index
-  std::string gpu_uuid;          // CSV form gives the uuid
-  std::optional<int64_t> pid;    // [Insufficient Permissions] in some containers
-  std::string name;              // may contain spaces and commas; may be empty
+  std::optional<int> gpu_index;            // table form gives the index
+  std::string gpu_uuid;                    // CSV form gives the uuid
+  std::optional<int64_t> pid;              // [Insufficient Permissions] in some containers
+  std::string name;                        // may contain spaces and commas; may be empty
   std::optional<int64_t> used_memory_mib;  // [N/A] on WDDM
   std::string type;                        // "C", "G", "C+G" (table only)
 };

@@ -22,7 +22,8 @@ std::string describe_others(const gpu::GpuStatus& g) {
     if (!extra.empty()) s += " (" + join(extra, ", ") + ")";
     parts.push_back(s);
   }
-  std::string used = g.reading.memory_used_mib ? std::to_string(*g.reading.memory_used_mib) + " MiB used" : "memory in use";
+  std::string used =
+      g.reading.memory_used_mib ? std::to_string(*g.reading.memory_used_mib) + " MiB used" : "memory in use";
   return used + (parts.empty() ? "" : ": " + join(parts, "; "));
 }
 
@@ -39,12 +40,14 @@ std::string refusal(int index, const gpu::GpuView& view, const std::vector<state
   const gpu::GpuStatus* g = view.find(index);
   if (!g) {
     return "GPU " + std::to_string(index) + " does not exist (" +
-           (view.gpus.empty() ? std::string("no GPU detected") : std::to_string(view.gpus.size()) + " GPUs: 0-" +
-                                                                    std::to_string(view.gpus.back().reading.index)) +
+           (view.gpus.empty()
+                ? std::string("no GPU detected")
+                : std::to_string(view.gpus.size()) + " GPUs: 0-" + std::to_string(view.gpus.back().reading.index)) +
            ")";
   }
   switch (g->state) {
-    case gpu::GpuState::idle: return {};
+    case gpu::GpuState::idle:
+      return {};
     case gpu::GpuState::model_loaded:
       return "GPU " + std::to_string(index) + " already runs '" + g->model_name.value_or("?") + "'; unload it first";
     case gpu::GpuState::occupied_by_others:
@@ -167,13 +170,13 @@ Result<Choice> choose_gpus(const GpuSpec& spec, const gpu::GpuView& view, const 
   std::vector<int> wanted = spec.indices;
   if (spec.kind == GpuSpec::Kind::all) {
     if (view.cpu_mode || view.gpus.empty())
-      return make_error(ErrorKind::gpu_unavailable,
-                        "--gpu " + spec.text + ": no GPU detected" + (view.cpu_reason.empty() ? "" : " (" + view.cpu_reason + ")"));
+      return make_error(ErrorKind::gpu_unavailable, "--gpu " + spec.text + ": no GPU detected" +
+                                                        (view.cpu_reason.empty() ? "" : " (" + view.cpu_reason + ")"));
     for (const auto& g : view.gpus) wanted.push_back(g.reading.index);
   }
   if (view.cpu_mode)
-    return make_error(ErrorKind::gpu_unavailable,
-                      "--gpu " + spec.text + ": no GPU detected" + (view.cpu_reason.empty() ? "" : " (" + view.cpu_reason + ")"));
+    return make_error(ErrorKind::gpu_unavailable, "--gpu " + spec.text + ": no GPU detected" +
+                                                      (view.cpu_reason.empty() ? "" : " (" + view.cpu_reason + ")"));
   std::vector<std::string> why;
   for (int i : wanted)
     if (auto r = refusal(i, view, ours); !r.empty()) why.push_back(r);
@@ -228,8 +231,17 @@ Launch launch_for(const config::Config& cfg, const std::string& program, const s
                   int64_t context, const std::vector<std::string>& model_args,
                   const std::vector<std::string>& extra_args) {
   Launch l;
-  l.argv = {program, "-m", model_path, "--host", "127.0.0.1", "--port", std::to_string(port),
-            "-c", std::to_string(context), "--alias", model_name};
+  l.argv = {program,
+            "-m",
+            model_path,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            std::to_string(port),
+            "-c",
+            std::to_string(context),
+            "--alias",
+            model_name};
   // CUDA's default order (fastest first) can differ from nvidia-smi's.
   l.env.emplace_back("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
   std::vector<std::string> user = model_args;

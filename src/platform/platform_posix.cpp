@@ -31,7 +31,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 struct Fd {
   int fd = -1;
@@ -66,7 +68,9 @@ void default_signals(posix_spawnattr_t& attr, short extra_flags) {
 }
 
 std::atomic<bool> g_interrupted{false};
-void on_signal(int) { g_interrupted = true; }
+void on_signal(int) {
+  g_interrupted = true;
+}
 
 // /etc/passwd lookup without NSS (a static binary cannot load NSS modules).
 std::optional<std::string> user_name(uint32_t uid) {
@@ -255,7 +259,9 @@ std::string current_user() {
   return std::to_string(::getuid());
 }
 
-int64_t current_pid() { return ::getpid(); }
+int64_t current_pid() {
+  return ::getpid();
+}
 
 bool signal_group(int64_t pgid, Signal sig) {
   if (pgid <= 1) return false;  // never signal init or "every process"
@@ -275,14 +281,16 @@ Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::millise
     }
     if (Clock::now() >= deadline) {
       ::close(fd);
-      return make_error(ErrorKind::state, "timed out waiting for the state lock " + path +
-                                              " (another llamactl holds it)");
+      return make_error(ErrorKind::state,
+                        "timed out waiting for the state lock " + path + " (another llamactl holds it)");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 
-FileLock::FileLock(FileLock&& other) noexcept : handle_(other.handle_) { other.handle_ = -1; }
+FileLock::FileLock(FileLock&& other) noexcept : handle_(other.handle_) {
+  other.handle_ = -1;
+}
 FileLock& FileLock::operator=(FileLock&& other) noexcept {
   if (this != &other) {
     if (handle_ >= 0) ::close(static_cast<int>(handle_));
@@ -339,7 +347,7 @@ Result<std::string> read_file(const std::string& path) {
 }
 
 bool file_exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
 }
 
@@ -365,7 +373,7 @@ Status make_private_dir(const std::string& path) {
       return make_error(ErrorKind::state, "cannot create directory " + part + ": " + errno_text(errno));
     if (pos == std::string::npos) break;
   }
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return make_error(ErrorKind::state, path + " is not a directory");
   return ok_status();
@@ -397,15 +405,19 @@ std::optional<std::string> find_program(const std::string& name) {
   const auto path = env("PATH").value_or("/usr/local/bin:/usr/bin:/bin");
   for (auto dir : split(path, ':')) {
     const std::string candidate = (dir.empty() ? std::string(".") : std::string(dir)) + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
       return candidate;
   }
   return std::nullopt;
 }
 
-bool stdout_is_tty() { return ::isatty(1) == 1; }
-bool stderr_is_tty() { return ::isatty(2) == 1; }
+bool stdout_is_tty() {
+  return ::isatty(1) == 1;
+}
+bool stderr_is_tty() {
+  return ::isatty(2) == 1;
+}
 
 int terminal_columns() {
   winsize ws{};
@@ -430,7 +442,7 @@ bool port_available(int port) {
 }
 
 void install_signal_handlers() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGINT, &sa, nullptr);
@@ -438,8 +450,12 @@ void install_signal_handlers() {
   ::signal(SIGPIPE, SIG_IGN);
 }
 
-bool interrupted() { return g_interrupted.load(); }
+bool interrupted() {
+  return g_interrupted.load();
+}
 
-void sleep_for(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
+void sleep_for(std::chrono::milliseconds d) {
+  std::this_thread::sleep_for(d);
+}
 
 }  // namespace llamactl::platform

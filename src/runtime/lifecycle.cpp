@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <future>
 #include <set>
 
 #include "runtime/runtime.h"
@@ -36,9 +38,9 @@ Result<ResolvedModel> resolve_model(const std::string& wanted, const config::Con
     m.path = wanted;
     m.name = fs::path(wanted).stem().string();
   } else {
-    return make_error(ErrorKind::model_not_found,
-                      "model '" + wanted + "' is not in the config" + (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
-                          " and is not a path to a .gguf file");
+    return make_error(ErrorKind::model_not_found, "model '" + wanted + "' is not in the config" +
+                                                      (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
+                                                      " and is not a path to a .gguf file");
   }
   std::error_code ec;
   const auto abs = fs::absolute(m.path, ec);
@@ -48,6 +50,13 @@ Result<ResolvedModel> resolve_model(const std::string& wanted, const config::Con
   return m;
 }
 
+// A GPU reading older than this is taken again before a placement decision.
+constexpr auto kFreshReading = std::chrono::milliseconds(250);
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
 bool port_reserved(int port, const std::vector<state::Instance>& live) {
   return std::any_of(live.begin(), live.end(), [&](const state::Instance& i) { return i.port == port; });
 }
@@ -55,6 +64,11 @@ bool port_reserved(int port, const std::vector<state::Instance>& live) {
 }  // namespace
 
 Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
+  const auto t0 = Clock::now();
+  // The GPU reading (~25 ms per nvidia-smi call on an H100) runs while the
+  // model header is read and the lock is taken; it is used only if still
+  // fresh when the decision is made.
+  auto early_probe = std::async(std::launch::async, [this] { return std::pair(probe_.read(), Clock::now()); });
   auto model = resolve_model(req.model, cfg_);
   if (!model) return model.error();
   auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
@@ -87,14 +101,17 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
       inst = *existing;
       out.already_running = true;
     } else {
-      const auto probe = probe_.read();  // fresh reading, never an old one
+      log::debug("load {}: state read at {:.1f} ms", model->name, ms_since(t0));
+      auto [probe, read_at] = early_probe.get();
+      if (Clock::now() - read_at > kFreshReading) probe = probe_.read();  // the lock wait made it old: never trust that
+      log::debug("load {}: GPU reading at {:.1f} ms ({:.1f} ms)", model->name, ms_since(t0), probe.elapsed_ms);
       const auto view = gpu::classify(probe, opts_, ours_of(st.instances), nullptr);
       for (const auto& w : view.warnings) out.notes.push_back(w);
       auto choice = placement::choose_gpus(*spec, view, st.instances, out.estimate, req.force);
       if (!choice) {
         // Name the other user's process: classify again with user names for the message.
-        const auto named = gpu::classify(probe, opts_, ours_of(st.instances),
-                                         [this](int64_t pid) { return ops_.user_of(pid); });
+        const auto named =
+            gpu::classify(probe, opts_, ours_of(st.instances), [this](int64_t pid) { return ops_.user_of(pid); });
         auto again = placement::choose_gpus(*spec, named, st.instances, out.estimate, req.force);
         return again ? choice.error() : again.error();
       }
@@ -113,19 +130,24 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
           break;
         }
         if (port == 0)
-          return make_error(ErrorKind::port_in_use, "no free port in " + std::to_string(first) + "-" +
-                                                        std::to_string(first + 99));
-        if (port != first) out.notes.push_back("port " + std::to_string(first) + " is taken; using " + std::to_string(port));
+          return make_error(ErrorKind::port_in_use,
+                            "no free port in " + std::to_string(first) + "-" + std::to_string(first + 99));
+        if (port != first)
+          out.notes.push_back("port " + std::to_string(first) + " is taken; using " + std::to_string(port));
       }
 
       const std::string program = platform::find_program(cfg_.llama_server).value_or(cfg_.llama_server);
-      const auto launch = placement::launch_for(cfg_, program, model->name, model->path, choice->gpus,
-                                                view.gpus.size(), port, model->context, model->args, req.extra_args);
+      const auto launch = placement::launch_for(cfg_, program, model->name, model->path, choice->gpus, view.gpus.size(),
+                                                port, model->context, model->args, req.extra_args);
       const std::string log = dir_.log_path(model->name);
-      if (auto s = platform::write_file_atomic(log, "# llamactl: " + iso8601(now_ms()) + " " + join(launch.argv, " ") + "\n"); !s)
-        return s.error();
+      // A fresh log per start (no fsync needed): its tail is what a failed load shows.
+      std::ofstream header(log, std::ios::trunc);
+      header << "# llamactl " << iso8601(now_ms()) << ": " << join(launch.argv, " ") << "\n";
+      if (!header.flush()) return make_error(ErrorKind::state, "cannot write log file " + log);
+      header.close();
       platform::SpawnSpec spawn_spec{launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log};
       auto spawned = ops_.spawn(spawn_spec);
+      log::debug("load {}: spawned at {:.1f} ms", model->name, ms_since(t0));
       if (!spawned) return spawned.error();
 
       inst.model = model->name;
@@ -151,6 +173,7 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
     }
   }  // lock released: the health wait can take minutes
 
+  log::debug("load {}: recorded at {:.1f} ms", inst.model, ms_since(t0));
   if (auto s = wait_healthy(inst, req); !s) {
     if (!out.already_running) {
       bool killed = false;
@@ -159,6 +182,7 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
     }
     return s.error();
   }
+  out.ready_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!out.already_running) {
     auto lock = dir_.lock();
     if (!lock) return lock.error();
@@ -172,21 +196,23 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
       if (auto s = dir_.save(*lock, *st); !s) return s.error();
     }
   }
+  log::debug("load {}: healthy at {:.1f} ms", inst.model, ms_since(t0));
   out.instance = describe(inst, probe_.read(), 200);
+  log::debug("load {}: done at {:.1f} ms", inst.model, ms_since(t0));
   return out;
 }
 
 Status Runtime::wait_healthy(const state::Instance& inst, const LoadRequest& req) {
   const auto start = Clock::now();
   const auto deadline = start + req.timeout;
-  auto pause = std::chrono::milliseconds(5);
   for (;;) {
-    if (platform::interrupted()) return make_error(ErrorKind::start_failed, "interrupted while waiting for '" + inst.model + "'");
+    if (platform::interrupted())
+      return make_error(ErrorKind::start_failed, "interrupted while waiting for '" + inst.model + "'");
     // Our own child: reap it to read its exit code. Another process's child: just check that it lives.
     if (const auto code = ops_.try_reap(inst.pid))
-      return make_error(ErrorKind::start_failed, "llama-server for '" + inst.model + "' exited with code " +
-                                                     std::to_string(*code) + " before it became healthy; last lines of " +
-                                                     inst.log + ":\n" + log_tail(inst.log, 20));
+      return make_error(ErrorKind::start_failed,
+                        "llama-server for '" + inst.model + "' exited with code " + std::to_string(*code) +
+                            " before it became healthy; last lines of " + inst.log + ":\n" + log_tail(inst.log, 20));
     if (!ops_.alive(inst.pid, inst.start_time))
       return make_error(ErrorKind::start_failed, "llama-server for '" + inst.model +
                                                      "' exited before it became healthy; last lines of " + inst.log +
@@ -198,8 +224,9 @@ Status Runtime::wait_healthy(const state::Instance& inst, const LoadRequest& req
                                                 std::to_string(req.timeout.count() / 1000) + " s; last lines of " +
                                                 inst.log + ":\n" + log_tail(inst.log, 20));
     if (req.progress) req.progress(inst.model, std::chrono::duration<double>(now - start).count());
-    platform::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(100));
+    // A loopback probe is cheap: poll finely at first so a fast start is seen at once.
+    platform::sleep_for(now - start < std::chrono::seconds(10) ? std::chrono::milliseconds(5)
+                                                               : std::chrono::milliseconds(50));
   }
 }
 

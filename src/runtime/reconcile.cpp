@@ -38,8 +38,12 @@ class RealHealthProbe final : public HealthProbe {
 
 }  // namespace
 
-std::unique_ptr<ProcessOps> real_process_ops() { return std::make_unique<RealProcessOps>(); }
-std::unique_ptr<HealthProbe> real_health_probe() { return std::make_unique<RealHealthProbe>(); }
+std::unique_ptr<ProcessOps> real_process_ops() {
+  return std::make_unique<RealProcessOps>();
+}
+std::unique_ptr<HealthProbe> real_health_probe() {
+  return std::make_unique<RealHealthProbe>();
+}
 
 Reconciled reconcile(const std::vector<state::Instance>& recorded,
                      const std::function<bool(const state::Instance&)>& alive) {
@@ -65,23 +69,27 @@ gpu::ClassifyOptions classify_options(const config::Config& cfg, std::optional<i
 
 namespace {
 
-InstanceView view_of(const state::Instance& i, const gpu::ProbeResult& probe, std::optional<int> health,
-                     int64_t now) {
+InstanceView view_of(const state::Instance& i, const gpu::ProbeResult& probe, std::optional<int> health, int64_t now) {
   InstanceView v;
   v.rec = i;
   v.uptime_s = i.started_at_ms > 0 ? std::max<int64_t>(0, (now - i.started_at_ms) / 1000) : 0;
   v.healthy = health && *health == 200;
-  if (!health) v.state = i.state == "starting" ? "starting" : "running";
-  else if (v.healthy) v.state = "running";
-  else v.state = i.state == "starting" ? "starting" : "unhealthy";
+  if (!health)
+    v.state = i.state == "starting" ? "starting" : "running";
+  else if (v.healthy)
+    v.state = "running";
+  else
+    v.state = i.state == "starting" ? "starting" : "unhealthy";
   if (i.keep_alive_ms >= 0) v.expires_at_ms = std::max(i.last_used_at_ms, i.started_at_ms) + i.keep_alive_ms;
   if (!probe.cpu_mode && !i.gpus.empty()) {
     int64_t total = 0;
     bool total_known = true;
     for (int g : i.gpus) {
       const auto* r = probe.snapshot.find(g);
-      if (r && r->memory_total_mib) total += *r->memory_total_mib;
-      else total_known = false;
+      if (r && r->memory_total_mib)
+        total += *r->memory_total_mib;
+      else
+        total_known = false;
     }
     if (total_known) v.memory_total_mib = total;
     int64_t used = 0;
@@ -89,8 +97,10 @@ InstanceView view_of(const state::Instance& i, const gpu::ProbeResult& probe, st
     for (const auto& p : probe.snapshot.processes) {
       if (p.pid != i.pid) continue;
       seen = true;
-      if (p.used_memory_mib) used += *p.used_memory_mib;
-      else unknown = true;  // WDDM: per-process memory is not reported
+      if (p.used_memory_mib)
+        used += *p.used_memory_mib;
+      else
+        unknown = true;  // WDDM: per-process memory is not reported
     }
     if (seen && !unknown) v.memory_used_mib = used;
   }

@@ -91,6 +91,7 @@ struct LoadOutcome {
   bool already_running = false;
   placement::Estimate estimate;
   std::vector<std::string> notes;
+  double ready_s = 0;  // from the start of load() until /health answered 200
 };
 
 struct UnloadRequest {

@@ -17,16 +17,20 @@ Instance* StateFile::find(const std::string& model) {
 std::string file_safe(const std::string& model) {
   std::string out;
   for (char c : model) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
     out += ok ? c : '_';
   }
   if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');
   return out;
 }
 
-std::string StateDir::pid_path(const std::string& model) const { return dir_ + "/pids/" + file_safe(model) + ".pid"; }
-std::string StateDir::log_path(const std::string& model) const { return dir_ + "/logs/" + file_safe(model) + ".log"; }
+std::string StateDir::pid_path(const std::string& model) const {
+  return dir_ + "/pids/" + file_safe(model) + ".pid";
+}
+std::string StateDir::log_path(const std::string& model) const {
+  return dir_ + "/logs/" + file_safe(model) + ".log";
+}
 
 Status StateDir::ensure() const {
   for (const std::string& d : {dir_, dir_ + "/logs", dir_ + "/pids"})
@@ -80,7 +84,8 @@ Result<StateFile> from_json(const std::string& text) {
     return make_error(ErrorKind::state, "schema_version " + std::to_string(j["schema_version"].get<int>()) +
                                             " is newer than this llamactl understands (" +
                                             std::to_string(kSchemaVersion) + ")");
-  if (!j.contains("instances") || !j["instances"].is_array()) return make_error(ErrorKind::state, "missing 'instances'");
+  if (!j.contains("instances") || !j["instances"].is_array())
+    return make_error(ErrorKind::state, "missing 'instances'");
   StateFile st;
   size_t n = 0;
   for (const auto& o : j["instances"]) {

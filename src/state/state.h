@@ -29,7 +29,7 @@ struct Instance {
   int64_t keep_alive_ms = -1;  // -1: never reaped
   std::string log;
   std::vector<std::string> argv;
-  std::string owner;              // user who started it
+  std::string owner;               // user who started it
   std::string state = "starting";  // "starting" until healthy, then "running"
   std::optional<int64_t> estimate_mib;
 };

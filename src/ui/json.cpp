@@ -87,6 +87,7 @@ json load_json(const runtime::LoadOutcome& out) {
                    {"kv_cache_mib", out.estimate.kv_cache_mib},
                    {"overhead_per_gpu_mib", out.estimate.overhead_per_gpu_mib},
                    {"context", out.estimate.context}};
+  j["ready_s"] = out.ready_s;
   j["notes"] = out.notes;
   return j;
 }

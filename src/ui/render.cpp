@@ -11,9 +11,12 @@ namespace {
 
 std::string state_text(const gpu::GpuStatus& g, const Terminal& term) {
   switch (g.state) {
-    case gpu::GpuState::idle: return term.paint("idle", Color::green);
-    case gpu::GpuState::model_loaded: return term.paint("ours: " + g.model_name.value_or("?"), Color::blue);
-    case gpu::GpuState::occupied_by_others: return term.paint("occupied by others", Color::yellow);
+    case gpu::GpuState::idle:
+      return term.paint("idle", Color::green);
+    case gpu::GpuState::model_loaded:
+      return term.paint("ours: " + g.model_name.value_or("?"), Color::blue);
+    case gpu::GpuState::occupied_by_others:
+      return term.paint("occupied by others", Color::yellow);
     case gpu::GpuState::unavailable:
       return term.paint("unavailable" + (g.reading.error.empty() ? std::string() : " (" + g.reading.error + ")"),
                         Color::red);
@@ -70,12 +73,17 @@ std::string render_status(const runtime::View& view, int64_t now, const Terminal
   TextTable t({"MODEL", "GPUS", "URL", "PID", "STATE", "UPTIME", "MEMORY", "LAST USE", "REAPED"});
   for (const auto& i : view.instances) {
     Color c = Color::none;
-    if (i.state == "running") c = Color::green;
-    else if (i.state == "starting") c = Color::yellow;
-    else c = Color::red;
-    const std::string last = i.rec.last_used_at_ms > 0 ? human_duration_s((now - i.rec.last_used_at_ms) / 1000) + " ago" : "-";
+    if (i.state == "running")
+      c = Color::green;
+    else if (i.state == "starting")
+      c = Color::yellow;
+    else
+      c = Color::red;
+    const std::string last =
+        i.rec.last_used_at_ms > 0 ? human_duration_s((now - i.rec.last_used_at_ms) / 1000) + " ago" : "-";
     std::string reap = "never";
-    if (i.expires_at_ms) reap = *i.expires_at_ms <= now ? "due" : "in " + human_duration_s((*i.expires_at_ms - now) / 1000);
+    if (i.expires_at_ms)
+      reap = *i.expires_at_ms <= now ? "due" : "in " + human_duration_s((*i.expires_at_ms - now) / 1000);
     t.add({i.rec.model, placement::gpus_text(i.rec.gpus), "http://127.0.0.1:" + std::to_string(i.rec.port),
            std::to_string(i.rec.pid), term.paint(i.state, c), i.state == "dead" ? "-" : human_duration_s(i.uptime_s),
            i.rec.gpus.empty() ? "cpu" : memory_text(i.memory_used_mib, i.memory_total_mib),
@@ -87,14 +95,15 @@ std::string render_status(const runtime::View& view, int64_t now, const Terminal
 
 std::string render_loaded(const runtime::LoadOutcome& out, const Terminal& term) {
   const auto& i = out.instance;
-  std::string s = out.already_running ? "'" + i.rec.model + "' already runs" : term.paint("loaded", Color::green) + " '" + i.rec.model + "'";
+  std::string s = out.already_running ? "'" + i.rec.model + "' already runs"
+                                      : term.paint("loaded", Color::green) + " '" + i.rec.model + "'";
   s += " on " + (i.rec.gpus.empty() ? std::string("CPU") : "GPU " + placement::gpus_text(i.rec.gpus)) + "\n";
   TextTable t({""});
   t.add({"url:", "http://127.0.0.1:" + std::to_string(i.rec.port)});
   t.add({"pid:", std::to_string(i.rec.pid)});
   t.add({"memory:", i.rec.gpus.empty() ? "cpu (no GPU memory)" : memory_text(i.memory_used_mib, i.memory_total_mib)});
-  t.add({"estimate:", std::to_string(out.estimate.total_mib(std::max<size_t>(1, i.rec.gpus.size()))) + " MiB (weights " +
-                          std::to_string(out.estimate.weights_mib) + ", KV cache " +
+  t.add({"estimate:", std::to_string(out.estimate.total_mib(std::max<size_t>(1, i.rec.gpus.size()))) +
+                          " MiB (weights " + std::to_string(out.estimate.weights_mib) + ", KV cache " +
                           std::to_string(out.estimate.kv_cache_mib) + " at -c " + std::to_string(out.estimate.context) +
                           ", overhead " + std::to_string(out.estimate.overhead_per_gpu_mib) + "/GPU)"});
   t.add({"log:", i.rec.log});
@@ -107,7 +116,8 @@ std::string render_unloaded(const runtime::UnloadOutcome& out, const Terminal& t
   if (out.stopped.empty()) return "Nothing to unload.\n";
   for (const auto& st : out.stopped) {
     if (st.still_running) {
-      s += term.paint("could not stop", Color::red) + " '" + st.rec.model + "' (pid " + std::to_string(st.rec.pid) + ")\n";
+      s += term.paint("could not stop", Color::red) + " '" + st.rec.model + "' (pid " + std::to_string(st.rec.pid) +
+           ")\n";
       continue;
     }
     s += "unloaded '" + st.rec.model + "' from " +
@@ -120,8 +130,9 @@ std::string render_unloaded(const runtime::UnloadOutcome& out, const Terminal& t
     for (int g : st.rec.gpus) {
       const auto* after = out.after.find(g);
       if (!after) continue;
-      s += "  GPU " + std::to_string(g) + " now " + memory_text(after->reading.memory_used_mib, after->reading.memory_total_mib) +
-           ", " + std::string(gpu::to_string(after->state)) + "\n";
+      s += "  GPU " + std::to_string(g) + " now " +
+           memory_text(after->reading.memory_used_mib, after->reading.memory_total_mib) + ", " +
+           std::string(gpu::to_string(after->state)) + "\n";
     }
   }
   return s;

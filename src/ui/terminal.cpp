@@ -15,13 +15,26 @@ std::string Terminal::paint(std::string_view text, Color c) const {
   if (!color_ || c == Color::none) return std::string(text);
   const char* code = "";
   switch (c) {
-    case Color::red: code = "\033[31m"; break;
-    case Color::green: code = "\033[32m"; break;
-    case Color::yellow: code = "\033[33m"; break;
-    case Color::blue: code = "\033[34m"; break;
-    case Color::dim: code = "\033[2m"; break;
-    case Color::bold: code = "\033[1m"; break;
-    case Color::none: break;
+    case Color::red:
+      code = "\033[31m";
+      break;
+    case Color::green:
+      code = "\033[32m";
+      break;
+    case Color::yellow:
+      code = "\033[33m";
+      break;
+    case Color::blue:
+      code = "\033[34m";
+      break;
+    case Color::dim:
+      code = "\033[2m";
+      break;
+    case Color::bold:
+      code = "\033[1m";
+      break;
+    case Color::none:
+      break;
   }
   return std::string(code) + std::string(text) + "\033[0m";
 }

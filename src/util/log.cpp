@@ -24,21 +24,36 @@ spdlog::logger& logger() {
 }  // namespace
 
 void init(int verbosity) {
-  if (verbosity < 0) g_level = Level::error;
-  else if (verbosity == 0) g_level = Level::warn;
-  else if (verbosity == 1) g_level = Level::info;
-  else g_level = Level::debug;
+  if (verbosity < 0)
+    g_level = Level::error;
+  else if (verbosity == 0)
+    g_level = Level::warn;
+  else if (verbosity == 1)
+    g_level = Level::info;
+  else
+    g_level = Level::debug;
 }
 
-bool enabled(Level level) { return level >= g_level.load(); }
+bool enabled(Level level) {
+  return level >= g_level.load();
+}
 
 void write(Level level, std::string_view message) {
   switch (level) {
-    case Level::debug: logger().debug("{}", message); break;
-    case Level::info: logger().info("{}", message); break;
-    case Level::warn: logger().warn("{}", message); break;
-    case Level::error: logger().error("{}", message); break;
-    case Level::off: break;
+    case Level::debug:
+      logger().debug("{}", message);
+      break;
+    case Level::info:
+      logger().info("{}", message);
+      break;
+    case Level::warn:
+      logger().warn("{}", message);
+      break;
+    case Level::error:
+      logger().error("{}", message);
+      break;
+    case Level::off:
+      break;
   }
   logger().flush();
 }

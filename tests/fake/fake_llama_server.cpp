@@ -36,7 +36,9 @@ std::atomic<bool> g_stop{false};
 std::string g_alias = "model";
 std::string g_reg_file;
 
-void on_term(int) { g_stop = true; }
+void on_term(int) {
+  g_stop = true;
+}
 
 std::string env_or(const char* name, const std::string& def) {
   const char* v = std::getenv(name);
@@ -53,7 +55,10 @@ void send_all(int fd, const std::string& s) {
 }
 
 void respond(int fd, int status, const std::string& type, const std::string& body) {
-  const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 503 ? "Service Unavailable" : "Error";
+  const char* reason = status == 200   ? "OK"
+                       : status == 404 ? "Not Found"
+                       : status == 503 ? "Service Unavailable"
+                                       : "Error";
   send_all(fd, "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
                    "\r\nContent-Length: " + std::to_string(body.size()) +
                    "\r\nServer: llama.cpp\r\nConnection: close\r\n\r\n" + body);
@@ -64,18 +69,25 @@ void stream_sse(int fd, bool chat) {
   const char* words[] = {"Hello", " from", " fake"};
   for (const char* w : words) {
     std::string chunk = chat ? std::string(R"({"object":"chat.completion.chunk","model":")") + g_alias +
-                                   R"(","choices":[{"index":0,"delta":{"content":")" + w + R"("},"finish_reason":null}]})"
+                                   R"(","choices":[{"index":0,"delta":{"content":")" + w +
+                                   R"("},"finish_reason":null}]})"
                              : std::string(R"({"content":")") + w + R"(","stop":false})";
     send_all(fd, "data: " + chunk + "\n\n");
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (chat) {
-    send_all(fd, std::string("data: ") + R"({"object":"chat.completion.chunk","model":")" + g_alias +
-                     R"(","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})" +
-                     "\n\n");
+    send_all(
+        fd,
+        std::string("data: ") + R"({"object":"chat.completion.chunk","model":")" + g_alias +
+            R"(","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})" +
+            "\n\n");
     send_all(fd, "data: [DONE]\n\n");
   } else {
-    send_all(fd, std::string("data: ") + R"({"content":"","stop":true,"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})" + "\n\n");
+    send_all(
+        fd,
+        std::string("data: ") +
+            R"({"content":"","stop":true,"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})" +
+            "\n\n");
   }
 }
 
@@ -113,15 +125,16 @@ void handle(int fd) {
     respond(fd, 200, json, R"({"status":"ok"})");
   } else if (path == "/v1/models" || path == "/models") {
     respond(fd, 200, json,
-            R"({"models":[{"name":")" + g_alias + R"(","model":")" + g_alias + R"("}],"object":"list","data":[{"id":")" +
-                g_alias + R"(","object":"model","owned_by":"llamacpp"}]})");
+            R"({"models":[{"name":")" + g_alias + R"(","model":")" + g_alias +
+                R"("}],"object":"list","data":[{"id":")" + g_alias + R"(","object":"model","owned_by":"llamacpp"}]})");
   } else if (path == "/v1/chat/completions" && method == "POST") {
     if (body.find("\"stream\":true") != std::string::npos || body.find("\"stream\": true") != std::string::npos)
       stream_sse(fd, true);
     else
-      respond(fd, 200, json,
-              R"({"object":"chat.completion","model":")" + g_alias +
-                  R"(","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from fake"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6},"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})");
+      respond(
+          fd, 200, json,
+          R"({"object":"chat.completion","model":")" + g_alias +
+              R"(","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from fake"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6},"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})");
   } else if (path == "/completion" && method == "POST") {
     if (body.find("\"stream\":true") != std::string::npos || body.find("\"stream\": true") != std::string::npos)
       stream_sse(fd, false);
@@ -151,7 +164,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> opt;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.size() > 1 && a[0] == '-' && i + 1 < argc && (argv[i + 1][0] != '-' || std::isdigit(static_cast<unsigned char>(argv[i + 1][1])))) {
+    if (a.size() > 1 && a[0] == '-' && i + 1 < argc &&
+        (argv[i + 1][0] != '-' || std::isdigit(static_cast<unsigned char>(argv[i + 1][1])))) {
       opt[a] = argv[++i];
     } else {
       opt[a] = "";
@@ -165,8 +179,10 @@ int main(int argc, char** argv) {
 
   const std::string host = opt.count("--host") ? opt["--host"] : "127.0.0.1";
   const int port = opt.count("--port") ? std::atoi(opt["--port"].c_str()) : 8080;
-  if (opt.count("--alias")) g_alias = opt["--alias"];
-  else if (opt.count("-a")) g_alias = opt["-a"];
+  if (opt.count("--alias"))
+    g_alias = opt["--alias"];
+  else if (opt.count("-a"))
+    g_alias = opt["-a"];
 
   // Port first, as the real server does.
   const int srv = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -218,7 +234,7 @@ int main(int argc, char** argv) {
   if (env_or("FAKE_IGNORE_SIGTERM", "") == "1") {
     ::signal(SIGTERM, SIG_IGN);
   } else {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_term;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);

@@ -119,7 +119,8 @@ TEST(Gpus, HangingNvidiaSmiDoesNotHang) {
 
 TEST(Gpus, FixtureModeReadsSavedOutput) {
   Sandbox sb;
-  auto r = sb.run({"gpus", "--json"}, {"LLAMACTL_GPU_FIXTURE=" LLAMACTL_FIXTURES "/nvidia-smi/h100-580-plain-busy.txt"});
+  auto r =
+      sb.run({"gpus", "--json"}, {"LLAMACTL_GPU_FIXTURE=" LLAMACTL_FIXTURES "/nvidia-smi/h100-580-plain-busy.txt"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = r.json();
   EXPECT_EQ(j["gpu_status"][0]["memory_used_mib"], 4111);

@@ -56,7 +56,9 @@ int64_t spawn(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-bool pid_alive(int64_t pid) { return platform::process_start_time(pid).has_value(); }
+bool pid_alive(int64_t pid) {
+  return platform::process_start_time(pid).has_value();
+}
 
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   const auto until = std::chrono::steady_clock::now() + timeout;
@@ -104,8 +106,17 @@ Sandbox::~Sandbox() {
 
 RunResult Sandbox::run(const std::vector<std::string>& args, const std::vector<std::string>& env,
                        std::chrono::milliseconds timeout) const {
-  std::vector<std::string> argv = {"env", "-u", "LLAMACTL_GPU_FIXTURE", "-u", "LLAMACTL_CONFIG", "-u", "LLAMACTL_STATE_DIR",
-                                   "-u", "NO_COLOR", "LLAMACTL_NVIDIA_SMI=" FAKE_NVIDIA_SMI, "FAKE_GPU_DIR=" + gpu_dir()};
+  std::vector<std::string> argv = {"env",
+                                   "-u",
+                                   "LLAMACTL_GPU_FIXTURE",
+                                   "-u",
+                                   "LLAMACTL_CONFIG",
+                                   "-u",
+                                   "LLAMACTL_STATE_DIR",
+                                   "-u",
+                                   "NO_COLOR",
+                                   "LLAMACTL_NVIDIA_SMI=" FAKE_NVIDIA_SMI,
+                                   "FAKE_GPU_DIR=" + gpu_dir()};
   argv.insert(argv.end(), env.begin(), env.end());
   argv.push_back(LLAMACTL_BIN);
   argv.insert(argv.end(), args.begin(), args.end());

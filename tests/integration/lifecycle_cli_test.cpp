@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <future>
 #include <set>
@@ -19,6 +20,13 @@ using namespace llamactl::testing;
 using nlohmann::json;
 
 namespace {
+
+// "m7": built with snprintf because GCC 12 warns falsely (-Wrestrict, PR 105329) on "m" + to_string.
+std::string numbered(const char* prefix, int i) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%s%d", prefix, i);
+  return buf;
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -58,7 +66,8 @@ TEST(Lifecycle, LoadOnGpu0StatusUnloadFrees) {
   EXPECT_TRUE(pid_alive(pid));
   const std::string log = read_text(j["log"].get<std::string>());
   EXPECT_NE(log.find("CUDA_VISIBLE_DEVICES=0 CUDA_DEVICE_ORDER=PCI_BUS_ID"), std::string::npos) << log;
-  EXPECT_NE(log.find("--host 127.0.0.1 --port " + std::to_string(sb.base_port()) + " -c 4096"), std::string::npos) << log;
+  EXPECT_NE(log.find("--host 127.0.0.1 --port " + std::to_string(sb.base_port()) + " -c 4096"), std::string::npos)
+      << log;
 
   auto st = sb.run({"status", "--json"});
   ASSERT_EQ(st.exit_code, 0) << st.err;
@@ -250,6 +259,8 @@ TEST(Lifecycle, ConfigModelsAliasesTensorSplitStyleAndExtraArgs) {
 TEST(Lifecycle, PortTakenBySomeoneElse) {
   Sandbox sb;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;  // a TIME_WAIT left by an earlier run must not fail the test
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(sb.base_port()));
@@ -299,7 +310,7 @@ TEST(Concurrency, SixteenLoadsOnFourGpus) {
   sb.set_gpus({"0 0 81559 0 H100", "1 0 81559 0 H100", "2 0 81559 0 H100", "3 0 81559 0 H100"});
   std::vector<std::future<RunResult>> runs;
   for (int i = 0; i < 16; ++i) {
-    const std::string m = sb.model("m" + std::to_string(i));
+    const std::string m = sb.model(numbered("m", i));
     runs.push_back(std::async(std::launch::async, [&sb, m] {
       return sb.run({"load", m, "--json"}, {"FAKE_LOAD_DELAY_MS=300"});
     }));
@@ -335,8 +346,10 @@ TEST(Concurrency, ParallelStatusDuringLoadsNeverSeesATornFile) {
   sb.set_gpus({"0 0 81559 0 H100", "1 0 81559 0 H100", "2 0 81559 0 H100", "3 0 81559 0 H100"});
   std::vector<std::future<RunResult>> loads, statuses;
   for (int i = 0; i < 4; ++i) {
-    const std::string m = sb.model("p" + std::to_string(i));
-    loads.push_back(std::async(std::launch::async, [&sb, m] { return sb.run({"load", m}, {"FAKE_LOAD_DELAY_MS=400"}); }));
+    const std::string m = sb.model(numbered("p", i));
+    loads.push_back(std::async(std::launch::async, [&sb, m] {
+      return sb.run({"load", m}, {"FAKE_LOAD_DELAY_MS=400"});
+    }));
   }
   for (int i = 0; i < 50; ++i)
     statuses.push_back(std::async(std::launch::async, [&sb] { return sb.run({"status", "--json"}); }));

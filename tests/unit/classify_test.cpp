@@ -67,7 +67,8 @@ TEST(Classify, OurStartingInstanceHoldsItsGpuBeforeMemoryShows) {
 }
 
 TEST(Classify, OthersProcessesNamedWithUser) {
-  const std::string csv = "0, GPU-a, NVIDIA H100 80GB HBM3, 2570, 81559, 0\nGPU-a, 420, /opt/torch/.venv/bin/python3, 2566\n";
+  const std::string csv =
+      "0, GPU-a, NVIDIA H100 80GB HBM3, 2570, 81559, 0\nGPU-a, 420, /opt/torch/.venv/bin/python3, 2566\n";
   const auto v = classify(probe_of(csv), defaults(), {}, [](int64_t pid) -> std::optional<std::string> {
     return pid == 420 ? std::optional<std::string>("alice") : std::nullopt;
   });
@@ -92,7 +93,8 @@ TEST(Classify, IgnoredCompositorMemoryDoesNotOccupy) {
 TEST(Classify, UnknownMemoryOrLostGpuIsUnavailable) {
   const std::string csv =
       "0, GPU-a, H100, [N/A], 81559, 0\n"
-      "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this GPU\n";
+      "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this "
+      "GPU\n";
   const auto v = classify(probe_of(csv), defaults(), {}, nullptr);
   ASSERT_EQ(v.gpus.size(), 2u);
   for (const auto& g : v.gpus) {

@@ -120,7 +120,8 @@ TEST(Config, UnknownKeysWarnWithLine) {
 }
 
 TEST(Config, DuplicateAliasIsAnError) {
-  auto c = parse("[models.a]\npath=\"/a.gguf\"\naliases=[\"x\"]\n[models.b]\npath=\"/b.gguf\"\naliases=[\"x\"]\n", "c.toml");
+  auto c =
+      parse("[models.a]\npath=\"/a.gguf\"\naliases=[\"x\"]\n[models.b]\npath=\"/b.gguf\"\naliases=[\"x\"]\n", "c.toml");
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().message.find("alias 'x'"), std::string::npos);
 }

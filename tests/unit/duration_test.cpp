@@ -17,7 +17,8 @@ TEST(Duration, OllamaForms) {
 }
 
 TEST(Duration, RejectsGarbage) {
-  for (const char* bad : {"", "m", "5x", "five minutes", "5m3", "--1"}) EXPECT_FALSE(parse_duration_ms(bad).ok()) << bad;
+  for (const char* bad : {"", "m", "5x", "five minutes", "5m3", "--1"})
+    EXPECT_FALSE(parse_duration_ms(bad).ok()) << bad;
 }
 
 TEST(Duration, Formats) {

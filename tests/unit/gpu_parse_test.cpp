@@ -41,7 +41,7 @@ std::string section(const std::string& text, const std::string& name) {
 
 struct Row {
   const char* file;
-  int gpus;     // -1: not a supported form, must fall back to CPU mode with a reason
+  int gpus;  // -1: not a supported form, must fall back to CPU mode with a reason
   int procs;
   std::optional<int64_t> used0;  // memory.used of the first GPU
   std::optional<int64_t> total0;
@@ -56,7 +56,7 @@ const Row kRows[] = {
     {"gpud-8xh100-550.90.07-idle-table.txt", 8, 0, 1, 81559, 0},
     {"linux-h100-mig-590.48.01-table-load.txt", 1, 3, 11125, 81559, std::nullopt},  // MIG: GPU-Util N/A
     {"linux-l40s-595.80-table-load.txt", 1, 2, 1235, 46068, 9},
-    {"linux-rtx2080s-610.57.04-table-load.txt", 1, 4, 815, 8192, 8},  // 610 "KMD Version:" header; G processes count
+    {"linux-rtx2080s-610.57.04-table-load.txt", 1, 4, 815, 8192, 8},    // 610 "KMD Version:" header; G processes count
     {"linux-rtx4080s-595.71.05-table-load.txt", 1, 7, 1474, 16376, 7},  // G and C+G desktop processes too
     {"nvidia-htop-2gpu-440.82-docker-no-processes-table.txt", 2, 0, 10916, 11175, 59},
     {"nvidia-htop-2gpu-450.57-table.txt", 2, 6, 749, 7981, 2},
@@ -182,7 +182,9 @@ TEST(GpuParse, H100IdleSectionsAndErrorTexts) {
   // The capture's own error outputs are failures, not GPUs.
   EXPECT_EQ(known_failure(section(idle, "bad gpu id")), "no NVIDIA GPU found (\"No devices were found\")");
   EXPECT_TRUE(result_from_text(section(idle, "bad field"), "t").cpu_mode);
-  EXPECT_FALSE(known_failure("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.161").empty());
+  EXPECT_FALSE(
+      known_failure("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.161")
+          .empty());
   EXPECT_FALSE(known_failure("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.").empty());
   EXPECT_TRUE(known_failure("0, GPU-1, x, 1, 2, 3").empty());
 }
@@ -228,7 +230,8 @@ TEST(GpuParse, LostGpuSpoilsOnlyItself) {
 
 TEST(GpuParse, NewerLostLineNamesTheIndex) {
   auto r = parse_csv(
-      "Unable to determine the device handle for GPU0: 0000:24:00.0: GPU is lost.  Reboot the system to recover this GPU\n"
+      "Unable to determine the device handle for GPU0: 0000:24:00.0: GPU is lost.  Reboot the system to recover this "
+      "GPU\n"
       "1, GPU-2, NVIDIA A100, 3, 40960, 0\n");
   ASSERT_TRUE(r.ok());
   ASSERT_EQ(r->gpus.size(), 2u);

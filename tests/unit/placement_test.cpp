@@ -94,13 +94,17 @@ TEST(Placement, RefusesOccupiedNamingProcessAndUser) {
 
 TEST(Placement, RefusesOurBusyGpuAndMultiGpuOverlap) {
   const std::vector<state::Instance> ours = {inst("big", {0, 1})};
-  const auto v = view_of("0, GPU-a, H100, 0, 81559, 0\n1, GPU-b, H100, 0, 81559, 0\n2, GPU-c, H100, 0, 81559, 0\n", ours);
+  const auto v =
+      view_of("0, GPU-a, H100, 0, 81559, 0\n1, GPU-b, H100, 0, 81559, 0\n2, GPU-c, H100, 0, 81559, 0\n", ours);
   auto c = choose_gpus(*parse_gpu_spec("0"), v, ours, small(), false);
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.error().message.find("part of the multi-GPU instance 'big' on GPUs 0,1"), std::string::npos)
       << c.error().message;
   const std::vector<state::Instance> one = {inst("small", {2})};
-  auto d = choose_gpus(*parse_gpu_spec("1,2"), view_of("0, GPU-a, H100, 0, 81559, 0\n1, GPU-b, H100, 0, 81559, 0\n2, GPU-c, H100, 0, 81559, 0\n", one), one, small(), false);
+  auto d = choose_gpus(
+      *parse_gpu_spec("1,2"),
+      view_of("0, GPU-a, H100, 0, 81559, 0\n1, GPU-b, H100, 0, 81559, 0\n2, GPU-c, H100, 0, 81559, 0\n", one), one,
+      small(), false);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.error().message.find("GPU 2 already runs 'small'"), std::string::npos) << d.error().message;
 }
@@ -140,15 +144,16 @@ TEST(Placement, PortsFromMapThenBase) {
 TEST(Placement, VisibleDevicesLaunch) {
   config::Config cfg;
   auto l = launch_for(cfg, "llama-server", "m", "/m.gguf", {1}, 2, 8082, 4096, {"--flash-attn", "on"}, {"-np", "2"});
-  const std::vector<std::string> head = {"llama-server", "-m", "/m.gguf", "--host", "127.0.0.1", "--port", "8082",
-                                         "-c", "4096", "--alias", "m"};
+  const std::vector<std::string> head = {"llama-server", "-m", "/m.gguf", "--host",  "127.0.0.1", "--port",
+                                         "8082",         "-c", "4096",    "--alias", "m"};
   EXPECT_TRUE(std::equal(head.begin(), head.end(), l.argv.begin()));
   EXPECT_EQ(std::vector<std::string>(l.argv.end() - 4, l.argv.end()),
             (std::vector<std::string>{"--flash-attn", "on", "-np", "2"}));
   EXPECT_NE(std::find(l.env.begin(), l.env.end(), std::pair<std::string, std::string>{"CUDA_VISIBLE_DEVICES", "1"}),
             l.env.end());
-  EXPECT_NE(std::find(l.env.begin(), l.env.end(), std::pair<std::string, std::string>{"CUDA_DEVICE_ORDER", "PCI_BUS_ID"}),
-            l.env.end());
+  EXPECT_NE(
+      std::find(l.env.begin(), l.env.end(), std::pair<std::string, std::string>{"CUDA_DEVICE_ORDER", "PCI_BUS_ID"}),
+      l.env.end());
   EXPECT_EQ(std::find(l.argv.begin(), l.argv.end(), "--tensor-split"), l.argv.end());
 
   auto both = launch_for(cfg, "llama-server", "m", "/m.gguf", {0, 1}, 2, 8081, 4096, {}, {});

@@ -25,7 +25,8 @@ state::Instance inst(const std::string& model, int64_t pid, uint64_t start, std:
 
 TEST(Reconcile, DropsDeadAndReusedPids) {
   // pid 11 is alive but started at another time: a reused pid, not ours.
-  const std::vector<state::Instance> recorded = {inst("a", 10, 100, {0}), inst("b", 11, 200, {1}), inst("c", 12, 300, {})};
+  const std::vector<state::Instance> recorded = {inst("a", 10, 100, {0}), inst("b", 11, 200, {1}),
+                                                 inst("c", 12, 300, {})};
   const auto r = reconcile(recorded, [](const state::Instance& i) {
     return (i.pid == 10 && i.start_time == 100) || (i.pid == 11 && i.start_time == 999);
   });
@@ -57,7 +58,8 @@ TEST(Reconcile, HealthDecidesRunningUnhealthyStarting) {
   Reconciled rec;
   rec.live = {inst("up", 10, 1, {0}), inst("down", 11, 1, {}), inst("boot", 12, 1, {})};
   rec.live[2].state = "starting";
-  const auto v = build_view(probe, gpu::ClassifyOptions{}, rec, {{"up", 200}, {"down", 0}, {"boot", 503}}, 1000000, nullptr);
+  const auto v =
+      build_view(probe, gpu::ClassifyOptions{}, rec, {{"up", 200}, {"down", 0}, {"boot", 503}}, 1000000, nullptr);
   EXPECT_EQ(v.instances[0].state, "running");
   EXPECT_EQ(v.instances[1].state, "unhealthy");
   EXPECT_EQ(v.instances[2].state, "starting");

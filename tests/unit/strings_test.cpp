@@ -14,8 +14,9 @@ TEST(Strings, SplitLinesAcceptsCrlfAndNoFinalNewline) {
 }
 
 TEST(Strings, UnknownTokensAreNeverZero) {
-  for (const char* t : {"[N/A]", "[Not Supported]", "[Insufficient Permissions]", "[Unknown Error]",
-                        "[Function Not Found]", "[Requested functionality has been deprecated]", "N/A", "ERR!", "-", ""}) {
+  for (const char* t :
+       {"[N/A]", "[Not Supported]", "[Insufficient Permissions]", "[Unknown Error]", "[Function Not Found]",
+        "[Requested functionality has been deprecated]", "N/A", "ERR!", "-", ""}) {
     EXPECT_TRUE(is_unknown_token(t)) << t;
     EXPECT_FALSE(parse_mib(t).has_value()) << t;
     EXPECT_FALSE(parse_percent(t).has_value()) << t;

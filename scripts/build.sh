@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Configures and builds one configuration. usage: scripts/build.sh release|asan [target...]
+#   release: optimised, statically linked llamactl (build/release)
+#   asan:    debug build with AddressSanitizer + UBSan (build/asan)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+kind=${1:-release}
+shift || true
+case "$kind" in
+  release) flags=(-DCMAKE_BUILD_TYPE=Release) ;;
+  asan) flags=(-DCMAKE_BUILD_TYPE=Debug -DLLAMACTL_SANITIZE=ON) ;;
+  *) echo "usage: $0 release|asan [target...]" >&2; exit 2 ;;
+esac
+# One job per core: the Beast and toml++ translation units are heavy.
+jobs=${LLAMACTL_JOBS:-$(nproc)}
+cmake -S "$root" -B "$root/build/$kind" -G Ninja "${flags[@]}" >/dev/null
+if [ $# -gt 0 ]; then
+  cmake --build "$root/build/$kind" -j "$jobs" --target "$@"
+else
+  cmake --build "$root/build/$kind" -j "$jobs"
+fi

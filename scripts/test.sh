@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh Debian 12 machine: install the packages,
+# then build and run the unit and end-to-end tests (release), again under
+# AddressSanitizer + UBSan, fuzz every parser for a bounded time, and check
+# formatting, clang-tidy and the static link.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+fuzz_seconds=${LLAMACTL_FUZZ_SECONDS:-30}
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "setup"
+scripts/setup-debian.sh
+
+step "format check"
+mapfile -t sources < <(git ls-files '*.cpp' '*.h')
+if ! clang-format --dry-run --Werror "${sources[@]}"; then
+  echo "clang-format: files differ from .clang-format (run clang-format -i)"
+  exit 1
+fi
+
+step "release build + tests"
+scripts/build.sh release
+file build/release/llamactl | grep -q "statically linked" || { echo "llamactl is not statically linked"; exit 1; }
+(cd build/release && ctest --output-on-failure --timeout 300)
+
+step "asan+ubsan build + tests"
+scripts/build.sh asan
+(cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ctest --output-on-failure --timeout 600)
+
+step "fuzz (${fuzz_seconds}s per parser)"
+fuzz/run.sh "$fuzz_seconds" build/fuzz
+
+step "clang-tidy"
+mapfile -t tidy < <(git ls-files 'src/*.cpp' 'cmd/*.cpp' | grep -v '_win32\.cpp$')
+clang-tidy -p build/release --quiet "${tidy[@]}"
+
+step "done: all checks passed"

@@ -1,0 +1,166 @@
+// A stateful mock nvidia-smi for tests (named by LLAMACTL_NVIDIA_SMI). It
+// answers llamactl's two CSV queries from files under $FAKE_GPU_DIR:
+//   gpus       one line per GPU: "INDEX BASE_USED_MIB TOTAL_MIB UTIL NAME..."
+//              (default: two idle 81559 MiB H100s)
+//   procs/PID  "GPUS MIB NAME": GPU memory of a live process; GPUS is a comma
+//              list of indices or "all". The fake llama-server writes its own
+//              from CUDA_VISIBLE_DEVICES; tests write other users' processes.
+//              Files of dead (or zombie) pids are ignored.
+// Switches: FAKE_SMI_DELAY (seconds to sleep per call), FAKE_SMI_MODE =
+//   hang | nodev | mismatch | nodriver | garbage | lost1.
+// Written in C++ (not sh) so that its own cost does not hide llamactl's in
+// the benchmarks: it starts in about a millisecond.
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Gpu {
+  int index;
+  long used, total, util;
+  std::string name;
+};
+
+struct Proc {
+  long pid;
+  int gpu;
+  long mib;
+  std::string name;
+};
+
+std::string env_or(const char* name, const std::string& def) {
+  const char* v = std::getenv(name);
+  return v ? v : def;
+}
+
+bool alive(long pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  const auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+std::vector<Gpu> gpus(const std::string& dir) {
+  std::vector<Gpu> out;
+  std::ifstream in(dir + "/gpus");
+  std::string line;
+  while (in && std::getline(in, line)) {
+    std::istringstream ss(line);
+    Gpu g;
+    if (!(ss >> g.index >> g.used >> g.total >> g.util)) continue;
+    std::getline(ss >> std::ws, g.name);
+    out.push_back(g);
+  }
+  if (dir.empty() || !fs::exists(dir + "/gpus"))
+    out = {{0, 0, 81559, 0, "NVIDIA H100 80GB HBM3"}, {1, 0, 81559, 0, "NVIDIA H100 80GB HBM3"}};
+  return out;
+}
+
+std::vector<Proc> procs(const std::string& dir, const std::vector<Gpu>& all) {
+  std::vector<Proc> out;
+  std::error_code ec;
+  if (dir.empty()) return out;
+  for (const auto& e : fs::directory_iterator(dir + "/procs", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long pid = std::stol(name);
+    if (!alive(pid)) continue;
+    std::ifstream in(e.path());
+    std::string list, pname;
+    long mib = 0;
+    if (!(in >> list >> mib)) continue;
+    std::getline(in >> std::ws, pname);
+    if (list == "all") {
+      for (const auto& g : all) out.push_back({pid, g.index, mib, pname});
+      continue;
+    }
+    std::stringstream ls(list);
+    std::string item;
+    while (std::getline(ls, item, ',')) out.push_back({pid, std::atoi(item.c_str()), mib, pname});
+  }
+  return out;
+}
+
+std::string uuid(int i) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "GPU-%08d-0000-4000-8000-%012d", i, i);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string dir = env_or("FAKE_GPU_DIR", "");
+  const std::string mode = env_or("FAKE_SMI_MODE", "");
+  if (mode == "hang") {
+    // The child keeps stdout open, as a process stuck in a wedged driver does.
+    if (::fork() == 0) ::sleep(1000);
+    ::sleep(1000);
+    return 0;
+  }
+  if (mode == "nodev") {
+    std::puts("No devices were found");
+    return 6;
+  }
+  if (mode == "mismatch") {
+    std::puts("Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.161");
+    return 18;
+  }
+  if (mode == "nodriver") {
+    std::puts(
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA "
+        "driver is installed and running.");
+    return 9;
+  }
+  if (mode == "garbage") {
+    std::puts("%%% this is not csv %%%");
+    return 0;
+  }
+  const double delay = std::atof(env_or("FAKE_SMI_DELAY", "0").c_str());
+  if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+
+  std::string query;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--query-gpu=", 12) == 0) query = "gpu";
+    if (std::strncmp(argv[i], "--query-compute-apps=", 21) == 0) query = "apps";
+  }
+  const auto all = gpus(dir);
+  const auto running = procs(dir, all);
+  if (query == "gpu") {
+    for (const auto& g : all) {
+      if (mode == "lost1" && g.index == 1) {
+        std::puts(
+            "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover "
+            "this GPU");
+        continue;
+      }
+      long used = g.used;
+      for (const auto& p : running)
+        if (p.gpu == g.index) used += p.mib;
+      std::printf("%d, %s, %s, %ld, %ld, %ld\n", g.index, uuid(g.index).c_str(), g.name.c_str(), used, g.total, g.util);
+    }
+    return 0;
+  }
+  if (query == "apps") {
+    for (const auto& p : running)
+      std::printf("%s, %ld, %s, %ld\n", uuid(p.gpu).c_str(), p.pid, p.name.c_str(), p.mib);
+    return 0;
+  }
+  std::puts("mock nvidia-smi: only --query-gpu and --query-compute-apps are supported");
+  return 2;
+}
