@@ -123,7 +123,8 @@ int main(int argc, char** argv) {
   }
   if (mode == "nodriver") {
     std::puts(
-        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA "
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest "
+        "NVIDIA "
         "driver is installed and running.");
     return 9;
   }
@@ -157,8 +158,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (query == "apps") {
-    for (const auto& p : running)
-      std::printf("%s, %ld, %s, %ld\n", uuid(p.gpu).c_str(), p.pid, p.name.c_str(), p.mib);
+    for (const auto& p : running) std::printf("%s, %ld, %s, %ld\n", uuid(p.gpu).c_str(), p.pid, p.name.c_str(), p.mib);
     return 0;
   }
   std::puts("mock nvidia-smi: only --query-gpu and --query-compute-apps are supported");
