@@ -104,8 +104,8 @@ Sandbox::~Sandbox() {
   }
 }
 
-RunResult Sandbox::run(const std::vector<std::string>& args, const std::vector<std::string>& env,
-                       std::chrono::milliseconds timeout) const {
+std::vector<std::string> Sandbox::command(const std::string& state_dir, const std::vector<std::string>& args,
+                                          const std::vector<std::string>& env) const {
   std::vector<std::string> argv = {"env",
                                    "-u",
                                    "LLAMACTL_GPU_FIXTURE",
@@ -122,9 +122,19 @@ RunResult Sandbox::run(const std::vector<std::string>& args, const std::vector<s
   argv.insert(argv.end(), args.begin(), args.end());
   // Global flags after the subcommand, as users type them. "--" args stay last.
   auto dashdash = std::find(argv.begin(), argv.end(), "--");
-  argv.insert(dashdash, {"--state-dir", state_dir(), "--config", dir_ / "llamactl.toml"});
+  argv.insert(dashdash, {"--state-dir", state_dir, "--config", dir_ / "llamactl.toml"});
+  return argv;
+}
+
+RunResult Sandbox::run(const std::vector<std::string>& args, const std::vector<std::string>& env,
+                       std::chrono::milliseconds timeout) const {
+  return run_in(state_dir(), args, env, timeout);
+}
+
+RunResult Sandbox::run_in(const std::string& state_dir, const std::vector<std::string>& args,
+                          const std::vector<std::string>& env, std::chrono::milliseconds timeout) const {
   const auto t0 = std::chrono::steady_clock::now();
-  const auto r = platform::run_capture(argv, timeout);
+  const auto r = platform::run_capture(command(state_dir, args, env), timeout);
   RunResult out;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out.exit_code = r.exit_code;

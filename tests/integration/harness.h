@@ -33,6 +33,13 @@ class Sandbox {
   /// mock nvidia-smi, and `env` added (NAME=VALUE).
   RunResult run(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
                 std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
+  /// The same with another state dir (another user's or another team's llamactl).
+  RunResult run_in(const std::string& state_dir, const std::vector<std::string>& args,
+                   const std::vector<std::string>& env = {},
+                   std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
+  /// The full argv that run() executes (for tests that start it themselves).
+  std::vector<std::string> command(const std::string& state_dir, const std::vector<std::string>& args,
+                                   const std::vector<std::string>& env = {}) const;
 
   /// One line per GPU for the mock: "INDEX BASE_USED TOTAL UTIL NAME".
   void set_gpus(const std::vector<std::string>& lines) const;

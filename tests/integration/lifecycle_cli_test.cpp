@@ -1,10 +1,13 @@
 // load / unload / status end to end: real binary, fake llama-server, stateful mock nvidia-smi.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +21,8 @@
 
 using namespace llamactl::testing;
 using nlohmann::json;
+
+extern char** environ;
 
 namespace {
 
@@ -361,4 +366,55 @@ TEST(Concurrency, ParallelStatusDuringLoadsNeverSeesATornFile) {
   }
   for (auto& f : loads) EXPECT_EQ(f.get().exit_code, 0);
   EXPECT_EQ(sb.state_file()["instances"].size(), 4u);
+}
+
+TEST(Lifecycle, AnotherStateDirsInstanceIsOccupiedByOthers) {
+  Sandbox sb;
+  auto r = load(sb, "mine", {"--gpu", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const int64_t pid = r.json()["pid"];
+  const std::string other_state = sb.path("other-state");
+  auto j = sb.run_in(other_state, {"gpus", "--json"}).json();
+  EXPECT_EQ(j["gpu_status"][0]["state"], "occupied_by_others");
+  EXPECT_EQ(j["gpu_status"][0]["process_info"][0]["pid"], pid);
+  EXPECT_EQ(j["gpu_status"][0]["process_info"][0]["process_name"], "llama-server");
+  auto refused = sb.run_in(other_state, {"load", sb.model("theirs"), "--gpu", "0"});
+  EXPECT_EQ(refused.exit_code, 4);
+  // Their unload --all touches nothing of ours.
+  EXPECT_EQ(sb.run_in(other_state, {"unload", "--all"}).exit_code, 0);
+  EXPECT_TRUE(pid_alive(pid));
+}
+
+TEST(Lifecycle, MissingLlamaServerIsAStartFailure) {
+  Sandbox sb;
+  const std::string m = sb.model("tiny");
+  { std::ofstream(sb.path("llamactl.toml")) << "llama_server = \"/nonexistent/llama-server\"\n"; }
+  auto r = sb.run({"load", m, "--gpu", "0"});
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_NE(r.err.find("/nonexistent/llama-server"), std::string::npos) << r.err;
+  EXPECT_EQ(instances(sb), 0);
+}
+
+TEST(Lifecycle, CtrlCDuringLoadStopsTheServerAndExits130) {
+  Sandbox sb;
+  const auto argv = sb.command(sb.state_dir(), {"load", sb.model("tiny"), "--gpu", "0"}, {"FAKE_FAIL=never-healthy"});
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  ASSERT_TRUE(eventually([&] { return instances(sb) == 1; }));
+  const int64_t server = sb.state_file()["instances"][0]["pid"];
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_EQ(instances(sb), 0);
+  EXPECT_TRUE(eventually([&] { return !pid_alive(server); }));
 }
