@@ -128,16 +128,18 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   std::string* sinks[2] = {&r.out, &r.err};
   int open_fds = 2;
   char buf[65536];
+  // Read until both pipes close. Once the child itself has exited, a
+  // grandchild that inherited the pipe (a wedged driver helper) gets a short
+  // grace period, not the whole timeout.
+  std::optional<int> exit_status;
+  auto stop_reading_at = deadline;
   while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      r.timed_out = true;
-      break;
-    }
-    const int n = ::poll(fds, 2, static_cast<int>(left));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) break;
-    for (int i = 0; i < 2; ++i) {
+    const auto now = Clock::now();
+    if (now >= stop_reading_at) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(stop_reading_at - now).count();
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left + 1, 20)));
+    if (n < 0 && errno != EINTR) break;
+    for (int i = 0; n > 0 && i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
       if (got > 0 && sinks[i]->size() < kMaxOutput) sinks[i]->append(buf, static_cast<size_t>(got));
@@ -146,18 +148,30 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
         --open_fds;
       }
     }
+    if (!exit_status) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        stop_reading_at = std::min(deadline, Clock::now() + std::chrono::milliseconds(100));
+      }
+    }
   }
-  // Output is complete (or the deadline passed); wait for the exit status
-  // until the deadline, then kill the whole group.
+  // Output is complete (or reading stopped); wait for the exit status until
+  // the deadline, then kill the whole group.
   for (;;) {
+    if (exit_status) {
+      r.exit_code = *exit_status;
+      if (open_fds > 0) ::kill(-pid, SIGKILL);  // the helper that held the pipe
+      return r;
+    }
     int status = 0;
     const pid_t w = ::waitpid(pid, &status, WNOHANG);
     if (w == pid) {
-      if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-      return r;
+      exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      continue;
     }
     if (w < 0 && errno != EINTR) return r;
-    if (r.timed_out || Clock::now() >= deadline) break;
+    if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   r.timed_out = true;

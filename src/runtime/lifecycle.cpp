@@ -68,11 +68,11 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   // The GPU reading (~25 ms per nvidia-smi call on an H100) runs while the
   // model header is read and the lock is taken; it is used only if still
   // fresh when the decision is made.
-  auto early_probe = std::async(std::launch::async, [this] { return std::pair(probe_.read(), Clock::now()); });
   auto model = resolve_model(req.model, cfg_);
   if (!model) return model.error();
   auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
   if (!spec) return spec.error();
+  auto early_probe = std::async(std::launch::async, [this] { return std::pair(probe_.read(), Clock::now()); });
   const auto header = gguf::read_file(model->path);
   if (!header) return header.error();
   std::error_code ec;
@@ -284,6 +284,8 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
     if (req.gpu) {
       auto s = placement::parse_gpu_spec(*req.gpu);
       if (!s) return s.error();
+      if (s->kind == placement::GpuSpec::Kind::auto_)
+        return make_error(ErrorKind::usage, "unload --gpu takes 0, 1, 0,1, both or cpu, not '" + *req.gpu + "'");
       spec = *s;
     }
     std::string wanted;
@@ -296,7 +298,7 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
       bool match = req.all;
       if (req.model) match = match || i.model == wanted;
       if (spec) {
-        if (spec->kind == placement::GpuSpec::Kind::all || spec->kind == placement::GpuSpec::Kind::auto_)
+        if (spec->kind == placement::GpuSpec::Kind::all)
           match = match || !i.gpus.empty();
         else if (spec->kind == placement::GpuSpec::Kind::cpu)
           match = match || i.gpus.empty();

@@ -7,7 +7,8 @@
 //              from CUDA_VISIBLE_DEVICES; tests write other users' processes.
 //              Files of dead (or zombie) pids are ignored.
 // Switches: FAKE_SMI_DELAY (seconds to sleep per call), FAKE_SMI_MODE =
-//   hang | nodev | mismatch | nodriver | garbage | lost1.
+//   hang | linger | nodev | mismatch | nodriver | garbage | lost1.
+//   linger: answers normally, but leaves a child behind that holds stdout open.
 // Written in C++ (not sh) so that its own cost does not hide llamactl's in
 // the benchmarks: it starts in about a millisecond.
 
@@ -130,6 +131,10 @@ int main(int argc, char** argv) {
   }
   if (mode == "garbage") {
     std::puts("%%% this is not csv %%%");
+    return 0;
+  }
+  if (mode == "linger" && ::fork() == 0) {
+    ::sleep(30);
     return 0;
   }
   const double delay = std::atof(env_or("FAKE_SMI_DELAY", "0").c_str());

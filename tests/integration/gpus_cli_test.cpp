@@ -117,6 +117,14 @@ TEST(Gpus, HangingNvidiaSmiDoesNotHang) {
   EXPECT_NE(r.err.find("did not answer within 0.5 s"), std::string::npos) << r.err;
 }
 
+TEST(Gpus, ExitedNvidiaSmiWhoseHelperHoldsThePipeIsStillRead) {
+  Sandbox sb;
+  auto r = sb.run({"gpus", "--json"}, {"FAKE_SMI_MODE=linger"}, std::chrono::seconds(20));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_LT(r.seconds, 2.0);
+  EXPECT_EQ(r.json()["mode"], "gpu") << r.err;
+}
+
 TEST(Gpus, FixtureModeReadsSavedOutput) {
   Sandbox sb;
   auto r =

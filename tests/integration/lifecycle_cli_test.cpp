@@ -242,6 +242,7 @@ TEST(Lifecycle, ModelErrors) {
   EXPECT_NE(bad.err.find("bad magic"), std::string::npos) << bad.err;
   EXPECT_EQ(sb.run({"unload", "nothing-loaded"}).exit_code, 5);
   EXPECT_EQ(sb.run({"unload"}).exit_code, 2);
+  EXPECT_EQ(sb.run({"unload", "--gpu", "auto"}).exit_code, 2);
   EXPECT_EQ(sb.run({"load", sb.model("x"), "--gpu", "seven"}).exit_code, 2);
 }
 
