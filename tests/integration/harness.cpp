@@ -40,7 +40,9 @@ int pick_base_port() {
   return 45000;
 }
 
-int64_t spawn(const std::vector<std::string>& argv) {
+}  // namespace
+
+int64_t spawn_quiet(const std::vector<std::string>& argv) {
   std::vector<char*> a;
   for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
   a.push_back(nullptr);
@@ -48,13 +50,12 @@ int64_t spawn(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
   pid_t pid = 0;
   const int rc = ::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   return rc == 0 ? pid : -1;
 }
-
-}  // namespace
 
 bool pid_alive(int64_t pid) {
   return platform::process_start_time(pid).has_value();
@@ -167,7 +168,7 @@ int64_t Sandbox::start_other(const std::string& gpus, int mib, const std::string
 }
 
 int64_t Sandbox::start_sleeper() {
-  const int64_t pid = spawn({"sleep", "300"});
+  const int64_t pid = spawn_quiet({"sleep", "300"});
   if (pid > 0) children_.push_back(pid);
   return pid;
 }

@@ -66,6 +66,9 @@ class Sandbox {
 };
 
 bool pid_alive(int64_t pid);
+/// Starts argv (PATH lookup) with stdin, stdout and stderr on /dev/null; the
+/// caller waits for it. -1 when it cannot start.
+int64_t spawn_quiet(const std::vector<std::string>& argv);
 /// Waits until `pred` is true or the timeout passes.
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,8 +20,6 @@
 
 using namespace llamactl::testing;
 using nlohmann::json;
-
-extern char** environ;
 
 namespace {
 
@@ -399,16 +396,8 @@ TEST(Lifecycle, MissingLlamaServerIsAStartFailure) {
 TEST(Lifecycle, CtrlCDuringLoadStopsTheServerAndExits130) {
   Sandbox sb;
   const auto argv = sb.command(sb.state_dir(), {"load", sb.model("tiny"), "--gpu", "0"}, {"FAKE_FAIL=never-healthy"});
-  std::vector<char*> a;
-  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
+  const auto pid = static_cast<pid_t>(spawn_quiet(argv));
+  ASSERT_GT(pid, 0);
   ASSERT_TRUE(eventually([&] { return instances(sb) == 1; }));
   const int64_t server = sb.state_file()["instances"][0]["pid"];
   ::kill(pid, SIGINT);
