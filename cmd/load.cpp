@@ -40,10 +40,13 @@ int run_load(const LoadOptions& o, Context& ctx) {
   }
   const bool show_progress = platform::stderr_is_tty() && !ctx.global.quiet && !ctx.global.json;
   bool progressed = false;
+  double last_drawn = -1;
   if (show_progress) {
     req.progress = [&](const std::string& model, double s) {
+      if (s - last_drawn < 0.1) return;  // ~10 redraws a second, not one per health probe
+      last_drawn = s;
       static constexpr const char* kSpin[] = {"|", "/", "-", "\\"};
-      std::fprintf(stderr, "\r%s loading %s ... %.1fs ", kSpin[static_cast<int>(s * 8) % 4], model.c_str(), s);
+      std::fprintf(stderr, "\r%s loading %s ... %.1fs ", kSpin[static_cast<int>(s * 10) % 4], model.c_str(), s);
       std::fflush(stderr);
       progressed = true;
     };

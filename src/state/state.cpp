@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "util/time.h"
 
 namespace llamactl::state {
@@ -156,9 +158,13 @@ Status StateDir::remove_pidfile(const Lock&, const std::string& model) const {
 }
 
 std::string resolve_dir(const std::string& flag_value) {
-  if (!flag_value.empty()) return flag_value;
-  if (auto e = platform::env("LLAMACTL_STATE_DIR"); e && !e->empty()) return *e;
-  return platform::default_state_dir();
+  std::string dir = flag_value;
+  if (dir.empty()) dir = platform::env("LLAMACTL_STATE_DIR").value_or("");
+  if (dir.empty()) dir = platform::default_state_dir();
+  // Absolute, so the log paths recorded in the state work from any directory.
+  std::error_code ec;
+  const auto abs = std::filesystem::absolute(dir, ec);
+  return ec ? dir : abs.lexically_normal().string();
 }
 
 }  // namespace llamactl::state

@@ -98,7 +98,7 @@ std::string render_loaded(const runtime::LoadOutcome& out, const Terminal& term)
   std::string s = out.already_running ? "'" + i.rec.model + "' already runs"
                                       : term.paint("loaded", Color::green) + " '" + i.rec.model + "'";
   s += " on " + (i.rec.gpus.empty() ? std::string("CPU") : "GPU " + placement::gpus_text(i.rec.gpus)) + "\n";
-  TextTable t({""});
+  TextTable t({"", ""});  // two columns, no header line
   t.add({"url:", "http://127.0.0.1:" + std::to_string(i.rec.port)});
   t.add({"pid:", std::to_string(i.rec.pid)});
   t.add({"memory:", i.rec.gpus.empty() ? "cpu (no GPU memory)" : memory_text(i.memory_used_mib, i.memory_total_mib)});

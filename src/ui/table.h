@@ -9,6 +9,7 @@ namespace llamactl::ui {
 
 class TextTable {
  public:
+  /// One header per column; an empty first header means no header line.
   explicit TextTable(std::vector<std::string> headers) : headers_(std::move(headers)) {}
   void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
   bool empty() const { return rows_.empty(); }

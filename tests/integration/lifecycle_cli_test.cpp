@@ -1,7 +1,6 @@
 // load / unload / status end to end: real binary, fake llama-server, stateful mock nvidia-smi.
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>

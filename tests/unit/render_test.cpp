@@ -63,3 +63,70 @@ TEST(Render, ColourOnlyWhenAsked) {
   EXPECT_EQ(ui::Terminal(false).paint("x", ui::Color::red), "x");
   EXPECT_EQ(ui::Terminal(true).paint("x", ui::Color::red), "\033[31mx\033[0m");
 }
+
+namespace {
+
+runtime::InstanceView instance(const std::string& model, std::vector<int> gpus) {
+  runtime::InstanceView i;
+  i.rec.model = model;
+  i.rec.gpus = std::move(gpus);
+  i.rec.port = 8081;
+  i.rec.pid = 4242;
+  i.rec.log = "/state/logs/" + model + ".log";
+  i.rec.started_at_ms = 1000000;
+  i.rec.last_used_at_ms = 1060000;
+  i.state = "running";
+  i.healthy = true;
+  i.uptime_s = 75;
+  i.memory_used_mib = 5120;
+  i.memory_total_mib = 24576;
+  return i;
+}
+
+}  // namespace
+
+TEST(Render, LoadedShowsUrlPidMemoryAndEstimate) {
+  runtime::LoadOutcome out;
+  out.instance = instance("llama-7b", {0});
+  out.estimate.weights_mib = 3892;
+  out.estimate.kv_cache_mib = 512;
+  out.estimate.context = 4096;
+  EXPECT_EQ(ui::render_loaded(out, ui::Terminal(false)),
+            "loaded 'llama-7b' on GPU 0\n"
+            "  url:       http://127.0.0.1:8081\n"
+            "  pid:       4242\n"
+            "  memory:    5120 / 24576 MiB (21%)\n"
+            "  estimate:  5084 MiB (weights 3892, KV cache 512 at -c 4096, overhead 680/GPU)\n"
+            "  log:       /state/logs/llama-7b.log\n");
+  out.already_running = true;
+  EXPECT_EQ(ui::render_loaded(out, ui::Terminal(false)).rfind("'llama-7b' already runs on GPU 0\n", 0), 0u);
+}
+
+TEST(Render, StatusTableAtAFixedTime) {
+  runtime::View v;
+  v.gpus = seed_view();
+  v.instances = {instance("llama-7b", {0}), instance("cpu-model", {})};
+  v.instances[1].rec.port = 8181;
+  v.instances[1].rec.keep_alive_ms = 300000;
+  v.instances[1].expires_at_ms = 1360000;
+  v.instances[1].memory_used_mib.reset();
+  const std::string out = ui::render_status(v, 1075000, ui::Terminal(false));
+  const std::string table = out.substr(out.find("\n\n") + 2);
+  EXPECT_EQ(
+      table,
+      "MODEL      GPUS  URL                    PID   STATE    UPTIME  MEMORY                  LAST USE  REAPED\n"
+      "llama-7b   0     http://127.0.0.1:8081  4242  running  1m15s   5120 / 24576 MiB (21%)  15s ago   never\n"
+      "cpu-model  cpu   http://127.0.0.1:8181  4242  running  1m15s   cpu                     15s ago   in 4m45s\n");
+}
+
+TEST(Render, UnloadedSaysWhatWasFreed) {
+  runtime::UnloadOutcome out;
+  runtime::Stopped s;
+  s.rec = instance("llama-7b", {1}).rec;
+  s.freed_mib = 5120;
+  out.stopped = {s};
+  out.after = seed_view();
+  EXPECT_EQ(ui::render_unloaded(out, ui::Terminal(false)),
+            "unloaded 'llama-7b' from GPU 1 (pid 4242), freed 5120 MiB\n"
+            "  GPU 1 now 363 / 24564 MiB (1%), occupied_by_others\n");
+}
