@@ -9,6 +9,26 @@ cd "$root"
 fuzz_seconds=${LLAMACTL_FUZZ_SECONDS:-30}
 
 step() { printf '\n==== %s\n' "$*"; }
+passed=0
+failed=0
+# Runs ctest in a build dir and adds its counts to the totals.
+run_ctest() {
+  local dir=$1 log
+  shift
+  log=$(mktemp)
+  local rc=0
+  (cd "$dir" && env "$@" ctest --output-on-failure --timeout 600) 2>&1 | tee "$log" || rc=$?
+  local total fails
+  total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$log" | tail -n 1)
+  fails=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -n 1)
+  rm -f "$log"
+  passed=$((passed + ${total:-0} - ${fails:-0}))
+  failed=$((failed + ${fails:-0}))
+  if [ "$rc" != 0 ] || [ -z "$total" ]; then
+    printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
+    exit 1
+  fi
+}
 
 step "setup"
 scripts/setup-debian.sh
@@ -23,12 +43,11 @@ fi
 step "release build + tests"
 scripts/build.sh release
 file build/release/llamactl | grep -q "statically linked" || { echo "llamactl is not statically linked"; exit 1; }
-(cd build/release && ctest --output-on-failure --timeout 300)
+run_ctest build/release CI_BUILD=release
 
 step "asan+ubsan build + tests"
 scripts/build.sh asan
-(cd build/asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  ctest --output-on-failure --timeout 600)
+run_ctest build/asan ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
 step "fuzz (${fuzz_seconds}s per parser)"
 fuzz/run.sh "$fuzz_seconds" build/fuzz
@@ -37,4 +56,5 @@ step "clang-tidy"
 mapfile -t tidy < <(git ls-files 'src/*.cpp' 'cmd/*.cpp' | grep -v '_win32\.cpp$')
 clang-tidy -p build/release --quiet "${tidy[@]}"
 
-step "done: all checks passed"
+step "done: all checks passed (tests counted twice: release and sanitizer builds)"
+printf '%d passed, %d failed\n' "$passed" "$failed"
