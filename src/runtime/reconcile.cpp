@@ -168,11 +168,37 @@ Result<View> Runtime::collect(bool probe_health) {
                           }));
     }
     for (auto& [model, f] : probes) health[model] = f.get();
+    promote_healthy_starting(rec, health);
   }
   const auto probe = gpu_future.get();
   View v = build_view(probe, opts_, rec, health, now_ms(), [this](int64_t pid) { return ops_.user_of(pid); });
   v.notices = std::move(notes);
   return v;
+}
+
+void Runtime::promote_healthy_starting(Reconciled& rec, const std::map<std::string, int>& health) {
+  // A loader that was killed during its health wait leaves a `starting`
+  // record behind; once the server answers, the record says so.
+  const auto healthy_starting = [&](const state::Instance& i) {
+    const auto h = health.find(i.model);
+    return i.state == "starting" && h != health.end() && h->second == 200;
+  };
+  if (std::none_of(rec.live.begin(), rec.live.end(), healthy_starting)) return;
+  auto lock = dir_.lock();
+  if (!lock) return;
+  std::vector<std::string> ignored;
+  auto st = dir_.load(*lock, ignored);
+  if (!st) return;
+  bool changed = false;
+  for (auto& i : rec.live) {
+    if (!healthy_starting(i)) continue;
+    if (auto* r = st->find(i.model); r && r->pid == i.pid && r->state == "starting") {
+      r->state = "running";
+      changed = true;
+    }
+    i.state = "running";
+  }
+  if (changed && !dir_.save(*lock, *st)) log::warn("cannot update {}", dir_.state_path());
 }
 
 InstanceView Runtime::describe(const state::Instance& inst, const gpu::ProbeResult& probe, int health_status) {

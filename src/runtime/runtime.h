@@ -128,11 +128,11 @@ class Runtime {
   const state::StateDir& state_dir() const { return dir_; }
 
  private:
-  struct Locked;
   Result<Reconciled> lock_and_reconcile(const state::Lock& lock, state::StateFile& st, std::vector<std::string>& notes);
   Status wait_healthy(const state::Instance& inst, const LoadRequest& req);
   bool stop(const state::Instance& inst, std::chrono::milliseconds timeout, bool& killed);
   void forget(const state::Instance& inst);
+  void promote_healthy_starting(Reconciled& rec, const std::map<std::string, int>& health);
   InstanceView describe(const state::Instance& inst, const gpu::ProbeResult& probe, int health_status);
 
   config::Config cfg_;

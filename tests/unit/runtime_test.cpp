@@ -1,0 +1,197 @@
+// Runtime (load / unload / collect) against fake effects: no processes, no
+// sockets. The end-to-end tests cover the same paths with the real binary.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "gpu/parse.h"
+#include "runtime/runtime.h"
+#include "unit/gguf_writer.h"
+#include "unit/test_dir.h"
+
+using namespace llamactl;
+using namespace llamactl::runtime;
+
+namespace {
+
+class FakeProbe final : public gpu::GpuProbe {
+ public:
+  std::string text = "0, GPU-a, H100, 0, 81559, 0\n1, GPU-b, H100, 0, 81559, 0\n";
+  gpu::ProbeResult read() override { return gpu::result_from_text(text, "fake"); }
+};
+
+class FakeOps final : public ProcessOps {
+ public:
+  int64_t next_pid = 1000;
+  std::set<int64_t> alive_pids;
+  std::set<int64_t> ignores_term;
+  std::map<int64_t, int> exited;  // pid -> exit code reported by try_reap
+  std::set<int> taken_ports;
+  std::vector<platform::SpawnSpec> spawned;
+  std::vector<std::pair<int64_t, platform::Signal>> signals;
+
+  Result<platform::Spawned> spawn(const platform::SpawnSpec& spec) override {
+    spawned.push_back(spec);
+    const int64_t pid = next_pid++;
+    alive_pids.insert(pid);
+    return platform::Spawned{pid, 77};
+  }
+  bool alive(int64_t pid, uint64_t) override { return alive_pids.count(pid) > 0; }
+  std::optional<int> try_reap(int64_t pid) override {
+    const auto it = exited.find(pid);
+    if (it == exited.end()) return std::nullopt;
+    alive_pids.erase(pid);
+    return it->second;
+  }
+  bool signal_group(int64_t pgid, platform::Signal sig) override {
+    signals.emplace_back(pgid, sig);
+    if (sig == platform::Signal::kill || !ignores_term.count(pgid)) alive_pids.erase(pgid);
+    return true;
+  }
+  std::optional<std::string> user_of(int64_t) override { return "alice"; }
+  bool port_available(int port) override { return !taken_ports.count(port); }
+};
+
+class FakeHealth final : public HealthProbe {
+ public:
+  std::map<int, int> status;  // port -> HTTP status; absent: 200
+  int health(int port, std::chrono::milliseconds) override {
+    const auto it = status.find(port);
+    return it == status.end() ? 200 : it->second;
+  }
+};
+
+struct Fixture {
+  llamactl::testing::TempDir tmp;
+  FakeProbe probe;
+  FakeOps ops;
+  FakeHealth health;
+  std::string model = tmp / "tiny.gguf";
+  std::unique_ptr<Runtime> rt;
+
+  Fixture() {
+    llamactl::testing::write_gguf(model, {});
+    config::Config cfg;
+    cfg.llama_server = "/opt/llama/llama-server";
+    rt = std::make_unique<Runtime>(cfg, state::StateDir(tmp / "state"), probe, ops, health,
+                                   classify_options(cfg, std::nullopt));
+  }
+  state::StateFile state() { return *state::StateDir(tmp / "state").peek(); }
+  LoadRequest request(std::optional<std::string> gpu = std::nullopt) {
+    LoadRequest r;
+    r.model = model;
+    r.gpu = std::move(gpu);
+    r.timeout = std::chrono::milliseconds(300);
+    return r;
+  }
+};
+
+bool has_env(const platform::SpawnSpec& s, const std::string& k, const std::string& v) {
+  return std::find(s.set_env.begin(), s.set_env.end(), std::pair{k, v}) != s.set_env.end();
+}
+
+}  // namespace
+
+TEST(Runtime, LoadRecordsRunningInstanceWithIsolation) {
+  Fixture f;
+  auto out = f.rt->load(f.request("1"));
+  ASSERT_TRUE(out.ok()) << out.error().message;
+  EXPECT_EQ(out->instance.rec.gpus, std::vector<int>{1});
+  EXPECT_EQ(out->instance.rec.port, 8082);
+  ASSERT_EQ(f.ops.spawned.size(), 1u);
+  const auto& spec = f.ops.spawned[0];
+  EXPECT_TRUE(has_env(spec, "CUDA_VISIBLE_DEVICES", "1"));
+  EXPECT_EQ(spec.argv[0], "/opt/llama/llama-server");
+  EXPECT_EQ(spec.drop_env_prefixes, (std::vector<std::string>{"LLAMA_ARG_", "AIP_"}));
+  const auto st = f.state();
+  ASSERT_EQ(st.instances.size(), 1u);
+  EXPECT_EQ(st.instances[0].state, "running");
+  EXPECT_EQ(st.instances[0].start_time, 77u);
+}
+
+TEST(Runtime, PortMovesPastTakenAndReservedPorts) {
+  Fixture f;
+  f.ops.taken_ports = {8081};
+  auto a = f.rt->load(f.request("0"));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->instance.rec.port, 8082);
+  EXPECT_NE(std::find(a->notes.begin(), a->notes.end(), "port 8081 is taken; using 8082"), a->notes.end());
+  // GPU 1 prefers 8082, which our first instance holds.
+  auto second = f.request("1");
+  second.model = f.tmp / "other.gguf";
+  llamactl::testing::write_gguf(second.model, {});
+  auto b = f.rt->load(second);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->instance.rec.port, 8083);
+}
+
+TEST(Runtime, ServerExitDuringLoadIsStartFailureAndLeavesNoRecord) {
+  Fixture f;
+  f.health.status[8081] = 503;
+  f.ops.exited[1000] = 1;
+  auto out = f.rt->load(f.request("0"));
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().kind, ErrorKind::start_failed);
+  EXPECT_NE(out.error().message.find("exited with code 1"), std::string::npos);
+  EXPECT_TRUE(f.state().instances.empty());
+}
+
+TEST(Runtime, HealthTimeoutStopsTheServer) {
+  Fixture f;
+  f.health.status[8081] = 503;
+  auto out = f.rt->load(f.request("0"));
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.error().kind, ErrorKind::timeout);
+  ASSERT_FALSE(f.ops.signals.empty());
+  EXPECT_EQ(f.ops.signals[0], (std::pair<int64_t, platform::Signal>{1000, platform::Signal::terminate}));
+  EXPECT_TRUE(f.ops.alive_pids.empty());
+  EXPECT_TRUE(f.state().instances.empty());
+}
+
+TEST(Runtime, UnloadEscalatesToKillAndForgets) {
+  Fixture f;
+  ASSERT_TRUE(f.rt->load(f.request("0")).ok());
+  f.ops.ignores_term.insert(1000);
+  UnloadRequest u;
+  u.all = true;
+  u.timeout = std::chrono::milliseconds(50);
+  auto out = f.rt->unload(u);
+  ASSERT_TRUE(out.ok());
+  ASSERT_EQ(out->stopped.size(), 1u);
+  EXPECT_TRUE(out->stopped[0].killed);
+  EXPECT_FALSE(out->stopped[0].still_running);
+  EXPECT_EQ(f.ops.signals.back().second, platform::Signal::kill);
+  EXPECT_TRUE(f.state().instances.empty());
+}
+
+TEST(Runtime, CollectDropsDeadAndPromotesHealthyStarting) {
+  Fixture f;
+  ASSERT_TRUE(f.rt->load(f.request("0")).ok());
+  // A loader killed mid-wait leaves "starting"; a dead server leaves a stale record.
+  state::StateDir dir(f.tmp / "state");
+  {
+    auto lock = dir.lock();
+    std::vector<std::string> w;
+    auto st = *dir.load(*lock, w);
+    st.instances[0].state = "starting";
+    state::Instance dead = st.instances[0];
+    dead.model = "gone";
+    dead.pid = 4242;
+    dead.gpus = {1};
+    st.instances.push_back(dead);
+    ASSERT_TRUE(dir.save(*lock, st).ok());
+  }
+  auto v = f.rt->collect(true);
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->instances.size(), 2u);
+  EXPECT_EQ(v->instances[0].state, "running");
+  EXPECT_EQ(v->instances[1].state, "dead");
+  EXPECT_EQ(v->gpus.gpus[1].state, gpu::GpuState::idle);
+  ASSERT_EQ(v->notices.size(), 1u);
+  const auto st = f.state();
+  ASSERT_EQ(st.instances.size(), 1u);
+  EXPECT_EQ(st.instances[0].state, "running");
+}
