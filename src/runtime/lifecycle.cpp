@@ -18,15 +18,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-struct ResolvedModel {
-  std::string name, path;
-  std::optional<std::string> gpu;
-  int64_t context = 4096;
-  std::vector<std::string> args;
-};
-
-Result<ResolvedModel> resolve_model(const std::string& wanted, const config::Config& cfg) {
-  ResolvedModel m;
+Result<ModelChoice> resolve_model(const std::string& wanted, const config::Config& cfg) {
+  ModelChoice m;
   m.context = cfg.context;
   if (const auto* mc = cfg.find_model(wanted)) {
     m.name = mc->name;
@@ -61,17 +54,50 @@ bool port_reserved(int port, const std::vector<state::Instance>& live) {
   return std::any_of(live.begin(), live.end(), [&](const state::Instance& i) { return i.port == port; });
 }
 
+// `load` of a model that already runs: fine where it runs, an error when
+// the request names other GPUs.
+Status check_same_placement(const std::string& name, const placement::GpuSpec& spec, bool gpu_given,
+                            const state::Instance& existing) {
+  using Kind = placement::GpuSpec::Kind;
+  const bool other_list = spec.kind == Kind::list && spec.indices != existing.gpus;
+  const bool cpu_vs_gpu = spec.kind == Kind::cpu && !existing.gpus.empty();
+  if (!gpu_given || (!other_list && !cpu_vs_gpu)) return ok_status();
+  return make_error(ErrorKind::gpu_unavailable,
+                    "'" + name + "' already runs on GPU " + placement::gpus_text(existing.gpus) + " (pid " +
+                        std::to_string(existing.pid) + "); unload it before loading it on " +
+                        (cpu_vs_gpu ? std::string("the CPU") : "GPU " + placement::gpus_text(spec.indices)));
+}
+
+// The requested port, or the preferred one moving on past ports that are
+// taken (by anyone) or reserved by our other instances.
+Result<int> choose_port(std::optional<int> wanted, int first, const std::vector<state::Instance>& live, ProcessOps& ops,
+                        std::vector<std::string>& notes) {
+  const auto free = [&](int p) { return !port_reserved(p, live) && ops.port_available(p); };
+  if (wanted) {
+    if (!free(*wanted))
+      return make_error(ErrorKind::port_in_use, "port " + std::to_string(*wanted) + " is already in use");
+    return *wanted;
+  }
+  for (int p = first; p < first + 100 && p <= 65535; ++p) {
+    if (!free(p)) continue;
+    if (p != first) notes.push_back("port " + std::to_string(first) + " is taken; using " + std::to_string(p));
+    return p;
+  }
+  return make_error(ErrorKind::port_in_use,
+                    "no free port in " + std::to_string(first) + "-" + std::to_string(first + 99));
+}
+
 }  // namespace
 
 Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   const auto t0 = Clock::now();
-  // The GPU reading (~25 ms per nvidia-smi call on an H100) runs while the
-  // model header is read and the lock is taken; it is used only if still
-  // fresh when the decision is made.
   auto model = resolve_model(req.model, cfg_);
   if (!model) return model.error();
   auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
   if (!spec) return spec.error();
+  // The GPU reading (~25 ms per nvidia-smi call on an H100) runs while the
+  // model header is read and the lock is taken; it is used only if still
+  // fresh when the decision is made.
   auto early_probe = std::async(std::launch::async, [this] { return std::pair(probe_.read(), Clock::now()); });
   const auto header = gguf::read_file(model->path);
   if (!header) return header.error();
@@ -85,84 +111,19 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
     auto lock = dir_.lock();
     if (!lock) return lock.error();
     state::StateFile st;
-    auto rec = lock_and_reconcile(*lock, st, out.notes);
-    if (!rec) return rec.error();
-
+    if (auto rec = lock_and_reconcile(*lock, st, out.notes); !rec) return rec.error();
     if (const auto* existing = st.find(model->name)) {
-      // Idempotent for cron: the same model again is success, another GPU is an error.
-      if (req.gpu && spec->kind == placement::GpuSpec::Kind::list && spec->indices != existing->gpus)
-        return make_error(ErrorKind::gpu_unavailable,
-                          "'" + model->name + "' already runs on GPU " + placement::gpus_text(existing->gpus) +
-                              " (pid " + std::to_string(existing->pid) + "); unload it before loading it on GPU " +
-                              placement::gpus_text(spec->indices));
-      if (req.gpu && spec->kind == placement::GpuSpec::Kind::cpu && !existing->gpus.empty())
-        return make_error(ErrorKind::gpu_unavailable, "'" + model->name + "' already runs on GPU " +
-                                                          placement::gpus_text(existing->gpus) + "; unload it first");
+      if (auto s = check_same_placement(model->name, *spec, req.gpu.has_value(), *existing); !s) return s.error();
       inst = *existing;
       out.already_running = true;
     } else {
-      log::debug("load {}: state read at {:.1f} ms", model->name, ms_since(t0));
       auto [probe, read_at] = early_probe.get();
-      if (Clock::now() - read_at > kFreshReading) probe = probe_.read();  // the lock wait made it old: never trust that
-      log::debug("load {}: GPU reading at {:.1f} ms ({:.1f} ms)", model->name, ms_since(t0), probe.elapsed_ms);
-      const auto view = gpu::classify(probe, opts_, ours_of(st.instances), nullptr);
-      for (const auto& w : view.warnings) out.notes.push_back(w);
-      auto choice = placement::choose_gpus(*spec, view, st.instances, out.estimate, req.force);
-      if (!choice) {
-        // Name the other user's process: classify again with user names for the message.
-        const auto named =
-            gpu::classify(probe, opts_, ours_of(st.instances), [this](int64_t pid) { return ops_.user_of(pid); });
-        auto again = placement::choose_gpus(*spec, named, st.instances, out.estimate, req.force);
-        return again ? choice.error() : again.error();
-      }
-      for (auto& n : choice->notes) out.notes.push_back(n);
-
-      int port = 0;
-      if (req.port) {
-        if (port_reserved(*req.port, st.instances) || !ops_.port_available(*req.port))
-          return make_error(ErrorKind::port_in_use, "port " + std::to_string(*req.port) + " is already in use");
-        port = *req.port;
-      } else {
-        const int first = placement::preferred_port(cfg_, choice->gpus, view.gpus.size());
-        for (int p = first; p < first + 100 && p <= 65535; ++p) {
-          if (port_reserved(p, st.instances) || !ops_.port_available(p)) continue;
-          port = p;
-          break;
-        }
-        if (port == 0)
-          return make_error(ErrorKind::port_in_use,
-                            "no free port in " + std::to_string(first) + "-" + std::to_string(first + 99));
-        if (port != first)
-          out.notes.push_back("port " + std::to_string(first) + " is taken; using " + std::to_string(port));
-      }
-
-      const std::string program = platform::find_program(cfg_.llama_server).value_or(cfg_.llama_server);
-      const auto launch = placement::launch_for(cfg_, program, model->name, model->path, choice->gpus, view.gpus.size(),
-                                                port, model->context, model->args, req.extra_args);
-      const std::string log = dir_.log_path(model->name);
-      // A fresh log per start (no fsync needed): its tail is what a failed load shows.
-      std::ofstream header(log, std::ios::trunc);
-      header << "# llamactl " << iso8601(now_ms()) << ": " << join(launch.argv, " ") << "\n";
-      if (!header.flush()) return make_error(ErrorKind::state, "cannot write log file " + log);
-      header.close();
-      platform::SpawnSpec spawn_spec{launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log};
-      auto spawned = ops_.spawn(spawn_spec);
-      log::debug("load {}: spawned at {:.1f} ms", model->name, ms_since(t0));
-      if (!spawned) return spawned.error();
-
-      inst.model = model->name;
-      inst.path = model->path;
-      inst.gpus = choice->gpus;
-      inst.port = port;
-      inst.pid = spawned->pid;
-      inst.start_time = spawned->start_time;
-      inst.started_at_ms = inst.last_used_at_ms = now_ms();
-      inst.keep_alive_ms = req.keep_alive_ms.value_or(-1);
-      inst.log = log;
-      inst.argv = launch.argv;
-      inst.owner = platform::current_user();
-      inst.state = "starting";
-      inst.estimate_mib = out.estimate.total_mib(std::max<size_t>(1, choice->gpus.size()));
+      if (Clock::now() - read_at > kFreshReading) probe = probe_.read();  // the lock wait made it old
+      log::debug("load {}: decision at {:.1f} ms (reading took {:.1f} ms)", model->name, ms_since(t0),
+                 probe.elapsed_ms);
+      auto started = place_and_start(*model, *spec, req, probe, st.instances, out);
+      if (!started) return started.error();
+      inst = std::move(*started);
       st.instances.push_back(inst);
       if (auto s = dir_.save(*lock, st); !s) {
         bool killed = false;
@@ -183,23 +144,72 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
     return s.error();
   }
   out.ready_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  if (!out.already_running) {
-    auto lock = dir_.lock();
-    if (!lock) return lock.error();
-    std::vector<std::string> notes;
-    auto st = dir_.load(*lock, notes);
-    if (!st) return st.error();
-    if (auto* rec = st->find(inst.model); rec && rec->pid == inst.pid) {
-      rec->state = "running";
-      rec->last_used_at_ms = now_ms();
-      inst = *rec;
-      if (auto s = dir_.save(*lock, *st); !s) return s.error();
-    }
-  }
   log::debug("load {}: healthy at {:.1f} ms", inst.model, ms_since(t0));
+  if (!out.already_running)
+    if (auto s = mark_running(inst); !s) return s.error();
   out.instance = describe(inst, probe_.read(), 200);
-  log::debug("load {}: done at {:.1f} ms", inst.model, ms_since(t0));
   return out;
+}
+
+Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const placement::GpuSpec& spec,
+                                                 const LoadRequest& req, const gpu::ProbeResult& probe,
+                                                 const std::vector<state::Instance>& live, LoadOutcome& out) {
+  const auto view = gpu::classify(probe, opts_, ours_of(live), nullptr);
+  for (const auto& w : view.warnings) out.notes.push_back(w);
+  auto choice = placement::choose_gpus(spec, view, live, out.estimate, req.force);
+  if (!choice) {
+    // Name the other user's process: classify again with user names for the message.
+    const auto named = gpu::classify(probe, opts_, ours_of(live), [this](int64_t pid) { return ops_.user_of(pid); });
+    auto again = placement::choose_gpus(spec, named, live, out.estimate, req.force);
+    return again ? choice.error() : again.error();
+  }
+  for (auto& n : choice->notes) out.notes.push_back(n);
+  const auto port =
+      choose_port(req.port, placement::preferred_port(cfg_, choice->gpus, view.gpus.size()), live, ops_, out.notes);
+  if (!port) return port.error();
+
+  const std::string program = platform::find_program(cfg_.llama_server).value_or(cfg_.llama_server);
+  const auto launch = placement::launch_for(cfg_, program, model.name, model.path, choice->gpus, view.gpus.size(),
+                                            *port, model.context, model.args, req.extra_args);
+  const std::string log = dir_.log_path(model.name);
+  // A fresh log per start (no fsync needed): its tail is what a failed load shows.
+  std::ofstream header(log, std::ios::trunc);
+  header << "# llamactl " << iso8601(now_ms()) << ": " << join(launch.argv, " ") << "\n";
+  if (!header.flush()) return make_error(ErrorKind::state, "cannot write log file " + log);
+  header.close();
+  auto spawned = ops_.spawn({launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log});
+  if (!spawned) return spawned.error();
+
+  state::Instance inst;
+  inst.model = model.name;
+  inst.path = model.path;
+  inst.gpus = choice->gpus;
+  inst.port = *port;
+  inst.pid = spawned->pid;
+  inst.start_time = spawned->start_time;
+  inst.started_at_ms = inst.last_used_at_ms = now_ms();
+  inst.keep_alive_ms = req.keep_alive_ms.value_or(-1);
+  inst.log = log;
+  inst.argv = launch.argv;
+  inst.owner = platform::current_user();
+  inst.state = "starting";
+  inst.estimate_mib = out.estimate.total_mib(std::max<size_t>(1, choice->gpus.size()));
+  return inst;
+}
+
+Status Runtime::mark_running(state::Instance& inst) {
+  auto lock = dir_.lock();
+  if (!lock) return lock.error();
+  std::vector<std::string> notes;
+  auto st = dir_.load(*lock, notes);
+  if (!st) return st.error();
+  if (auto* rec = st->find(inst.model); rec && rec->pid == inst.pid) {
+    rec->state = "running";
+    rec->last_used_at_ms = now_ms();
+    inst = *rec;
+    return dir_.save(*lock, *st);
+  }
+  return ok_status();  // unloaded meanwhile by someone else: nothing to mark
 }
 
 Status Runtime::wait_healthy(const state::Instance& inst, const LoadRequest& req) {

@@ -94,6 +94,14 @@ struct LoadOutcome {
   double ready_s = 0;  // from the start of load() until /health answered 200
 };
 
+/// A model as resolved from the config or a path.
+struct ModelChoice {
+  std::string name, path;
+  std::optional<std::string> gpu;
+  int64_t context = 4096;
+  std::vector<std::string> args;
+};
+
 struct UnloadRequest {
   std::optional<std::string> model;
   std::optional<std::string> gpu;
@@ -129,6 +137,11 @@ class Runtime {
 
  private:
   Result<Reconciled> lock_and_reconcile(const state::Lock& lock, state::StateFile& st, std::vector<std::string>& notes);
+  /// Decides GPUs and port for a new instance and starts it (not yet recorded).
+  Result<state::Instance> place_and_start(const ModelChoice& model, const placement::GpuSpec& spec,
+                                          const LoadRequest& req, const gpu::ProbeResult& probe,
+                                          const std::vector<state::Instance>& live, LoadOutcome& out);
+  Status mark_running(state::Instance& inst);
   Status wait_healthy(const state::Instance& inst, const LoadRequest& req);
   bool stop(const state::Instance& inst, std::chrono::milliseconds timeout, bool& killed);
   void forget(const state::Instance& inst);
