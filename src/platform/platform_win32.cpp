@@ -1,8 +1,7 @@
-// Win32 implementation of platform.h. Locks, atomic files, paths, process
-// queries and termination use the Win32 API. Not done yet (honest errors,
-// never silent success): running nvidia-smi with a timeout and starting a
-// detached llama-server with its own console group. No Windows build is
-// tested in CI; this file is compile-checked with MinGW-w64.
+// Win32 implementation of platform.h: processes (a job object bounds each
+// nvidia-smi run; llama-server starts detached in its own process group with
+// its output in the log file), locks, atomic files, paths. Compile-checked
+// with MinGW-w64; no Windows machine runs the tests yet.
 
 #ifndef NOMINMAX
 #define NOMINMAX
@@ -16,6 +15,7 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -54,16 +54,189 @@ std::optional<uint64_t> creation_time(HANDLE h) {
 
 }  // namespace
 
-CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds) {
+namespace {
+
+// Quotes one argument so that CommandLineToArgvW (and the MSVC runtime) gives it back unchanged.
+std::string quote_arg(const std::string& a) {
+  if (!a.empty() && a.find_first_of(" \t\n\v\"") == std::string::npos) return a;
+  std::string out = "\"";
+  size_t backslashes = 0;
+  for (char c : a) {
+    if (c == '\\') {
+      ++backslashes;
+      continue;
+    }
+    if (c == '"')
+      out.append(backslashes * 2 + 1, '\\');
+    else
+      out.append(backslashes, '\\');
+    backslashes = 0;
+    out += c;
+  }
+  out.append(backslashes * 2, '\\');
+  return out + "\"";
+}
+
+std::string command_line(const std::vector<std::string>& argv) {
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + quote_arg(a);
+  return cmd;
+}
+
+HANDLE open_null(DWORD access) {
+  SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
+  return ::CreateFileA("NUL", access, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa, OPEN_EXISTING, 0, nullptr);
+}
+
+struct Handle {
+  HANDLE h = nullptr;
+  Handle() = default;
+  explicit Handle(HANDLE x) : h(x) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+  void reset() {
+    if (h && h != INVALID_HANDLE_VALUE) ::CloseHandle(h);
+    h = nullptr;
+  }
+};
+
+// Reads a pipe to the end on its own Win32 thread (a HANDLE, so that the
+// read can be cancelled when a helper that inherited the pipe keeps it open).
+struct PipeReader {
+  std::string data;
+  HANDLE pipe = nullptr;
+  HANDLE thread = nullptr;
+
+  static DWORD WINAPI run(LPVOID self) {
+    auto* r = static_cast<PipeReader*>(self);
+    char buf[65536];
+    DWORD got = 0;
+    while (::ReadFile(r->pipe, buf, sizeof buf, &got, nullptr) && got > 0)
+      if (r->data.size() < (16u << 20)) r->data.append(buf, got);
+    return 0;
+  }
+  void start(HANDLE p) {
+    pipe = p;
+    thread = ::CreateThread(nullptr, 0, &PipeReader::run, this, 0, nullptr);
+  }
+  void finish(std::chrono::milliseconds grace) {
+    if (!thread) return;
+    if (::WaitForSingleObject(thread, static_cast<DWORD>(grace.count())) == WAIT_TIMEOUT) {
+      // Cancel the blocked read (again if the thread started another one), for up to a second.
+      for (int i = 0; i < 100 && ::WaitForSingleObject(thread, 10) == WAIT_TIMEOUT; ++i) ::CancelSynchronousIo(thread);
+      // Last resort, never expected: a read that cannot be cancelled must not hang llamactl.
+      if (::WaitForSingleObject(thread, 0) == WAIT_TIMEOUT) ::TerminateThread(thread, 1);
+    }
+    ::CloseHandle(thread);
+    thread = nullptr;
+  }
+};
+
+}  // namespace
+
+CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   CaptureResult r;
-  r.error = "running " + (argv.empty() ? std::string("a program") : argv[0]) +
-            " is not implemented on Windows yet (set LLAMACTL_GPU_FIXTURE to read a saved output)";
+  if (argv.empty()) {
+    r.error = "empty command";
+    return r;
+  }
+  SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
+  HANDLE out_r = nullptr, out_w = nullptr, err_r = nullptr, err_w = nullptr;
+  if (!::CreatePipe(&out_r, &out_w, &sa, 0) || !::CreatePipe(&err_r, &err_w, &sa, 0)) {
+    r.error = "pipe: " + last_error_text();
+    return r;
+  }
+  Handle hout_r(out_r), hout_w(out_w), herr_r(err_r), herr_w(err_w), null_in(open_null(GENERIC_READ));
+  ::SetHandleInformation(out_r, HANDLE_FLAG_INHERIT, 0);
+  ::SetHandleInformation(err_r, HANDLE_FLAG_INHERIT, 0);
+  // A job holds the process and everything it starts, so a timeout ends them all.
+  Handle job(::CreateJobObjectA(nullptr, nullptr));
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION limits{};
+  limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+  ::SetInformationJobObject(job.h, JobObjectExtendedLimitInformation, &limits, sizeof limits);
+
+  STARTUPINFOA si{};
+  si.cb = sizeof si;
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = null_in.h;
+  si.hStdOutput = out_w;
+  si.hStdError = err_w;
+  PROCESS_INFORMATION pi{};
+  std::string cmd = command_line(argv);
+  const std::string program = find_program(argv[0]).value_or(argv[0]);
+  if (!::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE, CREATE_SUSPENDED | CREATE_NO_WINDOW,
+                        nullptr, nullptr, &si, &pi)) {
+    r.error = argv[0] + ": " + last_error_text();
+    return r;
+  }
+  Handle process(pi.hProcess), thread(pi.hThread);
+  ::AssignProcessToJobObject(job.h, pi.hProcess);
+  ::ResumeThread(pi.hThread);
+  r.started = true;
+  hout_w.reset();  // only the child holds the write ends now
+  herr_w.reset();
+
+  PipeReader out, err;
+  out.start(out_r);
+  err.start(err_r);
+  const DWORD wait = ::WaitForSingleObject(pi.hProcess, static_cast<DWORD>(timeout.count()));
+  if (wait == WAIT_OBJECT_0) {
+    DWORD code = 0;
+    if (::GetExitCodeProcess(pi.hProcess, &code)) r.exit_code = static_cast<int>(code);
+  } else {
+    r.timed_out = true;
+  }
+  ::TerminateJobObject(job.h, 1);  // helpers that outlived it, or the whole tree on timeout
+  out.finish(std::chrono::milliseconds(100));
+  err.finish(std::chrono::milliseconds(100));
+  r.out = std::move(out.data);
+  r.err = std::move(err.data);
   return r;
 }
 
 Result<Spawned> spawn_detached(const SpawnSpec& spec) {
-  return make_error(ErrorKind::not_implemented, "starting '" + (spec.argv.empty() ? std::string() : spec.argv[0]) +
-                                                    "' detached is not implemented on Windows yet");
+  if (spec.argv.empty()) return make_error(ErrorKind::start_failed, "empty command");
+  // Environment block: ours minus the dropped prefixes and the names we set, then ours.
+  std::string block;
+  if (char* env = ::GetEnvironmentStringsA()) {
+    for (const char* e = env; *e; e += std::strlen(e) + 1) {
+      const std::string_view kv(e);
+      const std::string_view name = kv.substr(0, kv.find('=', 1));
+      bool drop = false;
+      for (const auto& p : spec.drop_env_prefixes) drop = drop || starts_with(name, p);
+      for (const auto& [k, v] : spec.set_env) drop = drop || iequals(name, k);
+      if (!drop) block.append(kv).push_back('\0');
+    }
+    ::FreeEnvironmentStringsA(env);
+  }
+  for (const auto& [k, v] : spec.set_env) block.append(k + "=" + v).push_back('\0');
+  block.push_back('\0');
+
+  SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
+  Handle log(::CreateFileA(spec.log_path.c_str(), FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
+                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr));
+  if (log.h == INVALID_HANDLE_VALUE)
+    return make_error(ErrorKind::state, "cannot open log file " + spec.log_path + ": " + last_error_text());
+  Handle null_in(open_null(GENERIC_READ));
+  STARTUPINFOA si{};
+  si.cb = sizeof si;
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = null_in.h;
+  si.hStdOutput = log.h;
+  si.hStdError = log.h;
+  PROCESS_INFORMATION pi{};
+  std::string cmd = command_line(spec.argv);
+  const std::string program = find_program(spec.argv[0]).value_or(spec.argv[0]);
+  // Own process group, no console: it survives llamactl and the terminal closing.
+  if (!::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE,
+                        DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP, block.data(), nullptr, &si, &pi))
+    return make_error(ErrorKind::start_failed, "cannot run '" + spec.argv[0] + "': " + last_error_text());
+  Handle process(pi.hProcess), thread(pi.hThread);
+  Spawned s;
+  s.pid = static_cast<int64_t>(pi.dwProcessId);
+  s.start_time = creation_time(pi.hProcess).value_or(0);
+  return s;
 }
 
 std::optional<int> try_reap(int64_t pid) {

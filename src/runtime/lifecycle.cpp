@@ -247,15 +247,16 @@ bool Runtime::stop(const state::Instance& inst, std::chrono::milliseconds timeou
     ops_.try_reap(inst.pid);
     return true;
   }
-  ops_.signal_group(inst.pid, platform::Signal::terminate);
+  // No graceful signal could be delivered (e.g. a Windows process without our console): kill at once.
+  if (!ops_.signal_group(inst.pid, platform::Signal::terminate)) timeout = std::chrono::milliseconds(0);
   const auto wait_gone = [&](std::chrono::milliseconds limit) {
     const auto until = Clock::now() + limit;
-    while (Clock::now() < until) {
+    for (;;) {
       ops_.try_reap(inst.pid);
       if (!ops_.alive(inst.pid, inst.start_time)) return true;
+      if (Clock::now() >= until) return false;
       platform::sleep_for(std::chrono::milliseconds(10));
     }
-    return false;
   };
   if (wait_gone(timeout)) return true;
   // A real llama-server can stall in its graceful path: escalate.

@@ -28,7 +28,8 @@ class FakeOps final : public ProcessOps {
   int64_t next_pid = 1000;
   std::set<int64_t> alive_pids;
   std::set<int64_t> ignores_term;
-  std::map<int64_t, int> exited;  // pid -> exit code reported by try_reap
+  std::set<int64_t> term_undeliverable;  // like a Windows process without our console
+  std::map<int64_t, int> exited;         // pid -> exit code reported by try_reap
   std::set<int> taken_ports;
   std::vector<platform::SpawnSpec> spawned;
   std::vector<std::pair<int64_t, platform::Signal>> signals;
@@ -48,6 +49,7 @@ class FakeOps final : public ProcessOps {
   }
   bool signal_group(int64_t pgid, platform::Signal sig) override {
     signals.emplace_back(pgid, sig);
+    if (sig == platform::Signal::terminate && term_undeliverable.count(pgid)) return false;
     if (sig == platform::Signal::kill || !ignores_term.count(pgid)) alive_pids.erase(pgid);
     return true;
   }
@@ -194,4 +196,19 @@ TEST(Runtime, CollectDropsDeadAndPromotesHealthyStarting) {
   const auto st = f.state();
   ASSERT_EQ(st.instances.size(), 1u);
   EXPECT_EQ(st.instances[0].state, "running");
+}
+
+TEST(Runtime, UndeliverableGracefulStopKillsWithoutWaiting) {
+  Fixture f;
+  ASSERT_TRUE(f.rt->load(f.request("0")).ok());
+  f.ops.term_undeliverable.insert(1000);
+  UnloadRequest u;
+  u.model = "tiny";
+  u.timeout = std::chrono::seconds(30);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto out = f.rt->unload(u);
+  ASSERT_TRUE(out.ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_TRUE(out->stopped[0].killed);
+  EXPECT_TRUE(f.state().instances.empty());
 }
