@@ -7,7 +7,8 @@
 //
 // Behaviour switches (environment, one behaviour each):
 //   FAKE_LOAD_DELAY_MS   loading time (default 100)
-//   FAKE_FAIL            crash (exit 1 halfway through loading) | never-healthy
+//   FAKE_FAIL            refuse (exit 1 at once, as on a taken port) |
+//                        crash (exit 1 halfway through loading) | never-healthy
 //   FAKE_IGNORE_SIGTERM  1: ignore SIGTERM (tests the SIGKILL escalation)
 //   FAKE_GPU_DIR         where to register this process for the mock nvidia-smi
 //   FAKE_SERVER_MEM_MIB  GPU memory to report per visible GPU (default 700)
@@ -184,6 +185,11 @@ int main(int argc, char** argv) {
   else if (opt.count("-a"))
     g_alias = opt["-a"];
 
+  if (env_or("FAKE_FAIL", "") == "refuse") {
+    std::fprintf(stderr, "couldn't bind HTTP server socket, hostname: %s, port: %d\nexiting due to HTTP server error\n",
+                 host.c_str(), port);
+    return 1;
+  }
   // Port first, as the real server does.
   const int srv = ::socket(AF_INET, SOCK_STREAM, 0);
   const int one = 1;

@@ -15,10 +15,12 @@
 #include <sstream>
 
 #include "integration/harness.h"
+#include "net/http_client.h"
 #include "platform/platform.h"
 
 using namespace llamactl::testing;
 using nlohmann::json;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -226,6 +228,44 @@ TEST(Lifecycle, CrashDuringLoadCleansUpAndShowsLog) {
   EXPECT_NE(r.err.find("exited with code 1"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("fake crash"), std::string::npos) << r.err;
   EXPECT_EQ(instances(sb), 0);
+}
+
+TEST(Lifecycle, RefusedStartIsReportedWithTheServersReason) {
+  Sandbox sb;
+  auto r = load(sb, "tiny", {"--gpu", "0"}, {"FAKE_FAIL=refuse"});
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_NE(r.err.find("couldn't bind HTTP server socket"), std::string::npos) << r.err;
+  EXPECT_EQ(instances(sb), 0);
+}
+
+TEST(FakeServer, BehavesLikeTheObservedLlamaServer) {
+  // The fake must keep matching shared/reference/llama-server-observed.md, or every end-to-end test lies.
+  Sandbox sb;
+  const int port = sb.base_port() + 50;
+  ::setenv("FAKE_LOAD_DELAY_MS", "1000", 1);  // long enough to see the loading phase
+  const auto pid = spawn_quiet({FAKE_LLAMA_SERVER, "-m", sb.model("tiny"), "--host", "127.0.0.1", "--port",
+                                std::to_string(port), "--alias", "tiny", "-c", "512"});
+  ::unsetenv("FAKE_LOAD_DELAY_MS");
+  ASSERT_GT(pid, 0);
+  // Port bound before loading: 503 with the loading error on every path.
+  ASSERT_TRUE(eventually([&] { return llamactl::net::http_get("127.0.0.1", port, "/health", 200ms).ok(); }));
+  auto loading = llamactl::net::http_get("127.0.0.1", port, "/v1/models", 200ms);
+  ASSERT_TRUE(loading.ok());
+  EXPECT_EQ(loading->status, 503);
+  EXPECT_EQ(json::parse(loading->body)["error"]["message"], "Loading model");
+  ASSERT_TRUE(eventually([&] {
+    auto h = llamactl::net::http_get("127.0.0.1", port, "/health", 200ms);
+    return h.ok() && h->status == 200;
+  }));
+  auto models = llamactl::net::http_get("127.0.0.1", port, "/v1/models", 200ms);
+  ASSERT_TRUE(models.ok());
+  EXPECT_EQ(json::parse(models->body)["data"][0]["id"], "tiny");
+  EXPECT_EQ(llamactl::net::http_get("127.0.0.1", port, "/api/tags", 200ms)->status, 404);  // no Ollama routes
+  // SIGTERM when ready: clean exit 0.
+  ::kill(static_cast<pid_t>(pid), SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(static_cast<pid_t>(pid), &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 TEST(Lifecycle, ModelErrors) {
