@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "platform/platform.h"
+#include "platform/platform_detail.h"
 #include "util/strings.h"
 
 extern char** environ;
@@ -302,20 +303,9 @@ Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::millise
   }
 }
 
-FileLock::FileLock(FileLock&& other) noexcept : handle_(other.handle_) {
-  other.handle_ = -1;
-}
-FileLock& FileLock::operator=(FileLock&& other) noexcept {
-  if (this != &other) {
-    if (handle_ >= 0) ::close(static_cast<int>(handle_));
-    handle_ = other.handle_;
-    other.handle_ = -1;
-  }
-  return *this;
-}
-FileLock::~FileLock() {
-  if (handle_ >= 0) ::close(static_cast<int>(handle_));  // closing releases the flock
-}
+void close_lock_handle(intptr_t handle) {
+  ::close(static_cast<int>(handle));
+}  // closing releases the flock
 
 Status write_file_atomic(const std::string& path, const std::string& content) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
@@ -352,14 +342,6 @@ Status write_file_atomic(const std::string& path, const std::string& content) {
   return ok_status();
 }
 
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorKind::io, "cannot read " + path + ": " + errno_text(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 bool file_exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
@@ -391,12 +373,6 @@ Status make_private_dir(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return make_error(ErrorKind::state, path + " is not a directory");
   return ok_status();
-}
-
-std::optional<std::string> env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) return std::nullopt;
-  return std::string(v);
 }
 
 std::string default_state_dir() {
@@ -466,10 +442,6 @@ void install_signal_handlers() {
 
 bool interrupted() {
   return g_interrupted.load();
-}
-
-void sleep_for(std::chrono::milliseconds d) {
-  std::this_thread::sleep_for(d);
 }
 
 }  // namespace llamactl::platform

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "platform/platform.h"
+#include "platform/platform_detail.h"
 #include "util/strings.h"
 
 namespace llamactl::platform {
@@ -330,20 +331,9 @@ Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::millise
   }
 }
 
-FileLock::FileLock(FileLock&& other) noexcept : handle_(other.handle_) {
-  other.handle_ = -1;
-}
-FileLock& FileLock::operator=(FileLock&& other) noexcept {
-  if (this != &other) {
-    if (handle_ != -1) ::CloseHandle(reinterpret_cast<HANDLE>(handle_));
-    handle_ = other.handle_;
-    other.handle_ = -1;
-  }
-  return *this;
-}
-FileLock::~FileLock() {
-  if (handle_ != -1) ::CloseHandle(reinterpret_cast<HANDLE>(handle_));  // closing releases the lock
-}
+void close_lock_handle(intptr_t handle) {
+  ::CloseHandle(reinterpret_cast<HANDLE>(handle));
+}  // releases the lock
 
 Status write_file_atomic(const std::string& path, const std::string& content) {
   const std::string tmp = path + ".tmp." + std::to_string(current_pid());
@@ -363,14 +353,6 @@ Status write_file_atomic(const std::string& path, const std::string& content) {
     return make_error(ErrorKind::state, "cannot rename " + tmp + " to " + path + ": " + why);
   }
   return ok_status();
-}
-
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorKind::io, "cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 bool file_exists(const std::string& path) {
@@ -401,12 +383,6 @@ Status make_private_dir(const std::string& path) {
     if (pos == std::string::npos) break;
   }
   return ok_status();
-}
-
-std::optional<std::string> env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) return std::nullopt;
-  return std::string(v);
 }
 
 std::string default_state_dir() {
@@ -465,10 +441,6 @@ void install_signal_handlers() {
 
 bool interrupted() {
   return g_interrupted.load();
-}
-
-void sleep_for(std::chrono::milliseconds d) {
-  std::this_thread::sleep_for(d);
 }
 
 }  // namespace llamactl::platform

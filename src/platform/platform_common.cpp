@@ -1,0 +1,48 @@
+// The parts of platform.h that standard C++ does the same way on every OS.
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "platform/platform.h"
+#include "platform/platform_detail.h"
+
+namespace llamactl::platform {
+
+FileLock::FileLock(FileLock&& other) noexcept : handle_(other.handle_) {
+  other.handle_ = -1;
+}
+
+FileLock& FileLock::operator=(FileLock&& other) noexcept {
+  if (this != &other) {
+    if (handle_ != -1) close_lock_handle(handle_);
+    handle_ = other.handle_;
+    other.handle_ = -1;
+  }
+  return *this;
+}
+
+FileLock::~FileLock() {
+  if (handle_ != -1) close_lock_handle(handle_);
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return make_error(ErrorKind::io, "cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::optional<std::string> env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v) return std::nullopt;
+  return std::string(v);
+}
+
+void sleep_for(std::chrono::milliseconds d) {
+  std::this_thread::sleep_for(d);
+}
+
+}  // namespace llamactl::platform
