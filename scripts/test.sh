@@ -33,8 +33,20 @@ run_ctest() {
 step "setup"
 scripts/setup-debian.sh
 
+# The project's C++ files: from git when this is a checkout, else from the tree.
+list_sources() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files "$@"
+  else
+    local pattern
+    for pattern in "$@"; do
+      find . -path ./build -prune -o -type f -path "./$pattern" -print | sed 's|^\./||'
+    done
+  fi
+}
+
 step "format check"
-mapfile -t sources < <(git ls-files '*.cpp' '*.h')
+mapfile -t sources < <(list_sources '*.cpp' '*.h')
 if ! clang-format --dry-run --Werror "${sources[@]}"; then
   echo "clang-format: files differ from .clang-format (run clang-format -i)"
   exit 1
@@ -53,7 +65,7 @@ step "fuzz (${fuzz_seconds}s per parser)"
 fuzz/run.sh "$fuzz_seconds" build/fuzz
 
 step "clang-tidy"
-mapfile -t tidy < <(git ls-files 'src/*.cpp' 'cmd/*.cpp' | grep -v '_win32\.cpp$')
+mapfile -t tidy < <(list_sources 'src/*.cpp' 'cmd/*.cpp' | grep -v '_win32\.cpp$')
 clang-tidy -p build/release --quiet "${tidy[@]}"
 
 step "done: all checks passed (tests counted twice: release and sanitizer builds)"

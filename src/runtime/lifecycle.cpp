@@ -218,15 +218,21 @@ Status Runtime::wait_healthy(const state::Instance& inst, const LoadRequest& req
   for (;;) {
     if (platform::interrupted())
       return make_error(ErrorKind::start_failed, "interrupted while waiting for '" + inst.model + "'");
-    // Our own child: reap it to read its exit code. Another process's child: just check that it lives.
-    if (const auto code = ops_.try_reap(inst.pid))
-      return make_error(ErrorKind::start_failed,
-                        "llama-server for '" + inst.model + "' exited with code " + std::to_string(*code) +
-                            " before it became healthy; last lines of " + inst.log + ":\n" + log_tail(inst.log, 20));
-    if (!ops_.alive(inst.pid, inst.start_time))
-      return make_error(ErrorKind::start_failed, "llama-server for '" + inst.model +
-                                                     "' exited before it became healthy; last lines of " + inst.log +
-                                                     ":\n" + log_tail(inst.log, 20));
+    // Gone (or a zombie)? Reaping our own child gives its exit code; another
+    // process's child (a second `load` waiting for the same model) has none.
+    // Liveness first, then reap: reaping first raced with an exit in between.
+    if (!ops_.alive(inst.pid, inst.start_time)) {
+      // A multi-threaded child reads as a zombie a moment before waitpid reports it.
+      auto code = ops_.try_reap(inst.pid);
+      for (int i = 0; !code && i < 20; ++i) {
+        platform::sleep_for(std::chrono::milliseconds(10));
+        code = ops_.try_reap(inst.pid);
+      }
+      return make_error(ErrorKind::start_failed, "llama-server for '" + inst.model + "' exited" +
+                                                     (code ? " with code " + std::to_string(*code) : std::string()) +
+                                                     " before it became healthy; last lines of " + inst.log + ":\n" +
+                                                     log_tail(inst.log, 20));
+    }
     if (health_.health(inst.port, std::chrono::milliseconds(1000)) == 200) return ok_status();
     const auto now = Clock::now();
     if (now >= deadline)

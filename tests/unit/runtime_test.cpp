@@ -40,7 +40,8 @@ class FakeOps final : public ProcessOps {
     alive_pids.insert(pid);
     return platform::Spawned{pid, 77};
   }
-  bool alive(int64_t pid, uint64_t) override { return alive_pids.count(pid) > 0; }
+  // An exited child is a zombie until reaped: not alive, but try_reap still has its code.
+  bool alive(int64_t pid, uint64_t) override { return alive_pids.count(pid) > 0 && !exited.count(pid); }
   std::optional<int> try_reap(int64_t pid) override {
     const auto it = exited.find(pid);
     if (it == exited.end()) return std::nullopt;
