@@ -133,7 +133,7 @@ TEST(State, WriterKilledAtAnyPointLeavesOldOrNew) {
     if (pid == 0) {
       // Rewrites a large state over and over until killed.
       StateFile st;
-      for (int i = 0; i < 400; ++i) st.instances.push_back(make("m" + std::to_string(i), 1000 + i));
+      for (int i = 0; i < 400; ++i) st.instances.push_back(make(std::string("m").append(std::to_string(i)), 1000 + i));
       auto lock = dir.lock();
       if (!lock) ::_exit(2);
       for (int n = 0;; ++n) {
