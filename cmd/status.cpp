@@ -22,6 +22,12 @@ int run_status(const StatusOptions& o, Context& ctx) {
   for (const auto& w : view->gpus.warnings) log::warn("{}", w);
   for (const auto& n : view->notices) log::warn("{}", n);
   print(ctx.global.json ? ui::status_json(*view).dump(2) + "\n" : ui::render_status(*view, now_ms(), ctx.term));
+  if (ctx.global.verbose > 0 && !ctx.global.json)
+    for (const auto& i : view->instances)
+      if (i.state == "dead")
+        print("\n'" + i.rec.model + "' died" +
+              (i.rec.died_at_ms ? " at " + iso8601(*i.rec.died_at_ms) : std::string()) + "; last lines of " +
+              i.rec.log + ":\n" + runtime::log_tail(i.rec.log, 10));
   if (o.check) {
     for (const auto& i : view->instances)
       if (i.state == "dead" || i.state == "unhealthy") return code(Exit::unhealthy);

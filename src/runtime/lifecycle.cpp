@@ -112,6 +112,11 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
     if (!lock) return lock.error();
     state::StateFile st;
     if (auto rec = lock_and_reconcile(*lock, st, out.notes); !rec) return rec.error();
+    if (st.find_dead(model->name)) {
+      // The model runs again: its death has been acted on.
+      std::erase_if(st.instances, [&](const state::Instance& i) { return i.model == model->name && i.dead(); });
+      out.notes.push_back("cleared the dead record of '" + model->name + "'");
+    }
     if (const auto* existing = st.find(model->name)) {
       if (auto s = check_same_placement(model->name, *spec, req.gpu.has_value(), *existing); !s) return s.error();
       inst = *existing;
@@ -121,7 +126,7 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
       if (Clock::now() - read_at > kFreshReading) probe = probe_.read();  // the lock wait made it old
       log::debug("load {}: decision at {:.1f} ms (reading took {:.1f} ms)", model->name, ms_since(t0),
                  probe.elapsed_ms);
-      auto started = place_and_start(*model, *spec, req, probe, st.instances, out);
+      auto started = place_and_start(*model, *spec, req, probe, st.live(), out);
       if (!started) return started.error();
       inst = std::move(*started);
       st.instances.push_back(inst);
@@ -193,6 +198,7 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
   inst.argv = launch.argv;
   inst.owner = platform::current_user();
   inst.state = "starting";
+  inst.loaded_by = req.loaded_by;
   inst.estimate_mib = out.estimate.total_mib(std::max<size_t>(1, choice->gpus.size()));
   return inst;
 }
@@ -271,6 +277,22 @@ bool Runtime::stop(const state::Instance& inst, std::chrono::milliseconds timeou
   return wait_gone(std::chrono::seconds(5));
 }
 
+Status Runtime::record_use(const std::vector<std::tuple<std::string, int64_t, int64_t>>& uses) {
+  if (uses.empty()) return ok_status();
+  auto lock = dir_.lock();
+  if (!lock) return lock.error();
+  std::vector<std::string> notes;
+  auto st = dir_.load(*lock, notes);
+  if (!st) return st.error();
+  bool changed = false;
+  for (const auto& [model, pid, at] : uses)
+    if (auto* rec = st->find(model); rec && rec->pid == pid && rec->last_used_at_ms < at) {
+      rec->last_used_at_ms = at;
+      changed = true;
+    }
+  return changed ? dir_.save(*lock, *st) : ok_status();
+}
+
 void Runtime::forget(const state::Instance& inst) {
   auto lock = dir_.lock();
   if (!lock) {
@@ -312,6 +334,8 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
       if (!mc && ends_with(to_lower(wanted), ".gguf")) wanted = fs::path(wanted).stem().string();
     }
     for (const auto& i : st.instances) {
+      if (req.only_pid && i.pid != req.only_pid) continue;
+      if (i.dead() && !req.all && !req.model) continue;  // --gpu: dead records hold no GPU
       bool match = req.all;
       if (req.model) match = match || i.model == wanted;
       if (spec) {
@@ -336,6 +360,12 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
   for (const auto& t : targets) {
     Stopped s;
     s.rec = t;
+    if (t.dead()) {
+      s.was_dead = true;
+      forget(t);
+      out.stopped.push_back(s);
+      continue;
+    }
     s.freed_mib = describe(t, before, 0).memory_used_mib;
     s.still_running = !stop(t, req.timeout, s.killed);
     if (!s.still_running) forget(t);
@@ -346,7 +376,7 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
   std::vector<gpu::OurInstance> ours;
   if (lock) {
     std::vector<std::string> ignored;
-    if (auto st = dir_.load(*lock, ignored)) ours = ours_of(st->instances);
+    if (auto st = dir_.load(*lock, ignored)) ours = ours_of(st->live());
   }
   out.after = gpu::classify(probe, opts_, ours, [this](int64_t pid) { return ops_.user_of(pid); });
   return out;

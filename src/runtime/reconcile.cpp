@@ -46,9 +46,21 @@ std::unique_ptr<HealthProbe> real_health_probe() {
 }
 
 Reconciled reconcile(const std::vector<state::Instance>& recorded,
-                     const std::function<bool(const state::Instance&)>& alive) {
+                     const std::function<bool(const state::Instance&)>& alive, int64_t now_ms) {
   Reconciled r;
-  for (const auto& i : recorded) (alive(i) ? r.live : r.dead).push_back(i);
+  for (const auto& i : recorded) {
+    if (i.dead()) {
+      r.dead.push_back(i);
+    } else if (alive(i)) {
+      r.live.push_back(i);
+    } else {
+      state::Instance d = i;
+      d.state = "dead";
+      d.died_at_ms = now_ms;
+      r.died.push_back(d);
+      r.dead.push_back(d);
+    }
+  }
   return r;
 }
 
@@ -124,6 +136,7 @@ View build_view(const gpu::ProbeResult& probe, const gpu::ClassifyOptions& opts,
     d.uptime_s = 0;
     v.instances.push_back(std::move(d));
   }
+  v.dead_count = rec.dead.size();
   return v;
 }
 
@@ -132,16 +145,24 @@ Result<Reconciled> Runtime::lock_and_reconcile(const state::Lock& lock, state::S
   auto loaded = dir_.load(lock, notes);
   if (!loaded) return loaded.error();
   st = std::move(*loaded);
-  Reconciled rec = reconcile(st.instances, [&](const state::Instance& i) { return ops_.alive(i.pid, i.start_time); });
-  if (!rec.dead.empty()) {
-    for (const auto& d : rec.dead) {
-      notes.push_back("instance '" + d.model + "' (pid " + std::to_string(d.pid) + ", GPUs " +
-                      placement::gpus_text(d.gpus) + ") is gone; dropped it from the state");
-      if (auto s = dir_.remove_pidfile(lock, d.model); !s) notes.push_back(s.error().message);
-    }
-    st.instances = rec.live;
-    if (auto s = dir_.save(lock, st); !s) return s.error();
+  Reconciled rec = reconcile(
+      st.instances, [&](const state::Instance& i) { return ops_.alive(i.pid, i.start_time); }, now_ms());
+  if (rec.died.empty()) return rec;
+  for (auto& d : rec.died) {
+    // Our own child (serve's instances) has an exit status to collect; this also reaps the zombie.
+    d.exit_code = ops_.try_reap(d.pid);
+    notes.push_back("instance '" + d.model + "' (pid " + std::to_string(d.pid) + ", GPUs " +
+                    placement::gpus_text(d.gpus) + ") died" +
+                    (d.exit_code ? " with exit code " + std::to_string(*d.exit_code) : std::string()) +
+                    "; kept as a dead record until it is loaded again or unloaded");
+    if (auto s = dir_.remove_pidfile(lock, d.model); !s) notes.push_back(s.error().message);
+    for (auto& i : st.instances)
+      if (i.model == d.model && i.pid == d.pid && !i.dead()) i = d;
   }
+  for (auto& d : rec.dead)
+    for (const auto& n : rec.died)
+      if (d.model == n.model && d.pid == n.pid) d.exit_code = n.exit_code;
+  if (auto s = dir_.save(lock, st); !s) return s.error();
   return rec;
 }
 
@@ -174,6 +195,14 @@ Result<View> Runtime::collect(bool probe_health) {
   View v = build_view(probe, opts_, rec, health, now_ms(), [this](int64_t pid) { return ops_.user_of(pid); });
   v.notices = std::move(notes);
   return v;
+}
+
+Result<state::StateFile> Runtime::reconcile_state(std::vector<std::string>& notes) {
+  auto lock = dir_.lock();
+  if (!lock) return lock.error();
+  state::StateFile st;
+  if (auto r = lock_and_reconcile(*lock, st, notes); !r) return r.error();
+  return st;
 }
 
 void Runtime::promote_healthy_starting(Reconciled& rec, const std::map<std::string, int>& health) {

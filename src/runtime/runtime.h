@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/config.h"
@@ -55,15 +56,18 @@ struct InstanceView {
 struct View {
   gpu::GpuView gpus;
   std::vector<InstanceView> instances;
-  std::vector<std::string> notices;  // dropped dead instances, moved-aside state files
+  std::vector<std::string> notices;  // newly found deaths, moved-aside state files
+  size_t dead_count = 0;
 };
 
-/// Splits recorded instances into live and dead (pid gone or reused). Pure.
+/// Splits recorded instances into live and dead (pid gone or reused, or
+/// recorded dead before). `died` holds the ones found dead in this pass,
+/// already turned into dead records (state "dead", died_at_ms = now). Pure.
 struct Reconciled {
-  std::vector<state::Instance> live, dead;
+  std::vector<state::Instance> live, dead, died;
 };
 Reconciled reconcile(const std::vector<state::Instance>& recorded,
-                     const std::function<bool(const state::Instance&)>& alive);
+                     const std::function<bool(const state::Instance&)>& alive, int64_t now_ms = 0);
 
 /// Our instances as the classifier needs them.
 std::vector<gpu::OurInstance> ours_of(const std::vector<state::Instance>& live);
@@ -77,6 +81,7 @@ gpu::ClassifyOptions classify_options(const config::Config& cfg, std::optional<i
 
 struct LoadRequest {
   std::string model;
+  std::string loaded_by = "cli";  // recorded: serve evicts only what it loaded (or what has a keep-alive)
   std::optional<std::string> gpu;
   std::optional<int> port;
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
@@ -107,11 +112,15 @@ struct UnloadRequest {
   std::optional<std::string> gpu;
   bool all = false;
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};
+  /// Only this pid (serve's reaper: never stop a newer instance of the model
+  /// that someone else started meanwhile). 0: any.
+  int64_t only_pid = 0;
 };
 
 struct Stopped {
   state::Instance rec;
-  bool killed = false;  // needed SIGKILL
+  bool was_dead = false;  // a dead record, cleared (nothing to stop)
+  bool killed = false;    // needed SIGKILL
   bool still_running = false;
   std::optional<int64_t> freed_mib;
 };
@@ -127,10 +136,18 @@ class Runtime {
           gpu::ClassifyOptions opts)
       : cfg_(std::move(cfg)), dir_(std::move(dir)), probe_(probe), ops_(ops), health_(health), opts_(std::move(opts)) {}
 
-  /// Reconciles the state (dropping dead instances) and reads GPUs and health.
+  /// Reconciles the state (turning vanished instances into dead records)
+  /// and reads GPUs and health.
   Result<View> collect(bool probe_health);
+  /// Reconciles the state file only (no GPU reading, no probes): what serve
+  /// runs every few seconds and after an upstream failure. Returns the records
+  /// after reconciliation; `notes` gets one line per newly found death.
+  Result<state::StateFile> reconcile_state(std::vector<std::string>& notes);
   Result<LoadOutcome> load(const LoadRequest& req);
   Result<UnloadOutcome> unload(const UnloadRequest& req);
+  /// serve: when each instance was last used (model, pid, ms since the epoch),
+  /// so `status` shows last use and expiry. Records of other pids are left alone.
+  Status record_use(const std::vector<std::tuple<std::string, int64_t, int64_t>>& uses);
 
   const config::Config& config() const { return cfg_; }
   const state::StateDir& state_dir() const { return dir_; }

@@ -12,8 +12,21 @@ using nlohmann::json;
 
 Instance* StateFile::find(const std::string& model) {
   for (auto& i : instances)
-    if (i.model == model) return &i;
+    if (i.model == model && !i.dead()) return &i;
   return nullptr;
+}
+
+Instance* StateFile::find_dead(const std::string& model) {
+  for (auto& i : instances)
+    if (i.model == model && i.dead()) return &i;
+  return nullptr;
+}
+
+std::vector<Instance> StateFile::live() const {
+  std::vector<Instance> out;
+  for (const auto& i : instances)
+    if (!i.dead()) out.push_back(i);
+  return out;
 }
 
 std::string file_safe(const std::string& model) {
@@ -67,6 +80,9 @@ std::string to_json(const StateFile& state) {
               {"owner", i.owner},
               {"state", i.state}};
     o["estimate_mib"] = i.estimate_mib ? json(*i.estimate_mib) : json(nullptr);
+    o["loaded_by"] = i.loaded_by;
+    if (i.died_at_ms) o["died_at_ms"] = *i.died_at_ms;
+    if (i.exit_code) o["exit_code"] = *i.exit_code;
     j["instances"].push_back(std::move(o));
   }
   return j.dump(2) + "\n";
@@ -110,6 +126,12 @@ Result<StateFile> from_json(const std::string& text) {
       i.state = o.value("state", "running");
       if (o.contains("estimate_mib") && o["estimate_mib"].is_number_integer())
         i.estimate_mib = o["estimate_mib"].get<int64_t>();
+      i.loaded_by = o.value("loaded_by", "cli");
+      if (o.contains("died_at_ms") && o["died_at_ms"].is_number_integer())
+        i.died_at_ms = o["died_at_ms"].get<int64_t>();
+      if (o.contains("exit_code") && o["exit_code"].is_number_integer()) i.exit_code = o["exit_code"].get<int>();
+      if (i.state != "starting" && i.state != "running" && i.state != "dead")
+        return make_error(ErrorKind::state, where + ": unknown state '" + i.state + "'");
       if (i.model.empty() || i.pid <= 0 || i.port <= 0 || i.port > 65535)
         return make_error(ErrorKind::state, where + ": invalid model, pid or port");
       st.instances.push_back(std::move(i));

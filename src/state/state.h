@@ -30,13 +30,25 @@ struct Instance {
   std::string log;
   std::vector<std::string> argv;
   std::string owner;               // user who started it
-  std::string state = "starting";  // "starting" until healthy, then "running"
+  std::string state = "starting";  // "starting" until healthy, then "running"; "dead" once found gone
   std::optional<int64_t> estimate_mib;
+  std::string loaded_by = "cli";  // "cli" (llamactl load) or "serve" (loaded on demand)
+  // A dead record holds no GPU and no port; it stays listed (status --check
+  // exits 13) until the model runs again or is unloaded by name or --all.
+  std::optional<int64_t> died_at_ms;
+  std::optional<int> exit_code;  // when the OS told (our own child only)
+
+  bool dead() const { return state == "dead"; }
 };
 
 struct StateFile {
   std::vector<Instance> instances;
+  /// The live (not dead) record of `model`; nullptr when none.
   Instance* find(const std::string& model);
+  /// The dead record of `model`; nullptr when none.
+  Instance* find_dead(const std::string& model);
+  /// Records that hold GPUs and ports (every one that is not dead).
+  std::vector<Instance> live() const;
 };
 
 class Lock {

@@ -65,6 +65,9 @@ json instance_json(const runtime::InstanceView& i) {
           {"last_used_at", i.rec.last_used_at_ms > 0 ? json(iso8601(i.rec.last_used_at_ms)) : json(nullptr)},
           {"expires_at", i.expires_at_ms ? json(iso8601(*i.expires_at_ms)) : json(nullptr)},
           {"owner", i.rec.owner},
+          {"loaded_by", i.rec.loaded_by},
+          {"died_at", i.rec.died_at_ms ? json(iso8601(*i.rec.died_at_ms)) : json(nullptr)},
+          {"exit_code", opt(i.rec.exit_code)},
           {"log", i.rec.log}};
 }
 
@@ -99,7 +102,8 @@ json unload_json(const runtime::UnloadOutcome& out) {
     j["unloaded"].push_back({{"model", s.rec.model},
                              {"gpus", s.rec.gpus},
                              {"pid", s.rec.pid},
-                             {"stopped", !s.still_running},
+                             {"stopped", !s.still_running && !s.was_dead},
+                             {"cleared_dead_record", s.was_dead},
                              {"killed", s.killed},
                              {"freed_mib", opt(s.freed_mib)}});
   j["gpus"] = gpus_json(out.after);

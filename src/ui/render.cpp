@@ -84,10 +84,17 @@ std::string render_status(const runtime::View& view, int64_t now, const Terminal
     std::string reap = "never";
     if (i.expires_at_ms)
       reap = *i.expires_at_ms <= now ? "due" : "in " + human_duration_s((*i.expires_at_ms - now) / 1000);
+    if (i.state == "dead") {
+      // A dead record holds no port and no memory; say since when it is dead instead.
+      const std::string since =
+          i.rec.died_at_ms ? "dead " + human_duration_s((now - *i.rec.died_at_ms) / 1000) + " ago" : "dead";
+      t.add({i.rec.model, placement::gpus_text(i.rec.gpus), "-", std::to_string(i.rec.pid), term.paint(since, c), "-",
+             "-", i.rec.exit_code ? "exit code " + std::to_string(*i.rec.exit_code) : "-", "-"});
+      continue;
+    }
     t.add({i.rec.model, placement::gpus_text(i.rec.gpus), "http://127.0.0.1:" + std::to_string(i.rec.port),
-           std::to_string(i.rec.pid), term.paint(i.state, c), i.state == "dead" ? "-" : human_duration_s(i.uptime_s),
-           i.rec.gpus.empty() ? "cpu" : memory_text(i.memory_used_mib, i.memory_total_mib),
-           i.state == "dead" ? "-" : last, i.state == "dead" ? "-" : reap});
+           std::to_string(i.rec.pid), term.paint(i.state, c), human_duration_s(i.uptime_s),
+           i.rec.gpus.empty() ? "cpu" : memory_text(i.memory_used_mib, i.memory_total_mib), last, reap});
   }
   out += t.render();
   return out;
@@ -115,6 +122,11 @@ std::string render_unloaded(const runtime::UnloadOutcome& out, const Terminal& t
   std::string s;
   if (out.stopped.empty()) return "Nothing to unload.\n";
   for (const auto& st : out.stopped) {
+    if (st.was_dead) {
+      s += "cleared the dead record of '" + st.rec.model + "' (pid " + std::to_string(st.rec.pid) +
+           (st.rec.exit_code ? ", exit code " + std::to_string(*st.rec.exit_code) : std::string()) + ")\n";
+      continue;
+    }
     if (st.still_running) {
       s += term.paint("could not stop", Color::red) + " '" + st.rec.model + "' (pid " + std::to_string(st.rec.pid) +
            ")\n";
@@ -127,6 +139,7 @@ std::string render_unloaded(const runtime::UnloadOutcome& out, const Terminal& t
     s += "\n";
   }
   for (const auto& st : out.stopped) {
+    if (st.was_dead) continue;
     for (int g : st.rec.gpus) {
       const auto* after = out.after.find(g);
       if (!after) continue;

@@ -175,7 +175,7 @@ TEST(Lifecycle, IdempotentLoadForCron) {
   EXPECT_EQ(instances(sb), 1);
 }
 
-TEST(Lifecycle, KilledServerIsReportedDeadAndFreesGpu) {
+TEST(Lifecycle, KilledServerIsReportedDeadUntilActedOn) {
   Sandbox sb;
   auto r = load(sb, "tiny", {"--gpu", "0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -187,11 +187,38 @@ TEST(Lifecycle, KilledServerIsReportedDeadAndFreesGpu) {
   auto j = check.json();
   ASSERT_EQ(j["instances"].size(), 1u);
   EXPECT_EQ(j["instances"][0]["state"], "dead");
-  EXPECT_EQ(j["gpus"]["gpu_status"][0]["state"], "idle");
-  EXPECT_NE(check.err.find("is gone"), std::string::npos);
-  EXPECT_EQ(instances(sb), 0);  // dropped from the state
-  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);
+  EXPECT_FALSE(j["instances"][0]["died_at"].is_null());
+  EXPECT_EQ(j["gpus"]["gpu_status"][0]["state"], "idle");  // a dead record holds no GPU
+  EXPECT_NE(check.err.find("died"), std::string::npos) << check.err;
+  // Whoever noticed it first, later checks still report it (the cron alert).
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 13);
+  EXPECT_EQ(sb.state_file()["instances"][0]["state"], "dead");
+  auto verbose = sb.run({"status", "-v"});
+  EXPECT_NE(verbose.out.find("last lines of"), std::string::npos) << verbose.out;
+  // The GPU and port are free at once.
   EXPECT_EQ(load(sb, "other", {"--gpu", "0"}).exit_code, 0);
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 13);
+  // Unloading it by name clears it and says so.
+  auto cleared = sb.run({"unload", "tiny"});
+  EXPECT_EQ(cleared.exit_code, 0) << cleared.err;
+  EXPECT_NE(cleared.out.find("cleared the dead record of 'tiny'"), std::string::npos) << cleared.out;
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);
+  EXPECT_EQ(sb.run({"unload", "--all"}).exit_code, 0);
+}
+
+TEST(Lifecycle, DeadRecordClearedWhenTheModelRunsAgain) {
+  Sandbox sb;
+  auto r = load(sb, "tiny", {"--gpu", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const int64_t pid = r.json()["pid"];
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  ASSERT_TRUE(eventually([&] { return !pid_alive(pid); }));
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 13);
+  auto again = load(sb, "tiny", {"--gpu", "0"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(instances(sb), 1);
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);
+  EXPECT_EQ(sb.run({"unload", "--all"}).exit_code, 0);
 }
 
 TEST(Lifecycle, ReusedPidIsNotTakenForOurs) {

@@ -170,7 +170,7 @@ TEST(Runtime, UnloadEscalatesToKillAndForgets) {
   EXPECT_TRUE(f.state().instances.empty());
 }
 
-TEST(Runtime, CollectDropsDeadAndPromotesHealthyStarting) {
+TEST(Runtime, CollectKeepsDeadRecordsAndPromotesHealthyStarting) {
   Fixture f;
   ASSERT_TRUE(f.rt->load(f.request("0")).ok());
   // A loader killed mid-wait leaves "starting"; a dead server leaves a stale record.
@@ -195,8 +195,15 @@ TEST(Runtime, CollectDropsDeadAndPromotesHealthyStarting) {
   EXPECT_EQ(v->gpus.gpus[1].state, gpu::GpuState::idle);
   ASSERT_EQ(v->notices.size(), 1u);
   const auto st = f.state();
-  ASSERT_EQ(st.instances.size(), 1u);
+  ASSERT_EQ(st.instances.size(), 2u);  // the dead one stays as a record
   EXPECT_EQ(st.instances[0].state, "running");
+  EXPECT_EQ(st.instances[1].state, "dead");
+  EXPECT_TRUE(st.instances[1].died_at_ms.has_value());
+  // Seen again: still dead, no second notice.
+  auto again = f.rt->collect(false);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->notices.empty());
+  EXPECT_EQ(again->instances[1].state, "dead");
 }
 
 TEST(Runtime, UndeliverableGracefulStopKillsWithoutWaiting) {
