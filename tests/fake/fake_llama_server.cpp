@@ -1,9 +1,53 @@
-// A fake llama-server for end-to-end tests. It accepts llama-server's flags
-// and imitates what was observed on real runs (shared/reference/
-// llama-server-observed.md): the port is bound before the model "loads",
-// every path answers 503 while loading, /health then answers 200; a bad
-// model file or a taken port exits 1; SIGTERM during loading kills it,
-// SIGTERM when ready exits 0.
+// A fake llama-server for end-to-end tests and proxy benchmarks. It accepts
+// llama-server's flags and imitates what was observed on real runs
+// (shared/reference/llama-server-observed.md) and what llama.cpp's
+// tools/server code sends (cpp-httplib underneath):
+//   - the port is bound before the model "loads"; every path answers 503
+//     "Loading model" while loading, /health then answers 200; a bad model
+//     file or a taken port exits 1; SIGTERM during loading kills it, SIGTERM
+//     when ready exits 0 at once, even with a stream open (the client's
+//     stream just ends: no finish chunk, no [DONE], no last empty chunk);
+//   - HTTP/1.1 keep-alive (at most 100 requests a connection, 5 s idle, like
+//     cpp-httplib); "Connection: close" or HTTP/1.0 end the connection after
+//     the answer; request bodies by Content-Length or chunked; a request
+//     line or header that does not parse gets 400 and the connection closes;
+//   - normal answers carry Content-Length; SSE streams are
+//     "Transfer-Encoding: chunked", "Content-Type: text/event-stream",
+//     "X-Accel-Buffering: no", one HTTP chunk per token, sent at once
+//     (TCP_NODELAY), so a proxy test can measure the gaps between chunks;
+//   - every answer carries "Server: llama.cpp" and
+//     "Access-Control-Allow-Origin: <the request's Origin>".
+//
+// Routes (POST bodies are JSON; invalid JSON -> 500 server_error, as real):
+//   GET  /health /v1/health      {"status":"ok"}
+//   GET  /models /v1/models      the model (id = --alias, else the -m path)
+//   POST /v1/chat/completions /chat/completions
+//        N tokens: "Hello", " from", " fake", then " token" again and again.
+//        N = n_predict, else max_completion_tokens, else max_tokens
+//        (finish_reason "length"), else 3 (finish_reason "stop").
+//        Non-streaming: one chat.completion with usage and timings.
+//        "stream":true: a chunk with delta {role:"assistant",content:null}
+//        and the first token (one HTTP chunk, as real), one chunk per later
+//        token, a chunk with an empty delta and finish_reason, only with
+//        stream_options.include_usage a chunk with choices:[] and usage,
+//        `timings` on the last of these, then "data: [DONE]".
+//   POST /v1/completions         the same as text_completion (choices[].text);
+//                                streams end with usage+timings, then [DONE]
+//   POST /completion /completions  native: {content,...,stop:true}; streams
+//                                have no [DONE], the last event has stop:true
+//   POST /v1/embeddings          without --embeddings: 501; model pooling
+//                                "none" (and no --pooling X): 400; else an
+//                                OpenAI list, one L2-normalised vector per input
+//   POST /embeddings /embedding  native: [{index, embedding:[[...]]}] (one row
+//                                per token with pooling none, unnormalised)
+//   anything else                404 {"error":{...,"type":"not_found_error"}}
+// With --api-key K (or K1,K2): /health, /v1/health, /models, /v1/models stay
+// open; the rest need "Authorization: Bearer K" or "X-Api-Key: K", else 401.
+//
+// Token generation takes FAKE_TOKEN_DELAY_MS per token (streaming or not).
+// While generating it watches the socket; when the client goes away it stops
+// and writes to stderr (the instance log):
+//   fake-llama-server: client disconnected, cancelled task <id> after <k> of <n> tokens
 //
 // Behaviour switches (environment, one behaviour each):
 //   FAKE_LOAD_DELAY_MS   loading time (default 100)
@@ -12,30 +56,69 @@
 //   FAKE_IGNORE_SIGTERM  1: ignore SIGTERM (tests the SIGKILL escalation)
 //   FAKE_GPU_DIR         where to register this process for the mock nvidia-smi
 //   FAKE_SERVER_MEM_MIB  GPU memory to report per visible GPU (default 700)
+//   FAKE_TOKEN_DELAY_MS  time per generated token (default 5)
+//   FAKE_MODEL_POOLING   the model's own pooling type (default none; e.g. mean)
+//   FAKE_EMBED_DIM       embedding length (default 128)
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace {
 
+using json = nlohmann::ordered_json;
+using Clock = std::chrono::steady_clock;
+
+// The build the observations were made with (llama-server-observed.md).
+constexpr const char* kFingerprint = "b10587-3f545bec";
+constexpr int kKeepAliveMax = 100;         // cpp-httplib's CPPHTTPLIB_KEEPALIVE_MAX_COUNT
+constexpr int kKeepAliveTimeoutMs = 5000;  // cpp-httplib's CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND
+constexpr int kReadTimeoutMs = 60000;      // for the rest of a request once it has begun
+constexpr size_t kMaxHeaderBytes = 65536;
+constexpr size_t kMaxBodyBytes = size_t{1} << 30;
+
 std::atomic<bool> g_ready{false};
 std::atomic<bool> g_stop{false};
-std::string g_alias = "model";
+std::atomic<int> g_next_task{0};
 std::string g_reg_file;
+
+// Fixed after the arguments are read, before the accept thread starts.
+struct Settings {
+  std::string alias = "model";
+  bool embeddings = false;
+  std::string pooling = "none";  // effective: --pooling, else the model's own
+  std::vector<std::string> api_keys;
+  int token_delay_ms = 5;
+  int embed_dim = 128;
+  int n_ctx = 4096;
+};
+Settings g_cfg;
 
 void on_term(int) {
   g_stop = true;
@@ -46,105 +129,805 @@ std::string env_or(const char* name, const std::string& def) {
   return v ? v : def;
 }
 
-void send_all(int fd, const std::string& s) {
-  size_t done = 0;
-  while (done < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    done += static_cast<size_t>(n);
+int env_int(const char* name, int def, int min_value) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return def;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  if (*end != '\0') return def;
+  return static_cast<int>(std::max<long>(min_value, std::min<long>(n, 1 << 30)));
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t");
+  return s.substr(b, e - b + 1);
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// llama.cpp's json_value(): the default when the key is missing, null or of another type.
+template <typename T>
+T json_value(const json& body, const char* key, const T& def) {
+  if (!body.is_object() || !body.contains(key) || body[key].is_null()) return def;
+  try {
+    return body[key].get<T>();
+  } catch (const json::exception&) {
+    return def;
   }
 }
 
-void respond(int fd, int status, const std::string& type, const std::string& body) {
-  const char* reason = status == 200   ? "OK"
-                       : status == 404 ? "Not Found"
-                       : status == 503 ? "Service Unavailable"
-                                       : "Error";
-  send_all(fd, "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
-                   "\r\nContent-Length: " + std::to_string(body.size()) +
-                   "\r\nServer: llama.cpp\r\nConnection: close\r\n\r\n" + body);
+// ---------------------------------------------------------------------------
+// HTTP
+
+struct Request {
+  std::string method, target, path, version;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+  bool close = false;  // answer with "Connection: close" and close afterwards
+  std::string header(const std::string& name) const {
+    const auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json; charset=utf-8";
+  std::vector<std::pair<std::string, std::string>> extra_headers = {};
+};
+
+// An error answer, thrown by the handlers.
+struct HttpError {
+  int status;
+  std::string body;
+};
+
+// llama.cpp's format_error_response(): {"code","message","type"}.
+HttpError api_error(int status, const std::string& message, const std::string& type) {
+  return {status, dump(json{{"error", {{"code", status}, {"message", message}, {"type", type}}}})};
 }
 
-void stream_sse(int fd, bool chat) {
-  send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nServer: llama.cpp\r\nConnection: close\r\n\r\n");
-  const char* words[] = {"Hello", " from", " fake"};
-  for (const char* w : words) {
-    std::string chunk = chat ? std::string(R"({"object":"chat.completion.chunk","model":")") + g_alias +
-                                   R"(","choices":[{"index":0,"delta":{"content":")" + w +
-                                   R"("},"finish_reason":null}]})"
-                             : std::string(R"({"content":")") + w + R"(","stop":false})";
-    send_all(fd, "data: " + chunk + "\n\n");
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+// The middlewares and the 404 handler build theirs inline: {"message","type","code"}.
+std::string inline_error(int status, const std::string& message, const std::string& type) {
+  return dump(json{{"error", {{"message", message}, {"type", type}, {"code", status}}}});
+}
+
+const char* reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
-  if (chat) {
-    send_all(
-        fd,
-        std::string("data: ") + R"({"object":"chat.completion.chunk","model":")" + g_alias +
-            R"(","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})" +
-            "\n\n");
-    send_all(fd, "data: [DONE]\n\n");
+}
+
+// Status line and headers, in cpp-httplib's order (alphabetical).
+std::string head(int status, const Request& req, const std::string& content_type, std::optional<size_t> length,
+                 const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  std::vector<std::pair<std::string, std::string>> h = extra;
+  h.emplace_back("Access-Control-Allow-Origin", req.header("origin"));
+  if (req.close)
+    h.emplace_back("Connection", "close");
+  else
+    h.emplace_back("Keep-Alive",
+                   "timeout=" + std::to_string(kKeepAliveTimeoutMs / 1000) + ", max=" + std::to_string(kKeepAliveMax));
+  if (length)
+    h.emplace_back("Content-Length", std::to_string(*length));
+  else
+    h.emplace_back("Transfer-Encoding", "chunked");
+  if (!content_type.empty()) h.emplace_back("Content-Type", content_type);
+  h.emplace_back("Server", "llama.cpp");
+  std::stable_sort(h.begin(), h.end(), [](const auto& a, const auto& b) { return lower(a.first) < lower(b.first); });
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + reason(status) + "\r\n";
+  for (const auto& [k, v] : h) out += k + ": " + v + "\r\n";
+  return out + "\r\n";
+}
+
+std::string http_chunk(const std::string& data) {
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  return size + data + "\r\n";
+}
+
+std::string sse(const json& j) {
+  return "data: " + dump(j) + "\n\n";
+}
+
+class Conn {
+ public:
+  explicit Conn(int fd) : fd_(fd) {}
+  ~Conn() { ::close(fd_); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  enum class Read { ok, closed, bad };
+
+  Read read_request(Request& r) {
+    // Keep-alive: wait for the next request, then read its head.
+    if (buf_.empty() && fill(kKeepAliveTimeoutMs) <= 0) return Read::closed;
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (buf_.size() > kMaxHeaderBytes) return Read::bad;
+      if (fill(kReadTimeoutMs) <= 0) return Read::closed;
+    }
+    if (end > kMaxHeaderBytes) return Read::bad;
+    const std::string head_text = buf_.substr(0, end);
+    buf_.erase(0, end + 4);
+    if (!parse_head(head_text, r)) return Read::bad;
+    // curl sends "Expect: 100-continue" with bodies over 1 KiB and waits for this.
+    if (lower(r.header("expect")) == "100-continue" && !send("HTTP/1.1 100 Continue\r\n\r\n")) return Read::closed;
+
+    if (lower(r.header("transfer-encoding")).find("chunked") != std::string::npos) {
+      if (!read_chunked_body(r.body)) return Read::bad;
+    } else if (r.headers.count("content-length")) {
+      const std::string cl = trim(r.header("content-length"));
+      if (cl.empty() || cl.find_first_not_of("0123456789") != std::string::npos || cl.size() > 12) return Read::bad;
+      const size_t n = std::stoull(cl);
+      if (n > kMaxBodyBytes) return Read::bad;
+      if (!need(n)) return Read::closed;
+      r.body = buf_.substr(0, n);
+      buf_.erase(0, n);
+    }
+    return Read::ok;
+  }
+
+  bool send(const std::string& s) {
+    size_t done = 0;
+    while (done < s.size()) {
+      const ssize_t n = ::send(fd_, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Lets `ms` pass; false as soon as the peer has closed or reset the connection
+  // (cpp-httplib's is_socket_alive() looks for the same).
+  bool wait_alive(int ms) {
+    const auto until = Clock::now() + std::chrono::milliseconds(ms);
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+      pollfd p{fd_, POLLRDHUP, 0};
+      const int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left)));
+      if (rc < 0 && errno != EINTR) return false;
+      if (rc > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) return false;
+      if (left <= 0) return true;
+    }
+  }
+
+ private:
+  // Waits up to timeout_ms for bytes and appends them: 1 read, 0 timed out, -1 closed.
+  int fill(int timeout_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    int rc;
+    do rc = ::poll(&p, 1, timeout_ms);
+    while (rc < 0 && errno == EINTR);
+    if (rc <= 0) return rc < 0 ? -1 : 0;
+    char tmp[16384];
+    ssize_t n;
+    do n = ::recv(fd_, tmp, sizeof tmp, 0);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    buf_.append(tmp, static_cast<size_t>(n));
+    return 1;
+  }
+
+  bool need(size_t n) {
+    while (buf_.size() < n)
+      if (fill(kReadTimeoutMs) <= 0) return false;
+    return true;
+  }
+
+  bool read_line(std::string& line) {
+    size_t pos;
+    while ((pos = buf_.find("\r\n")) == std::string::npos) {
+      if (buf_.size() > kMaxHeaderBytes) return false;
+      if (fill(kReadTimeoutMs) <= 0) return false;
+    }
+    line = buf_.substr(0, pos);
+    buf_.erase(0, pos + 2);
+    return true;
+  }
+
+  bool read_chunked_body(std::string& body) {
+    for (;;) {
+      std::string line;
+      if (!read_line(line)) return false;
+      line = trim(line.substr(0, line.find(';')));
+      if (line.empty() || line.size() > 15 || line.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+        return false;
+      const size_t n = std::stoull(line, nullptr, 16);
+      if (n == 0) {
+        do
+          if (!read_line(line)) return false;
+        while (!line.empty());  // trailers
+        return true;
+      }
+      if (body.size() + n > kMaxBodyBytes || !need(n + 2) || buf_.compare(n, 2, "\r\n") != 0) return false;
+      body.append(buf_, 0, n);
+      buf_.erase(0, n + 2);
+    }
+  }
+
+  static bool parse_head(const std::string& text, Request& r) {
+    size_t pos = text.find("\r\n");
+    const std::string line = text.substr(0, pos);
+    const auto s1 = line.find(' ');
+    const auto s2 = s1 == std::string::npos ? std::string::npos : line.find(' ', s1 + 1);
+    if (s1 == std::string::npos || s2 == std::string::npos || line.find(' ', s2 + 1) != std::string::npos) return false;
+    r.method = line.substr(0, s1);
+    r.target = line.substr(s1 + 1, s2 - s1 - 1);
+    r.version = line.substr(s2 + 1);
+    if (r.method.empty() || r.target.empty() || r.target[0] != '/' ||
+        (r.version != "HTTP/1.1" && r.version != "HTTP/1.0"))
+      return false;
+    for (char c : r.method)
+      if (!std::isupper(static_cast<unsigned char>(c))) return false;
+    r.path = r.target.substr(0, r.target.find('?'));
+    while (pos != std::string::npos) {
+      const size_t next = text.find("\r\n", pos + 2);
+      const std::string h = text.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+      pos = next;
+      const auto colon = h.find(':');
+      if (colon == std::string::npos || colon == 0 || h.find_first_of(" \t") < colon) return false;
+      r.headers[lower(h.substr(0, colon))] = trim(h.substr(colon + 1));
+    }
+    return true;
+  }
+
+  int fd_;
+  std::string buf_;
+};
+
+// ---------------------------------------------------------------------------
+// Generation
+
+std::string token_text(int i) {
+  static const char* words[] = {"Hello", " from", " fake"};
+  return i < 3 ? words[i] : " token";
+}
+
+std::string random_id() {
+  static const char chars[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+  thread_local std::mt19937 gen{std::random_device{}()};
+  std::string s(32, ' ');
+  for (auto& c : s) c = chars[gen() % (sizeof chars - 1)];
+  return s;
+}
+
+// A crude token count: 4 bytes a token.
+int count_tokens(const std::string& text) {
+  return static_cast<int>((text.size() + 3) / 4);
+}
+
+int count_prompt_tokens(const json& prompt) {
+  if (prompt.is_string()) return 1 + count_tokens(prompt.get<std::string>());  // + BOS
+  if (prompt.is_array()) {
+    int n = 0;
+    for (const auto& p : prompt) n += p.is_number() ? 1 : count_prompt_tokens(p);
+    return std::max(1, n);
+  }
+  return 1;
+}
+
+int count_chat_tokens(const json& messages) {
+  int n = 1;
+  for (const auto& m : messages) {
+    n += 4;  // role and template markers
+    if (!m.is_object() || !m.contains("content")) continue;
+    const auto& c = m["content"];
+    if (c.is_string()) {
+      n += count_tokens(c.get<std::string>());
+    } else if (c.is_array()) {
+      for (const auto& part : c)
+        if (part.is_object() && part.contains("text") && part["text"].is_string())
+          n += count_tokens(part["text"].get<std::string>());
+    }
+  }
+  return n;
+}
+
+struct Generation {
+  int task = 0;
+  int n = 3;             // tokens to generate
+  bool limited = false;  // n came from the request: it stops at the limit ("length")
+  int prompt_n = 1;
+  bool stream = false;
+  bool include_usage = false;
+  std::string id = "chatcmpl-" + random_id();
+  std::time_t created = std::time(nullptr);
+  Clock::time_point t_request = Clock::now();
+  Clock::time_point t_gen_start, t_gen_end;
+  int generated = 0;
+
+  json timings() const {
+    const double prompt_ms = std::chrono::duration<double, std::milli>(t_gen_start - t_request).count();
+    const double predicted_ms = std::chrono::duration<double, std::milli>(t_gen_end - t_gen_start).count();
+    auto per_token = [](double ms, int n) { return n > 0 ? ms / n : 0.0; };
+    auto per_second = [](double ms, int n) { return ms > 0 ? 1e3 / ms * n : 0.0; };
+    return json{
+        {"cache_n", 0},
+        {"prompt_n", prompt_n},
+        {"prompt_ms", prompt_ms},
+        {"prompt_per_token_ms", per_token(prompt_ms, prompt_n)},
+        {"prompt_per_second", per_second(prompt_ms, prompt_n)},
+        {"predicted_n", generated},
+        {"predicted_ms", predicted_ms},
+        {"predicted_per_token_ms", per_token(predicted_ms, generated)},
+        {"predicted_per_second", per_second(predicted_ms, generated)},
+    };
+  }
+  json usage() const {
+    return json{{"completion_tokens", generated}, {"prompt_tokens", prompt_n}, {"total_tokens", generated + prompt_n}};
+  }
+  std::string finish_reason() const { return limited ? "length" : "stop"; }
+};
+
+Generation make_generation(const json& body) {
+  Generation g;
+  g.task = g_next_task++;
+  // llama.cpp: n_predict, else max_completion_tokens, else max_tokens; -1 means no limit.
+  for (const char* key : {"n_predict", "max_completion_tokens", "max_tokens"}) {
+    if (body.contains(key) && body[key].is_number_integer()) {
+      const int64_t v = body[key].get<int64_t>();
+      if (v >= 0) {
+        g.n = static_cast<int>(std::min<int64_t>(v, 10000000));
+        g.limited = true;
+      }
+      break;
+    }
+  }
+  g.stream = json_value(body, "stream", false);
+  g.include_usage = json_value(json_value(body, "stream_options", json::object()), "include_usage", false);
+  return g;
+}
+
+void log_cancel(const Generation& g) {
+  std::fprintf(stderr, "fake-llama-server: client disconnected, cancelled task %d after %d of %d tokens\n", g.task,
+               g.generated, g.n);
+}
+
+// Non-streaming: N tokens' time, watching for the client to go away.
+bool generate_all(Conn& c, Generation& g, std::string& text) {
+  g.t_gen_start = Clock::now();
+  for (int i = 0; i < g.n; ++i) {
+    if (!c.wait_alive(g_cfg.token_delay_ms)) {
+      g.t_gen_end = Clock::now();
+      log_cancel(g);
+      return false;
+    }
+    text += token_text(i);
+    g.generated = i + 1;
+  }
+  g.t_gen_end = Clock::now();
+  return true;
+}
+
+// Streaming: the head goes out with the first token (the real server waits for
+// the first result so that an early error is still a plain HTTP error); one
+// HTTP chunk per token; the final events and the terminating chunk last.
+// Returns whether the connection can serve another request.
+bool stream(Conn& c, const Request& req, Generation& g, const std::function<std::string(int)>& token_events,
+            const std::function<std::string()>& final_events) {
+  std::string pending = head(200, req, "text/event-stream", std::nullopt, {{"X-Accel-Buffering", "no"}});
+  g.t_gen_start = Clock::now();
+  for (int i = 0; i < g.n; ++i) {
+    if (!c.wait_alive(g_cfg.token_delay_ms) || !c.send(pending + http_chunk(token_events(i)))) {
+      g.t_gen_end = Clock::now();
+      log_cancel(g);
+      return false;
+    }
+    pending.clear();
+    g.generated = i + 1;
+  }
+  g.t_gen_end = Clock::now();
+  return c.send(pending + http_chunk(final_events()) + "0\r\n\r\n");
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+
+json parse_body(const Request& req) {
+  return json::parse(req.body);  // throws: 500, as real
+}
+
+json chat_chunk(const Generation& g, json choices) {
+  return json{{"choices", std::move(choices)},
+              {"created", g.created},
+              {"id", g.id},
+              {"model", g_cfg.alias},
+              {"system_fingerprint", kFingerprint},
+              {"object", "chat.completion.chunk"}};
+}
+
+json delta_choice(json delta, const json& finish_reason = nullptr) {
+  return json::array({json{{"finish_reason", finish_reason}, {"index", 0}, {"delta", std::move(delta)}}});
+}
+
+// Returns whether the connection can serve another request.
+bool handle_chat(Conn& c, const Request& req) {
+  json body = parse_body(req);
+  if (!body.is_object() || !body.contains("messages"))
+    throw api_error(400, "'messages' is required", "invalid_request_error");
+  if (!body["messages"].is_array()) throw api_error(400, "Expected 'messages' to be an array", "invalid_request_error");
+  Generation g = make_generation(body);
+  g.prompt_n = count_chat_tokens(body["messages"]);
+
+  if (!g.stream) {
+    std::string text;
+    if (!generate_all(c, g, text)) return false;
+    json res{{"choices", json::array({json{{"finish_reason", g.finish_reason()},
+                                           {"index", 0},
+                                           {"message", {{"role", "assistant"}, {"content", text}}}}})},
+             {"created", g.created},
+             {"model", g_cfg.alias},
+             {"system_fingerprint", kFingerprint},
+             {"object", "chat.completion"},
+             {"usage", g.usage()},
+             {"id", g.id},
+             {"timings", g.timings()}};
+    const std::string out = dump(res);
+    return c.send(head(200, req, "application/json; charset=utf-8", out.size()) + out);
+  }
+
+  auto token_events = [&g](int i) {
+    std::string out;
+    if (i == 0) out += sse(chat_chunk(g, delta_choice({{"role", "assistant"}, {"content", nullptr}})));
+    return out + sse(chat_chunk(g, delta_choice({{"content", token_text(i)}})));
+  };
+  auto final_events = [&g] {
+    std::vector<json> chunks{chat_chunk(g, delta_choice(json::object(), g.finish_reason()))};
+    if (g.include_usage) {
+      json u = chat_chunk(g, json::array());
+      u["usage"] = g.usage();
+      chunks.push_back(std::move(u));
+    }
+    chunks.back()["timings"] = g.timings();
+    std::string out;
+    for (const auto& ch : chunks) out += sse(ch);
+    return out + "data: [DONE]\n\n";
+  };
+  return stream(c, req, g, token_events, final_events);
+}
+
+bool handle_oai_completion(Conn& c, const Request& req) {
+  json body = parse_body(req);
+  if (!body.is_object() || !body.contains("prompt")) throw api_error(500, "\"prompt\" is required", "server_error");
+  Generation g = make_generation(body);
+  g.prompt_n = count_prompt_tokens(body["prompt"]);
+
+  auto completion = [&g](const std::string& text, const json& finish_reason) {
+    return json{
+        {"choices",
+         json::array({json{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}}})},
+        {"created", g.created},
+        {"model", g_cfg.alias},
+        {"system_fingerprint", kFingerprint},
+        {"object", "text_completion"}};
+  };
+  auto final_object = [&](const std::string& text) {
+    json res = completion(text, g.finish_reason());
+    res["usage"] = g.usage();
+    res["id"] = g.id;
+    res["timings"] = g.timings();
+    return res;
+  };
+
+  if (!g.stream) {
+    std::string text;
+    if (!generate_all(c, g, text)) return false;
+    const std::string out = dump(final_object(text));
+    return c.send(head(200, req, "application/json; charset=utf-8", out.size()) + out);
+  }
+  auto token_events = [&](int i) {
+    json ch = completion(token_text(i), nullptr);
+    ch["id"] = g.id;
+    return sse(ch);
+  };
+  auto final_events = [&] { return sse(final_object("")) + "data: [DONE]\n\n"; };
+  return stream(c, req, g, token_events, final_events);
+}
+
+bool handle_native_completion(Conn& c, const Request& req) {
+  json body = parse_body(req);
+  const json prompt = body.at("prompt");  // real: json out_of_range -> 500
+  Generation g = make_generation(body);
+  g.prompt_n = count_prompt_tokens(prompt);
+
+  auto final_object = [&](const std::string& text) {
+    return json{{"index", 0},
+                {"content", text},
+                {"tokens", json::array()},
+                {"id_slot", 0},
+                {"stop", true},
+                {"model", g_cfg.alias},
+                {"tokens_predicted", g.generated},
+                {"tokens_evaluated", g.prompt_n},
+                {"generation_settings", {{"n_predict", g.limited ? g.n : -1}, {"stream", g.stream}}},
+                {"prompt", prompt.is_string() ? prompt.get<std::string>() : dump(prompt)},
+                {"has_new_line", false},
+                {"truncated", false},
+                {"stop_type", g.limited ? "limit" : "eos"},
+                {"stopping_word", ""},
+                {"tokens_cached", g.prompt_n + g.generated},
+                {"timings", g.timings()}};
+  };
+
+  if (!g.stream) {
+    std::string text;
+    if (!generate_all(c, g, text)) return false;
+    const std::string out = dump(final_object(text));
+    return c.send(head(200, req, "application/json; charset=utf-8", out.size()) + out);
+  }
+  auto token_events = [&](int i) {
+    return sse(json{{"index", 0},
+                    {"content", token_text(i)},
+                    {"tokens", json::array()},
+                    {"stop", false},
+                    {"id_slot", 0},
+                    {"tokens_predicted", i + 1},
+                    {"tokens_evaluated", g.prompt_n}});
+  };
+  auto final_events = [&] { return sse(final_object("")); };  // no [DONE] on the native route
+  return stream(c, req, g, token_events, final_events);
+}
+
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// A deterministic pseudo-embedding of `text`, values in [-1, 1).
+std::vector<float> raw_vector(const std::string& text, uint64_t salt) {
+  uint64_t state = fnv1a(text) ^ (salt * 0x9e3779b97f4a7c15ull);
+  std::vector<float> v(static_cast<size_t>(g_cfg.embed_dim));
+  for (auto& x : v) x = static_cast<float>(static_cast<double>(splitmix64(state) >> 11) / 4503599627370496.0 - 1.0);
+  return v;
+}
+
+// llama.cpp's common_embd_normalize(): -1 none, 0 max-abs (int16 range), 2 euclidean, else p-norm.
+void normalize(std::vector<float>& v, int norm) {
+  double sum = 0;
+  switch (norm) {
+    case -1:
+      sum = 1;
+      break;
+    case 0:
+      for (float x : v) sum = std::max(sum, static_cast<double>(std::fabs(x)));
+      sum /= 32760.0;
+      break;
+    case 2:
+      for (float x : v) sum += static_cast<double>(x) * x;
+      sum = std::sqrt(sum);
+      break;
+    default:
+      for (float x : v) sum += std::pow(std::fabs(x), norm);
+      sum = std::pow(sum, 1.0 / norm);
+      break;
+  }
+  const double scale = sum > 0.0 ? 1.0 / sum : 0.0;
+  for (auto& x : v) x = static_cast<float>(x * scale);
+}
+
+std::string base64(const std::vector<float>& v) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  const size_t n = v.size() * sizeof(float);
+  std::string out;
+  for (size_t i = 0; i < n; i += 3) {
+    const uint32_t b = (uint32_t{p[i]} << 16) | (i + 1 < n ? uint32_t{p[i + 1]} << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    out += tbl[(b >> 18) & 63];
+    out += tbl[(b >> 12) & 63];
+    out += i + 1 < n ? tbl[(b >> 6) & 63] : '=';
+    out += i + 2 < n ? tbl[b & 63] : '=';
+  }
+  return out;
+}
+
+Response handle_embeddings(const Request& req, bool oai) {
+  if (!g_cfg.embeddings)
+    throw api_error(501, "This server does not support embeddings. Start it with `--embeddings`",
+                    "not_supported_error");
+  const bool pooled = g_cfg.pooling != "none";
+  if (oai && !pooled)
+    throw api_error(400, "Pooling type 'none' is not OAI compatible. Please use a different pooling type",
+                    "invalid_request_error");
+  const json body = parse_body(req);
+  json prompt;
+  if (body.contains("input")) {
+    prompt = body["input"];
+  } else if (body.contains("content")) {
+    oai = false;  // "content" is not OAI compatible
+    prompt = body["content"];
   } else {
-    send_all(
-        fd,
-        std::string("data: ") +
-            R"({"content":"","stop":true,"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})" +
-            "\n\n");
+    throw api_error(400, "\"input\" or \"content\" must be provided", "invalid_request_error");
+  }
+  bool use_base64 = false;
+  if (body.contains("encoding_format")) {
+    const std::string format = json_value(body, "encoding_format", std::string());
+    if (format == "base64")
+      use_base64 = true;
+    else if (format != "float")
+      throw api_error(400, "The format to return the embeddings in. Can be either float or base64",
+                      "invalid_request_error");
+  }
+  const int norm = json_value(body, "embd_normalize", 2);
+
+  // One prompt per element of an array of strings (or token lists); an array
+  // holding numbers is a single prompt of tokens.
+  std::vector<json> prompts;
+  const bool has_numbers =
+      prompt.is_array() && std::any_of(prompt.begin(), prompt.end(), [](const json& p) { return p.is_number(); });
+  if (prompt.is_array() && !has_numbers)
+    prompts.assign(prompt.begin(), prompt.end());
+  else
+    prompts.push_back(prompt);
+  if (prompts.empty()) throw api_error(500, "\"prompt\" must not be empty", "server_error");
+
+  json data = json::array();
+  int n_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string text = prompts[i].is_string() ? prompts[i].get<std::string>() : dump(prompts[i]);
+    const int tokens = count_prompt_tokens(prompts[i]);
+    n_tokens += tokens;
+    if (oai) {
+      auto v = raw_vector(text, 0);
+      normalize(v, norm);
+      json e{{"embedding", use_base64 ? json(base64(v)) : json(v)}, {"index", i}, {"object", "embedding"}};
+      if (use_base64) e["encoding_format"] = "base64";
+      data.push_back(std::move(e));
+    } else {
+      json rows = json::array();
+      if (pooled) {
+        auto v = raw_vector(text, 0);
+        normalize(v, norm);
+        rows.push_back(v);
+      } else {
+        for (int t = 0; t < tokens; ++t) rows.push_back(raw_vector(text, static_cast<uint64_t>(t) + 1));
+      }
+      data.push_back(json{{"index", i}, {"embedding", std::move(rows)}});
+    }
+  }
+  if (!oai) return {200, dump(data)};
+  const std::string model = json_value(body, "model", g_cfg.alias);
+  return {200, dump(json{{"model", model},
+                         {"object", "list"},
+                         {"usage", {{"prompt_tokens", n_tokens}, {"total_tokens", n_tokens}}},
+                         {"data", std::move(data)}})};
+}
+
+Response handle_models() {
+  const json caps = g_cfg.embeddings ? json::array({"embedding"}) : json::array({"completion"});
+  return {200, dump(json{{"models", json::array({json{{"name", g_cfg.alias},
+                                                      {"model", g_cfg.alias},
+                                                      {"modified_at", ""},
+                                                      {"size", ""},
+                                                      {"digest", ""},
+                                                      {"type", "model"},
+                                                      {"description", ""},
+                                                      {"tags", json::array({""})},
+                                                      {"capabilities", caps},
+                                                      {"parameters", ""},
+                                                      {"details", {{"format", "gguf"}}}}})},
+                         {"object", "list"},
+                         {"data", json::array({json{{"id", g_cfg.alias},
+                                                    {"aliases", json::array({g_cfg.alias})},
+                                                    {"tags", json::array()},
+                                                    {"object", "model"},
+                                                    {"created", std::time(nullptr)},
+                                                    {"owned_by", "llamacpp"},
+                                                    {"meta",
+                                                     {{"vocab_type", 1},
+                                                      {"n_vocab", 32000},
+                                                      {"n_ctx", g_cfg.n_ctx},
+                                                      {"n_ctx_train", 4096},
+                                                      {"n_embd", g_cfg.embed_dim},
+                                                      {"n_params", 0},
+                                                      {"size", 0}}}}})}})};
+}
+
+bool is_public(const std::string& path) {
+  return path == "/health" || path == "/v1/health" || path == "/models" || path == "/v1/models" || path == "/";
+}
+
+bool authorized(const Request& req) {
+  if (g_cfg.api_keys.empty() || is_public(req.path)) return true;
+  std::string key = req.header("authorization");
+  if (key.empty()) key = req.header("x-api-key");
+  if (key.rfind("Bearer ", 0) == 0) key = key.substr(7);
+  return std::find(g_cfg.api_keys.begin(), g_cfg.api_keys.end(), key) != g_cfg.api_keys.end();
+}
+
+bool send_response(Conn& c, const Request& req, const Response& r) {
+  return c.send(head(r.status, req, r.content_type, r.body.size(), r.extra_headers) + r.body);
+}
+
+// Answers one request; returns whether the connection can serve another.
+bool dispatch(Conn& c, const Request& req) {
+  const std::string json_type = "application/json; charset=utf-8";
+  const std::string& m = req.method;
+  const std::string& p = req.path;
+  if (m == "OPTIONS")  // CORS preflight: no key, no loading check
+    return send_response(c, req,
+                         {200,
+                          "",
+                          "text/html",
+                          {{"Access-Control-Allow-Credentials", "true"},
+                           {"Access-Control-Allow-Methods", "GET, POST"},
+                           {"Access-Control-Allow-Headers", "*"}}});
+  if (!g_ready) return send_response(c, req, {503, inline_error(503, "Loading model", "unavailable_error")});
+  if (!authorized(req)) {
+    std::fprintf(stderr, "fake-llama-server: unauthorized: Invalid API Key\n");
+    return send_response(c, req, {401, inline_error(401, "Invalid API Key", "authentication_error")});
+  }
+  try {
+    if (m == "GET" && (p == "/health" || p == "/v1/health")) return send_response(c, req, {200, R"({"status":"ok"})"});
+    if (m == "GET" && (p == "/models" || p == "/v1/models")) return send_response(c, req, handle_models());
+    if (m == "POST" && (p == "/v1/chat/completions" || p == "/chat/completions")) return handle_chat(c, req);
+    if (m == "POST" && p == "/v1/completions") return handle_oai_completion(c, req);
+    if (m == "POST" && (p == "/completion" || p == "/completions")) return handle_native_completion(c, req);
+    if (m == "POST" && p == "/v1/embeddings") return send_response(c, req, handle_embeddings(req, true));
+    if (m == "POST" && (p == "/embeddings" || p == "/embedding"))
+      return send_response(c, req, handle_embeddings(req, false));
+    return send_response(c, req, {404, inline_error(404, "File Not Found", "not_found_error")});
+  } catch (const HttpError& e) {
+    return send_response(c, req, {e.status, e.body, json_type});
+  } catch (const std::exception& e) {
+    const HttpError err = api_error(500, e.what(), "server_error");
+    std::fprintf(stderr, "fake-llama-server: got exception: %s\n", err.body.c_str());
+    return send_response(c, req, {err.status, err.body, json_type});
   }
 }
 
-void handle(int fd) {
-  std::string req;
-  char buf[8192];
-  // Read headers, then the body by Content-Length.
-  size_t header_end = std::string::npos;
-  while (header_end == std::string::npos) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) {
-      ::close(fd);
+void serve_connection(int fd) {
+  Conn c(fd);
+  for (int left = kKeepAliveMax; left > 0; --left) {
+    Request req;
+    const auto r = c.read_request(req);
+    if (r == Conn::Read::closed) return;
+    if (r == Conn::Read::bad) {
+      req.close = true;
+      c.send(head(400, req, "", size_t{0}));
       return;
     }
-    req.append(buf, static_cast<size_t>(n));
-    header_end = req.find("\r\n\r\n");
+    const std::string conn = lower(req.header("connection"));
+    req.close = left == 1 || conn == "close" || (req.version == "HTTP/1.0" && conn != "keep-alive");
+    const bool ok = dispatch(c, req);
+    if (req.path != "/health" && req.path != "/v1/health" && req.path != "/models" && req.path != "/v1/models")
+      std::fprintf(stderr, "fake-llama-server: request: %s %s\n", req.method.c_str(), req.path.c_str());
+    if (!ok || req.close) return;
   }
-  size_t content_length = 0;
-  if (const auto cl = req.find("Content-Length:"); cl != std::string::npos && cl < header_end)
-    content_length = std::strtoul(req.c_str() + cl + 15, nullptr, 10);
-  while (req.size() < header_end + 4 + content_length) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    req.append(buf, static_cast<size_t>(n));
-  }
-  const std::string body = req.substr(header_end + 4);
-  const std::string method = req.substr(0, req.find(' '));
-  std::string path = req.substr(method.size() + 1, req.find(' ', method.size() + 1) - method.size() - 1);
-  path = path.substr(0, path.find('?'));
-  const std::string json = "application/json; charset=utf-8";
-
-  if (!g_ready) {
-    respond(fd, 503, json, R"({"error":{"code":503,"message":"Loading model","type":"unavailable_error"}})");
-  } else if (path == "/health" || path == "/v1/health") {
-    respond(fd, 200, json, R"({"status":"ok"})");
-  } else if (path == "/v1/models" || path == "/models") {
-    respond(fd, 200, json,
-            R"({"models":[{"name":")" + g_alias + R"(","model":")" + g_alias +
-                R"("}],"object":"list","data":[{"id":")" + g_alias + R"(","object":"model","owned_by":"llamacpp"}]})");
-  } else if (path == "/v1/chat/completions" && method == "POST") {
-    if (body.find("\"stream\":true") != std::string::npos || body.find("\"stream\": true") != std::string::npos)
-      stream_sse(fd, true);
-    else
-      respond(
-          fd, 200, json,
-          R"({"object":"chat.completion","model":")" + g_alias +
-              R"(","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from fake"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":3,"total_tokens":6},"timings":{"prompt_n":3,"prompt_ms":1.5,"predicted_n":3,"predicted_ms":4.5}})");
-  } else if (path == "/completion" && method == "POST") {
-    if (body.find("\"stream\":true") != std::string::npos || body.find("\"stream\": true") != std::string::npos)
-      stream_sse(fd, false);
-    else
-      respond(fd, 200, json, R"({"content":"Hello from fake","stop":true})");
-  } else {
-    respond(fd, 404, json, R"({"error":{"code":404,"message":"File Not Found","type":"not_found_error"}})");
-  }
-  ::close(fd);
 }
 
 void register_gpu_use(const std::string& visible) {
@@ -157,6 +940,19 @@ void register_gpu_use(const std::string& visible) {
   out << visible << " " << env_or("FAKE_SERVER_MEM_MIB", "700") << " llama-server\n";
   out.close();
   std::rename((g_reg_file + ".tmp").c_str(), g_reg_file.c_str());
+}
+
+std::vector<std::string> split_keys(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = s.find(',', start);
+    const std::string k = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!k.empty()) out.push_back(k);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace
@@ -180,10 +976,21 @@ int main(int argc, char** argv) {
 
   const std::string host = opt.count("--host") ? opt["--host"] : "127.0.0.1";
   const int port = opt.count("--port") ? std::atoi(opt["--port"].c_str()) : 8080;
-  if (opt.count("--alias"))
-    g_alias = opt["--alias"];
-  else if (opt.count("-a"))
-    g_alias = opt["-a"];
+  const std::string model = opt.count("-m") ? opt["-m"] : opt.count("--model") ? opt["--model"] : "";
+  // The model's id is the -m path unless --alias; "--alias a,b" gives "a".
+  g_cfg.alias = model;
+  if (opt.count("--alias") || opt.count("-a")) {
+    const std::string a = opt.count("--alias") ? opt["--alias"] : opt["-a"];
+    g_cfg.alias = a.substr(0, a.find(','));
+  }
+  g_cfg.embeddings = opt.count("--embeddings") || opt.count("--embedding");
+  g_cfg.pooling = lower(env_or("FAKE_MODEL_POOLING", "none"));
+  if (opt.count("--pooling") && !opt["--pooling"].empty()) g_cfg.pooling = lower(opt["--pooling"]);
+  if (opt.count("--api-key")) g_cfg.api_keys = split_keys(opt["--api-key"]);
+  g_cfg.token_delay_ms = env_int("FAKE_TOKEN_DELAY_MS", 5, 0);
+  g_cfg.embed_dim = env_int("FAKE_EMBED_DIM", 128, 1);
+  for (const char* c : {"-c", "--ctx-size"})
+    if (opt.count(c) && std::atoi(opt[c].c_str()) > 0) g_cfg.n_ctx = std::atoi(opt[c].c_str());
 
   if (env_or("FAKE_FAIL", "") == "refuse") {
     std::fprintf(stderr, "couldn't bind HTTP server socket, hostname: %s, port: %d\nexiting due to HTTP server error\n",
@@ -191,52 +998,64 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Port first, as the real server does.
-  const int srv = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int srv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
-  if (::bind(srv, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(srv, 64) != 0) {
+  if (::bind(srv, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(srv, 128) != 0) {
     std::fprintf(stderr, "couldn't bind HTTP server socket, hostname: %s, port: %d\nexiting due to HTTP server error\n",
                  host.c_str(), port);
     return 1;
   }
   std::thread([srv] {
     for (;;) {
-      const int fd = ::accept(srv, nullptr, nullptr);
-      if (fd < 0) continue;
-      std::thread(handle, fd).detach();
+      const int fd = ::accept4(srv, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        // Out of descriptors or the like: back off instead of spinning.
+        if (errno != EINTR && errno != ECONNABORTED) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      const int nodelay = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
+      try {
+        std::thread(serve_connection, fd).detach();
+      } catch (const std::system_error&) {  // no more threads
+        ::close(fd);
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
     }
   }).detach();
 
-  const std::string model = opt.count("-m") ? opt["-m"] : opt.count("--model") ? opt["--model"] : "";
   std::ifstream mf(model, std::ios::binary);
   char magic[4] = {};
   if (!mf || !mf.read(magic, 4) || std::memcmp(magic, "GGUF", 4) != 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     std::fprintf(stderr, "gguf_init_from_file: failed to open GGUF file '%s'\nexiting due to model loading error\n",
                  model.c_str());
-    return 1;
+    std::fflush(stderr);
+    std::_Exit(1);
   }
   register_gpu_use(cvd ? cvd : "all");
 
-  const int delay = std::atoi(env_or("FAKE_LOAD_DELAY_MS", "100").c_str());
+  const int delay = env_int("FAKE_LOAD_DELAY_MS", 100, 0);
   const std::string fail = env_or("FAKE_FAIL", "");
   if (fail == "crash") {
     std::this_thread::sleep_for(std::chrono::milliseconds(delay / 2));
     std::fprintf(stderr, "llama_model_load: error loading model: fake crash\n");
     if (!g_reg_file.empty()) std::remove(g_reg_file.c_str());
-    return 1;
+    std::fflush(stderr);
+    std::_Exit(1);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(delay));
   if (fail == "never-healthy") {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   g_ready = true;
-  std::fprintf(stderr, "main: model loaded\nmain: server is listening on http://%s:%d\n", host.c_str(), port);
-  // Handlers only after loading, like the real server.
+  std::fprintf(stderr, "main: model loaded\n");
+  // Handlers only after loading, like the real server; "listening" after them.
   if (env_or("FAKE_IGNORE_SIGTERM", "") == "1") {
     ::signal(SIGTERM, SIG_IGN);
   } else {
@@ -245,8 +1064,12 @@ int main(int argc, char** argv) {
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
   }
+  std::fprintf(stderr, "main: server is listening on http://%s:%d\n", host.c_str(), port);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::fprintf(stderr, "srv operator(): cleaning up before exit...\n");
   if (!g_reg_file.empty()) std::remove(g_reg_file.c_str());
-  return 0;
+  std::fflush(stderr);
+  // Connection threads may be mid-stream: leave without running destructors
+  // under them. Their sockets close with the process.
+  std::_Exit(0);
 }

@@ -1,0 +1,798 @@
+// The fake llama-server on its own: the HTTP behaviour that a proxy in front
+// of llama-server depends on (keep-alive, chunked SSE, the JSON shapes of
+// chat, completions and embeddings, errors, API key, cancellation, SIGTERM).
+// A raw-socket client, so that chunk boundaries and timings are visible.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "unit/test_dir.h"
+
+extern char** environ;
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
+  const auto until = Clock::now() + timeout;
+  while (Clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+struct Head {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string header(const std::string& name) const {
+    const auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+  bool chunked() const { return lower(header("transfer-encoding")) == "chunked"; }
+};
+
+struct Reply {
+  Head head;
+  std::string body;                         // de-chunked
+  std::vector<std::string> chunks;          // chunk payloads, in order
+  std::vector<Clock::time_point> arrivals;  // when each chunk had arrived
+  bool complete = false;                    // Content-Length reached or the last chunk seen
+  int status() const { return head.status; }
+  json body_json() const { return json::parse(body, nullptr, false); }
+};
+
+// One HTTP/1.1 connection to the fake.
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) close();
+  }
+  ~Client() { close(); }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return fd_ >= 0; }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  bool send(const std::string& s) {
+    size_t done = 0;
+    while (fd_ >= 0 && done < s.size()) {
+      const ssize_t n = ::send(fd_, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<size_t>(n);
+    }
+    return fd_ >= 0;
+  }
+
+  std::optional<Head> read_head(std::chrono::milliseconds timeout = 10s) {
+    const auto until = Clock::now() + timeout;
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
+      if (fill(until) <= 0) return std::nullopt;
+    std::istringstream in(buf_.substr(0, end));
+    buf_.erase(0, end + 4);
+    Head h;
+    std::string line;
+    std::getline(in, line);
+    if (line.rfind("HTTP/1.1 ", 0) != 0) return std::nullopt;
+    h.status = std::atoi(line.c_str() + 9);
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const auto colon = line.find(':');
+      if (colon == std::string::npos) return std::nullopt;
+      std::string value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(' '));
+      h.headers[lower(line.substr(0, colon))] = value;
+    }
+    return h;
+  }
+
+  // The next chunk of a chunked body: its payload ("" for the last chunk), or
+  // nothing when the connection ends or the time runs out first.
+  std::optional<std::string> read_chunk(std::chrono::milliseconds timeout = 10s) {
+    const auto until = Clock::now() + timeout;
+    size_t eol;
+    while ((eol = buf_.find("\r\n")) == std::string::npos)
+      if (fill(until) <= 0) return std::nullopt;
+    const size_t size = std::stoul(buf_.substr(0, eol), nullptr, 16);
+    while (buf_.size() < eol + 2 + size + 2)
+      if (fill(until) <= 0) return std::nullopt;
+    std::string data = buf_.substr(eol + 2, size);
+    buf_.erase(0, eol + 2 + size + 2);
+    return data;
+  }
+
+  Reply read(std::chrono::milliseconds timeout = 10s) {
+    const auto until = Clock::now() + timeout;
+    Reply r;
+    const auto h = read_head(timeout);
+    if (!h) return r;
+    r.head = *h;
+    if (r.head.chunked()) {
+      for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        const auto c = read_chunk(std::max(left, 0ms));
+        if (!c) break;
+        r.arrivals.push_back(Clock::now());
+        if (c->empty()) {
+          r.complete = true;
+          break;
+        }
+        r.chunks.push_back(*c);
+        r.body += *c;
+      }
+    } else {
+      const size_t n = std::stoul(r.head.header("content-length").empty() ? "0" : r.head.header("content-length"));
+      while (buf_.size() < n)
+        if (fill(until) <= 0) return r;
+      r.body = buf_.substr(0, n);
+      buf_.erase(0, n);
+      r.complete = true;
+    }
+    return r;
+  }
+
+  // Whether the server closes the connection (EOF, no more bytes) within the time.
+  bool closed_by_peer(std::chrono::milliseconds timeout = 5s) {
+    const auto until = Clock::now() + timeout;
+    for (;;) {
+      const int rc = fill(until);
+      if (rc < 0) return true;
+      if (rc == 0) return false;
+    }
+  }
+
+ private:
+  // 1: bytes read, 0: time ran out, -1: the connection ended.
+  int fill(Clock::time_point until) {
+    if (fd_ < 0) return -1;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    if (left <= 0) return 0;
+    pollfd p{fd_, POLLIN, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(left));
+    if (rc == 0) return 0;
+    if (rc < 0) return -1;
+    char tmp[16384];
+    const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+    if (n <= 0) return -1;
+    buf_.append(tmp, static_cast<size_t>(n));
+    return 1;
+  }
+
+  int fd_ = -1;
+  std::string buf_;
+};
+
+std::string get(const std::string& path, const std::string& extra_headers = "") {
+  return "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers + "\r\n";
+}
+
+std::string post(const std::string& path, const std::string& body, const std::string& extra_headers = "") {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
+}
+
+std::string chat_body(const json& extra = json::object()) {
+  json b{{"model", "whatever"}, {"messages", json::array({{{"role", "user"}, {"content", "Say hello"}}})}};
+  b.update(extra);
+  return b.dump();
+}
+
+// The `data:` payloads of an SSE body; "[DONE]" comes back as the string "[DONE]".
+std::vector<json> sse_events(const std::string& body) {
+  std::vector<json> out;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("data: ", 0) != 0) continue;
+    const std::string data = line.substr(6);
+    out.push_back(data == "[DONE]" ? json("[DONE]") : json::parse(data, nullptr, false));
+  }
+  return out;
+}
+
+// k from the fake's "client disconnected, cancelled task <id> after <k> of <n> tokens".
+std::optional<int> cancelled_after(const std::string& log, int n) {
+  const std::regex line("client disconnected, cancelled task [0-9]+ after ([0-9]+) of " + std::to_string(n) +
+                        " tokens");
+  std::smatch m;
+  if (!std::regex_search(log, m, line)) return std::nullopt;
+  return std::stoi(m[1].str());
+}
+
+double l2(const json& v) {
+  double s = 0;
+  for (const auto& x : v) s += x.get<double>() * x.get<double>();
+  return std::sqrt(s);
+}
+
+const std::vector<std::string> kTimingKeys = {"cache_n",
+                                              "prompt_n",
+                                              "prompt_ms",
+                                              "prompt_per_token_ms",
+                                              "prompt_per_second",
+                                              "predicted_n",
+                                              "predicted_ms",
+                                              "predicted_per_token_ms",
+                                              "predicted_per_second"};
+
+class FakeServer : public ::testing::Test {
+ protected:
+  void TearDown() override { stop(); }
+
+  // Starts the fake on a free port with a tiny model and waits for /health 200
+  // (or only for the port, when `wait_ready` is false).
+  void start(const std::vector<std::string>& args = {}, const std::vector<std::string>& env = {},
+             bool wait_ready = true) {
+    stop();
+    model_ = dir_ / "tiny.gguf";
+    std::ofstream(model_, std::ios::binary) << "GGUF";
+    log_ = dir_ / ("server-" + std::to_string(++starts_) + ".log");
+    port_ = free_port();
+    ASSERT_GT(port_, 0);
+
+    std::vector<std::string> argv = {FAKE_LLAMA_SERVER,     "-m",      model_, "--host", "127.0.0.1", "--port",
+                                     std::to_string(port_), "--alias", "tiny"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> envv;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "FAKE_", 5) != 0 && std::strncmp(*e, "CUDA_VISIBLE_DEVICES=", 21) != 0) envv.push_back(*e);
+    envv.insert(envv.end(), env.begin(), env.end());
+    if (std::none_of(env.begin(), env.end(),
+                     [](const std::string& v) { return v.rfind("FAKE_LOAD_DELAY_MS=", 0) == 0; }))
+      envv.push_back("FAKE_LOAD_DELAY_MS=0");
+
+    std::vector<char*> a, e;
+    for (auto& s : argv) a.push_back(s.data());
+    a.push_back(nullptr);
+    for (auto& s : envv) e.push_back(s.data());
+    e.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int rc = ::posix_spawn(&pid_, a[0], &fa, nullptr, a.data(), e.data());
+    posix_spawn_file_actions_destroy(&fa);
+    ASSERT_EQ(rc, 0) << "cannot start " << FAKE_LLAMA_SERVER;
+
+    if (!wait_ready) {
+      ASSERT_TRUE(eventually([&] { return Client(port_).connected(); })) << log();
+      return;
+    }
+    ASSERT_TRUE(eventually([&] {
+      Client c(port_);
+      if (!c.connected() || !c.send(get("/health"))) return false;
+      return c.read(2s).status() == 200;
+    })) << log();
+    // The SIGTERM handler is in place once "listening" is logged.
+    ASSERT_TRUE(eventually([&] { return log().find("server is listening") != std::string::npos; })) << log();
+  }
+
+  void stop() {
+    if (pid_ <= 0) return;
+    if (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    pid_ = -1;
+  }
+
+  // Waits for the fake to exit; its wait status, or nothing on time-out.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    std::optional<int> result;
+    eventually(
+        [&] {
+          int status = 0;
+          if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
+          result = status;
+          return true;
+        },
+        timeout);
+    if (result) pid_ = -1;
+    return result;
+  }
+
+  std::string log() const {
+    std::ifstream in(log_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  // One request on a fresh connection.
+  Reply ask(const std::string& raw) {
+    Client c(port_);
+    EXPECT_TRUE(c.connected());
+    EXPECT_TRUE(c.send(raw));
+    return c.read();
+  }
+
+  llamactl::testing::TempDir dir_;
+  std::string model_, log_;
+  int port_ = 0;
+  int starts_ = 0;
+  pid_t pid_ = -1;
+};
+
+TEST_F(FakeServer, KeepAliveServesSeveralRequestsOnOneConnection) {
+  start();
+  Client c(port_);
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send(get("/health", "Origin: http://example.test\r\n")));
+  auto health = c.read();
+  EXPECT_EQ(health.status(), 200);
+  EXPECT_EQ(health.body, R"({"status":"ok"})");
+  EXPECT_EQ(health.head.header("content-length"), std::to_string(health.body.size()));
+  EXPECT_EQ(health.head.header("content-type"), "application/json; charset=utf-8");
+  EXPECT_EQ(health.head.header("server"), "llama.cpp");
+  EXPECT_EQ(health.head.header("access-control-allow-origin"), "http://example.test");
+  EXPECT_EQ(health.head.header("keep-alive"), "timeout=5, max=100");
+  EXPECT_EQ(health.head.header("connection"), "");
+
+  ASSERT_TRUE(c.send(post("/v1/chat/completions", chat_body())));
+  auto chat = c.read();
+  EXPECT_EQ(chat.status(), 200);
+  EXPECT_EQ(chat.body_json()["choices"][0]["message"]["content"], "Hello from fake");
+
+  ASSERT_TRUE(c.send(get("/v1/models")));
+  auto models = c.read();
+  EXPECT_EQ(models.status(), 200);
+  EXPECT_EQ(models.body_json()["data"][0]["id"], "tiny");
+  EXPECT_EQ(models.body_json()["data"][0]["owned_by"], "llamacpp");
+  EXPECT_FALSE(c.closed_by_peer(200ms));  // still open for more
+}
+
+TEST_F(FakeServer, PipelinedRequestsAreAnsweredInOrder) {
+  start();
+  Client c(port_);
+  ASSERT_TRUE(c.send(get("/health") + post("/v1/chat/completions", chat_body({{"max_tokens", 1}})) + get("/nope")));
+  EXPECT_EQ(c.read().status(), 200);
+  auto chat = c.read();
+  EXPECT_EQ(chat.status(), 200);
+  EXPECT_EQ(chat.body_json()["choices"][0]["message"]["content"], "Hello");
+  EXPECT_EQ(c.read().status(), 404);
+}
+
+TEST_F(FakeServer, ConnectionCloseAndHttp10EndTheConnection) {
+  start();
+  {
+    Client c(port_);
+    ASSERT_TRUE(c.send(get("/health", "Connection: close\r\n")));
+    auto r = c.read();
+    EXPECT_EQ(r.status(), 200);
+    EXPECT_EQ(r.head.header("connection"), "close");
+    EXPECT_EQ(r.head.header("keep-alive"), "");
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+  {
+    Client c(port_);
+    ASSERT_TRUE(c.send("GET /health HTTP/1.0\r\n\r\n"));
+    EXPECT_EQ(c.read().status(), 200);
+    EXPECT_TRUE(c.closed_by_peer());
+  }
+}
+
+TEST_F(FakeServer, UnparsableRequestGets400AndClose) {
+  start();
+  for (const std::string raw :
+       {"THIS IS NOT HTTP AT ALL\r\n\r\n", "GET /health HTTP/1.1\r\nNoColonHere\r\n\r\n", "GET /health SPDY/3\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nContent-Length: abc\r\n\r\n"}) {
+    Client c(port_);
+    ASSERT_TRUE(c.send(raw));
+    auto r = c.read();
+    EXPECT_EQ(r.status(), 400) << raw;
+    EXPECT_EQ(r.head.header("connection"), "close") << raw;
+    EXPECT_TRUE(c.closed_by_peer()) << raw;
+  }
+}
+
+TEST_F(FakeServer, ChunkedRequestBodyIsRead) {
+  start();
+  const std::string body = chat_body({{"max_tokens", 2}});
+  const std::string a = body.substr(0, 10), b = body.substr(10);
+  char sa[16], sb[16];
+  std::snprintf(sa, sizeof sa, "%zx", a.size());
+  std::snprintf(sb, sizeof sb, "%zx", b.size());
+  auto r = ask("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string(sa) +
+               "\r\n" + a + "\r\n" + sb + ";ext=1\r\n" + b + "\r\n0\r\n\r\n");
+  EXPECT_EQ(r.status(), 200) << r.body;
+  EXPECT_EQ(r.body_json()["choices"][0]["message"]["content"], "Hello from");
+}
+
+TEST_F(FakeServer, ChatCompletionFields) {
+  start();
+  const auto before = std::time(nullptr);
+  auto r = ask(post("/v1/chat/completions", chat_body()));
+  ASSERT_EQ(r.status(), 200);
+  const json j = r.body_json();
+  ASSERT_TRUE(j.is_object()) << r.body;
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["model"], "tiny");  // the alias, whatever the request names
+  EXPECT_EQ(j["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_FALSE(j["system_fingerprint"].get<std::string>().empty());
+  EXPECT_GE(j["created"].get<int64_t>(), before);
+  ASSERT_EQ(j["choices"].size(), 1u);
+  EXPECT_EQ(j["choices"][0]["index"], 0);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["choices"][0]["message"], json({{"role", "assistant"}, {"content", "Hello from fake"}}));
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3);
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(j["usage"]["total_tokens"].get<int>(),
+            j["usage"]["completion_tokens"].get<int>() + j["usage"]["prompt_tokens"].get<int>());
+  for (const auto& k : kTimingKeys) EXPECT_TRUE(j["timings"].contains(k)) << k;
+  EXPECT_EQ(j["timings"]["predicted_n"], 3);
+  EXPECT_EQ(j["timings"]["prompt_n"], j["usage"]["prompt_tokens"]);
+
+  auto five = ask(post("/chat/completions", chat_body({{"max_tokens", 5}}))).body_json();
+  EXPECT_EQ(five["choices"][0]["message"]["content"], "Hello from fake token token");
+  EXPECT_EQ(five["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(five["usage"]["completion_tokens"], 5);
+  // n_predict wins over max_tokens, as in llama.cpp.
+  auto two = ask(post("/v1/chat/completions", chat_body({{"max_tokens", 5}, {"n_predict", 2}}))).body_json();
+  EXPECT_EQ(two["choices"][0]["message"]["content"], "Hello from");
+
+  auto missing = ask(post("/v1/chat/completions", R"({"prompt":"x"})"));
+  EXPECT_EQ(missing.status(), 400);
+  EXPECT_EQ(missing.body_json()["error"]["type"], "invalid_request_error");
+}
+
+TEST_F(FakeServer, ChatStreamSequenceWithoutUsage) {
+  start();
+  Client c(port_);
+  ASSERT_TRUE(c.send(post("/v1/chat/completions", chat_body({{"stream", true}}))));
+  auto r = c.read();
+  ASSERT_EQ(r.status(), 200);
+  EXPECT_TRUE(r.head.chunked());
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.head.header("content-type"), "text/event-stream");
+  EXPECT_EQ(r.head.header("content-length"), "");
+  EXPECT_EQ(r.head.header("server"), "llama.cpp");
+  EXPECT_EQ(r.head.header("x-accel-buffering"), "no");
+
+  const auto ev = sse_events(r.body);
+  ASSERT_EQ(ev.size(), 6u) << r.body;  // role, 3 tokens, finish, [DONE]
+  const std::string id = ev[0]["id"];
+  EXPECT_EQ(id.rfind("chatcmpl-", 0), 0u);
+  for (size_t i = 0; i + 1 < ev.size(); ++i) {
+    EXPECT_EQ(ev[i]["object"], "chat.completion.chunk");
+    EXPECT_EQ(ev[i]["id"], id);
+    EXPECT_EQ(ev[i]["model"], "tiny");
+    EXPECT_TRUE(ev[i].contains("created"));
+    EXPECT_TRUE(ev[i].contains("system_fingerprint"));
+    EXPECT_FALSE(ev[i].contains("usage")) << ev[i];
+  }
+  EXPECT_EQ(ev[0]["choices"][0]["delta"], json({{"role", "assistant"}, {"content", nullptr}}));
+  EXPECT_TRUE(ev[0]["choices"][0]["finish_reason"].is_null());
+  const char* words[] = {"Hello", " from", " fake"};
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ev[1 + i]["choices"][0]["delta"], json({{"content", words[i]}}));
+    EXPECT_TRUE(ev[1 + i]["choices"][0]["finish_reason"].is_null());
+    EXPECT_FALSE(ev[1 + i].contains("timings"));
+  }
+  EXPECT_EQ(ev[4]["choices"][0]["delta"], json::object());
+  EXPECT_EQ(ev[4]["choices"][0]["finish_reason"], "stop");
+  for (const auto& k : kTimingKeys) EXPECT_TRUE(ev[4]["timings"].contains(k)) << k;
+  EXPECT_EQ(ev[5], "[DONE]");
+  // The role chunk goes out with the first token; then one HTTP chunk per token.
+  ASSERT_EQ(r.chunks.size(), 4u);
+  EXPECT_EQ(sse_events(r.chunks[0]).size(), 2u);
+  EXPECT_EQ(sse_events(r.chunks[3]).back(), "[DONE]");
+
+  // The connection serves the next request after the stream.
+  ASSERT_TRUE(c.send(get("/health")));
+  EXPECT_EQ(c.read().status(), 200);
+}
+
+TEST_F(FakeServer, ChatStreamWithIncludeUsage) {
+  start();
+  auto r = ask(post("/v1/chat/completions",
+                    chat_body({{"stream", true}, {"max_tokens", 4}, {"stream_options", {{"include_usage", true}}}})));
+  ASSERT_EQ(r.status(), 200);
+  const auto ev = sse_events(r.body);
+  ASSERT_EQ(ev.size(), 8u) << r.body;  // role, 4 tokens, finish, usage, [DONE]
+  EXPECT_EQ(ev[4]["choices"][0]["delta"]["content"], " token");
+  EXPECT_EQ(ev[5]["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(ev[5].contains("usage"));
+  EXPECT_FALSE(ev[5].contains("timings"));  // timings ride on the very last chunk
+  EXPECT_EQ(ev[6]["choices"], json::array());
+  EXPECT_EQ(ev[6]["object"], "chat.completion.chunk");
+  EXPECT_EQ(ev[6]["id"], ev[0]["id"]);
+  EXPECT_EQ(ev[6]["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(ev[6]["usage"]["total_tokens"].get<int>(), 4 + ev[6]["usage"]["prompt_tokens"].get<int>());
+  EXPECT_EQ(ev[6]["timings"]["predicted_n"], 4);
+  EXPECT_EQ(ev[7], "[DONE]");
+
+  auto no_usage =
+      ask(post("/v1/chat/completions", chat_body({{"stream", true}, {"stream_options", {{"include_usage", false}}}})));
+  EXPECT_EQ(sse_events(no_usage.body).size(), 6u);
+}
+
+TEST_F(FakeServer, StreamChunksAreSpacedByTheTokenDelay) {
+  start({}, {"FAKE_TOKEN_DELAY_MS=60"});
+  Client c(port_);
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(c.send(post("/v1/chat/completions", chat_body({{"stream", true}, {"max_tokens", 4}}))));
+  auto r = c.read();
+  ASSERT_EQ(r.status(), 200);
+  ASSERT_EQ(r.chunks.size(), 5u);  // 4 tokens, then the final events
+  EXPECT_GE(r.arrivals[0] - t0, 50ms);
+  // One HTTP chunk per token, ~60 ms apart (the median, so that one late read of ours cannot fail it).
+  std::vector<Clock::duration> gaps;
+  for (size_t i = 1; i < 4; ++i) gaps.push_back(r.arrivals[i] - r.arrivals[i - 1]);
+  std::sort(gaps.begin(), gaps.end());
+  EXPECT_GE(gaps[1], 45ms);
+  EXPECT_GE(r.arrivals[3] - r.arrivals[0], 165ms);
+
+  // Non-streaming generation takes the same time.
+  const auto t1 = Clock::now();
+  auto whole = ask(post("/v1/chat/completions", chat_body({{"max_tokens", 4}})));
+  EXPECT_EQ(whole.status(), 200);
+  EXPECT_GE(Clock::now() - t1, 220ms);
+  EXPECT_GE(whole.body_json()["timings"]["predicted_ms"].get<double>(), 220.0);
+}
+
+TEST_F(FakeServer, TextCompletions) {
+  start();
+  auto r = ask(post("/v1/completions", R"({"prompt":"Once upon a time"})"));
+  ASSERT_EQ(r.status(), 200);
+  json j = r.body_json();
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["model"], "tiny");
+  EXPECT_EQ(j["choices"][0]["text"], "Hello from fake");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_TRUE(j["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(j["usage"]["completion_tokens"], 3);
+  EXPECT_EQ(j["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_TRUE(j.contains("timings"));
+
+  auto s = ask(post("/v1/completions", R"({"prompt":"Once","stream":true,"max_tokens":2})"));
+  ASSERT_EQ(s.status(), 200);
+  EXPECT_TRUE(s.head.chunked());
+  auto ev = sse_events(s.body);
+  ASSERT_EQ(ev.size(), 4u) << s.body;  // 2 tokens, final, [DONE]
+  EXPECT_EQ(ev[0]["choices"][0]["text"], "Hello");
+  EXPECT_TRUE(ev[0]["choices"][0]["finish_reason"].is_null());
+  EXPECT_EQ(ev[1]["choices"][0]["text"], " from");
+  EXPECT_EQ(ev[2]["choices"][0]["text"], "");
+  EXPECT_EQ(ev[2]["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(ev[2]["usage"]["completion_tokens"], 2);
+  EXPECT_TRUE(ev[2].contains("timings"));
+  EXPECT_EQ(ev[3], "[DONE]");
+
+  EXPECT_EQ(ask(post("/v1/completions", R"({"max_tokens":2})")).status(), 500);  // "prompt" is required
+
+  // Native /completion: no [DONE]; the last event has stop:true.
+  auto n = ask(post("/completion", R"({"prompt":"Once","stream":true})"));
+  ASSERT_EQ(n.status(), 200);
+  ev = sse_events(n.body);
+  ASSERT_EQ(ev.size(), 4u) << n.body;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ev[i]["stop"], false);
+  EXPECT_EQ(ev[0]["content"], "Hello");
+  EXPECT_EQ(ev[3]["stop"], true);
+  EXPECT_TRUE(ev[3].contains("timings"));
+  EXPECT_EQ(n.body.find("[DONE]"), std::string::npos);
+  auto whole = ask(post("/completion", R"({"prompt":"Once","n_predict":1})")).body_json();
+  EXPECT_EQ(whole["content"], "Hello");
+  EXPECT_EQ(whole["stop"], true);
+  EXPECT_EQ(whole["stop_type"], "limit");
+}
+
+TEST_F(FakeServer, EmbeddingsNeedTheFlag) {
+  start();
+  auto r = ask(post("/v1/embeddings", R"({"input":"hi"})"));
+  EXPECT_EQ(r.status(), 501);
+  EXPECT_EQ(r.body_json(), json::parse(R"({"error":{"code":501,"message":"This server does not support embeddings. )"
+                                       R"(Start it with `--embeddings`","type":"not_supported_error"}})"));
+  EXPECT_EQ(ask(post("/embeddings", R"({"input":"hi"})")).status(), 501);
+}
+
+TEST_F(FakeServer, EmbeddingsWithPoolingNoneAreNotOaiCompatible) {
+  start({"--embeddings"});
+  auto r = ask(post("/v1/embeddings", R"({"input":"hi"})"));
+  EXPECT_EQ(r.status(), 400);
+  EXPECT_EQ(r.body_json()["error"]["message"],
+            "Pooling type 'none' is not OAI compatible. Please use a different pooling type");
+  EXPECT_EQ(r.body_json()["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(r.body_json()["error"]["code"], 400);
+  // The older route answers, one unnormalised vector per token.
+  auto old = ask(post("/embeddings", R"({"input":"hi"})"));
+  ASSERT_EQ(old.status(), 200);
+  const json j = old.body_json();
+  ASSERT_TRUE(j.is_array()) << old.body;
+  EXPECT_EQ(j[0]["index"], 0);
+  ASSERT_GE(j[0]["embedding"].size(), 1u);
+  EXPECT_EQ(j[0]["embedding"][0].size(), 128u);
+  // Chat still works on an embeddings server.
+  EXPECT_EQ(ask(post("/v1/chat/completions", chat_body())).status(), 200);
+}
+
+TEST_F(FakeServer, EmbeddingsWithPoolingAreNormalisedVectors) {
+  start({"--embeddings", "--pooling", "mean"});
+  auto r = ask(post("/v1/embeddings", R"({"input":["hello","world"],"model":"x"})"));
+  ASSERT_EQ(r.status(), 200) << r.body;
+  json j = r.body_json();
+  EXPECT_EQ(j["object"], "list");
+  EXPECT_EQ(j["model"], "x");  // echoed, as llama.cpp does for embeddings
+  ASSERT_EQ(j["data"].size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(j["data"][i]["object"], "embedding");
+    EXPECT_EQ(j["data"][i]["index"], i);
+    EXPECT_EQ(j["data"][i]["embedding"].size(), 128u);
+    EXPECT_NEAR(l2(j["data"][i]["embedding"]), 1.0, 1e-4);
+  }
+  EXPECT_NE(j["data"][0]["embedding"], j["data"][1]["embedding"]);
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"]);
+  // Deterministic from the text.
+  auto again = ask(post("/v1/embeddings", R"({"input":"hello"})")).body_json();
+  EXPECT_EQ(again["data"][0]["embedding"], j["data"][0]["embedding"]);
+  EXPECT_EQ(again["model"], "tiny");
+
+  // The model's own pooling type and the length come from the environment.
+  start({"--embeddings"}, {"FAKE_MODEL_POOLING=mean", "FAKE_EMBED_DIM=16"});
+  auto small = ask(post("/v1/embeddings", R"({"input":"hello"})"));
+  ASSERT_EQ(small.status(), 200) << small.body;
+  EXPECT_EQ(small.body_json()["data"][0]["embedding"].size(), 16u);
+  EXPECT_NEAR(l2(small.body_json()["data"][0]["embedding"]), 1.0, 1e-4);
+  // --pooling none overrides the model.
+  start({"--embeddings", "--pooling", "none"}, {"FAKE_MODEL_POOLING=mean"});
+  EXPECT_EQ(ask(post("/v1/embeddings", R"({"input":"hello"})")).status(), 400);
+}
+
+TEST_F(FakeServer, InvalidJsonIs500AndKeepsTheConnection) {
+  start();
+  Client c(port_);
+  ASSERT_TRUE(c.send(post("/v1/chat/completions", "{not json")));
+  auto r = c.read();
+  EXPECT_EQ(r.status(), 500);
+  const json j = r.body_json();
+  EXPECT_EQ(j["error"]["code"], 500);
+  EXPECT_EQ(j["error"]["type"], "server_error");
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("parse error"), std::string::npos) << r.body;
+  ASSERT_TRUE(c.send(get("/health")));
+  EXPECT_EQ(c.read().status(), 200);
+}
+
+TEST_F(FakeServer, UnknownRouteIs404) {
+  start();
+  auto r = ask(get("/api/tags"));
+  EXPECT_EQ(r.status(), 404);
+  EXPECT_EQ(r.body_json(),
+            json::parse(R"({"error":{"message":"File Not Found","type":"not_found_error","code":404}})"));
+}
+
+TEST_F(FakeServer, ApiKeyGuardsAllButHealthAndModels) {
+  start({"--api-key", "s3cret"});
+  EXPECT_EQ(ask(get("/health")).status(), 200);
+  EXPECT_EQ(ask(get("/v1/models")).status(), 200);
+  auto denied = ask(post("/v1/chat/completions", chat_body()));
+  EXPECT_EQ(denied.status(), 401);
+  EXPECT_EQ(denied.body_json(),
+            json::parse(R"({"error":{"message":"Invalid API Key","type":"authentication_error","code":401}})"));
+  EXPECT_EQ(ask(post("/v1/chat/completions", chat_body(), "Authorization: Bearer wrong\r\n")).status(), 401);
+  EXPECT_EQ(ask(post("/v1/chat/completions", chat_body(), "Authorization: Bearer s3cret\r\n")).status(), 200);
+  EXPECT_EQ(ask(post("/v1/chat/completions", chat_body(), "X-Api-Key: s3cret\r\n")).status(), 200);
+}
+
+TEST_F(FakeServer, LoadingAnswers503ThenHealthy) {
+  start({}, {"FAKE_LOAD_DELAY_MS=400"}, false);
+  auto r = ask(get("/health"));
+  EXPECT_EQ(r.status(), 503);
+  EXPECT_EQ(r.body_json()["error"]["message"], "Loading model");
+  EXPECT_EQ(r.body_json()["error"]["type"], "unavailable_error");
+  EXPECT_EQ(ask(post("/v1/chat/completions", chat_body())).status(), 503);
+  EXPECT_TRUE(eventually([&] { return ask(get("/health")).status() == 200; }));
+}
+
+TEST_F(FakeServer, ClientClosingMidStreamCancelsTheTask) {
+  start({}, {"FAKE_TOKEN_DELAY_MS=20"});
+  {
+    Client c(port_);
+    ASSERT_TRUE(c.send(post("/v1/chat/completions", chat_body({{"stream", true}, {"max_tokens", 500}}))));
+    ASSERT_TRUE(c.read_head());
+    ASSERT_TRUE(c.read_chunk());
+    ASSERT_TRUE(c.read_chunk());
+  }  // closed here
+  std::optional<int> k;
+  ASSERT_TRUE(eventually([&] { return (k = cancelled_after(log(), 500)).has_value(); }, 5s)) << log();
+  EXPECT_GE(*k, 2);
+  EXPECT_LT(*k, 100);
+  // The server goes on serving.
+  EXPECT_EQ(ask(get("/health")).status(), 200);
+}
+
+TEST_F(FakeServer, ClientClosingDuringNonStreamingGenerationCancelsTheTask) {
+  start({}, {"FAKE_TOKEN_DELAY_MS=20"});
+  {
+    Client c(port_);
+    ASSERT_TRUE(c.send(post("/v1/chat/completions", chat_body({{"max_tokens", 500}}))));
+    EXPECT_FALSE(c.read_head(100ms));  // still generating
+  }
+  std::optional<int> k;
+  ASSERT_TRUE(eventually([&] { return (k = cancelled_after(log(), 500)).has_value(); }, 5s)) << log();
+  EXPECT_LT(*k, 100);
+}
+
+TEST_F(FakeServer, SigtermDuringStreamExitsZeroAndEndsTheStream) {
+  start({}, {"FAKE_TOKEN_DELAY_MS=20"});
+  Client c(port_);
+  ASSERT_TRUE(c.send(post("/v1/chat/completions", chat_body({{"stream", true}, {"max_tokens", 1000}}))));
+  ASSERT_TRUE(c.read_head());
+  ASSERT_TRUE(c.read_chunk());
+  const auto t0 = Clock::now();
+  ASSERT_EQ(::kill(pid_, SIGTERM), 0);
+  const auto status = wait_exit(5s);
+  ASSERT_TRUE(status.has_value()) << "no exit after SIGTERM";
+  EXPECT_LT(Clock::now() - t0, 1s);
+  EXPECT_TRUE(WIFEXITED(*status)) << *status;
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
+  // The stream just ends: no finish chunk, no [DONE], no last empty chunk.
+  std::string rest;
+  for (;;) {
+    const auto chunk = c.read_chunk(2s);
+    if (!chunk) break;
+    EXPECT_FALSE(chunk->empty()) << "terminating chunk after SIGTERM";
+    if (chunk->empty()) break;
+    rest += *chunk;
+  }
+  EXPECT_EQ(rest.find("[DONE]"), std::string::npos);
+  EXPECT_EQ(rest.find("finish_reason\":\"length"), std::string::npos);
+}
+
+}  // namespace
