@@ -73,6 +73,36 @@ ProbeResult FixtureProbe::read() {
   return res;
 }
 
+ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform::CaptureResult& procs,
+                             const std::string& program, std::chrono::milliseconds timeout) {
+  const double timeout_s = std::chrono::duration<double>(timeout).count();
+  ProbeResult res;
+  res.source = program;
+  if (!gpus.started || gpus.timed_out || gpus.exit_code != 0) {
+    res.cpu_mode = true;
+    res.reason = failure_reason(gpus, program, timeout_s);
+    return res;
+  }
+  res = result_from_text(gpus.out, program);
+  // Only GPU rows count from this query; a stray process row would be a mock's bug.
+  res.snapshot.processes.clear();
+  if (res.cpu_mode) return res;
+  if (!procs.started || procs.timed_out || procs.exit_code != 0) {
+    res.snapshot.processes_known = false;
+    res.snapshot.warnings.push_back("process query failed: " + failure_reason(procs, program, timeout_s));
+  } else if (!trim(procs.out).empty()) {
+    auto parsed = parse_csv(procs.out);
+    if (parsed) {
+      res.snapshot.processes = std::move(parsed->processes);
+      for (auto& w : parsed->warnings) res.snapshot.warnings.push_back(std::move(w));
+    } else {
+      res.snapshot.processes_known = false;
+      res.snapshot.warnings.push_back("process query: " + parsed.error().message);
+    }
+  }
+  return res;
+}
+
 ProbeResult NvidiaSmiProbe::read() {
   const auto start = Clock::now();
   // Both queries at once: each costs ~25 ms of NVML start-up on a real H100.
@@ -80,34 +110,7 @@ ProbeResult NvidiaSmiProbe::read() {
     return platform::run_capture({program_, kQueryAppsArg, kCsvFormatArg}, timeout_);
   });
   const auto gpus = platform::run_capture({program_, kQueryGpuArg, kCsvFormatArg}, timeout_);
-  const auto procs = apps.get();
-  const double timeout_s = std::chrono::duration<double>(timeout_).count();
-
-  ProbeResult res;
-  res.source = program_;
-  if (!gpus.started || gpus.timed_out || gpus.exit_code != 0) {
-    res.cpu_mode = true;
-    res.reason = failure_reason(gpus, program_, timeout_s);
-  } else {
-    res = result_from_text(gpus.out, program_);
-    // Only GPU rows count from this query; a stray process row would be a mock's bug.
-    res.snapshot.processes.clear();
-    if (!res.cpu_mode) {
-      if (!procs.started || procs.timed_out || procs.exit_code != 0) {
-        res.snapshot.processes_known = false;
-        res.snapshot.warnings.push_back("process query failed: " + failure_reason(procs, program_, timeout_s));
-      } else if (!trim(procs.out).empty()) {
-        auto parsed = parse_csv(procs.out);
-        if (parsed) {
-          res.snapshot.processes = std::move(parsed->processes);
-          for (auto& w : parsed->warnings) res.snapshot.warnings.push_back(std::move(w));
-        } else {
-          res.snapshot.processes_known = false;
-          res.snapshot.warnings.push_back("process query: " + parsed.error().message);
-        }
-      }
-    }
-  }
+  ProbeResult res = result_from_runs(gpus, apps.get(), program_, timeout_);
   res.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return res;
 }

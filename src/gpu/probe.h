@@ -10,6 +10,10 @@
 
 #include "gpu/snapshot.h"
 
+namespace llamactl::platform {
+struct CaptureResult;
+}  // namespace llamactl::platform
+
 namespace llamactl::gpu {
 
 struct ProbeResult {
@@ -55,6 +59,14 @@ class FixtureProbe final : public GpuProbe {
 /// Reads text that nvidia-smi printed (any form) into a result; shared by
 /// both probes and the tests.
 ProbeResult result_from_text(const std::string& text, const std::string& source);
+
+/// The reading from one run of each of the two queries above (GPUs,
+/// processes), as NvidiaSmiProbe::read() makes it: a GPU query that did not
+/// start, timed out or failed is CPU mode with a reason; a failed process
+/// query leaves processes_known false with a warning. Shared with
+/// GpuMonitor's one-shot fallback, which runs the queries itself.
+ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform::CaptureResult& procs,
+                             const std::string& program, std::chrono::milliseconds timeout);
 
 /// The probe the environment asks for: LLAMACTL_GPU_FIXTURE, else
 /// LLAMACTL_NVIDIA_SMI, else "nvidia-smi" on PATH.

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,6 +28,65 @@ struct CaptureResult {
 /// own process group, capturing stdout and stderr. At the deadline the whole
 /// group is killed and reading stops even if a grandchild holds the pipe.
 CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout);
+
+// ---- long-running children read line by line (nvidia-smi -lms) ----
+
+/// A signal from one thread that ends the read_lines() waits that watch it,
+/// so that a reader can wait long without polling a stop flag. Once set it
+/// stays set. set() is thread-safe.
+class Waker {
+ public:
+  Waker();
+  ~Waker();
+  Waker(const Waker&) = delete;
+  Waker& operator=(const Waker&) = delete;
+  void set();
+
+ private:
+  friend class LineStream;
+  intptr_t read_ = -1, write_ = -1;  // a pipe on POSIX; an event (read_) on Windows
+};
+
+/// A child whose stdout is read line by line while it runs, in its own
+/// process group (a job object on Windows) so that kill() ends it and any
+/// helper it started. Stdin and stderr are the null device. One owner; not
+/// thread-safe. The destructor kills.
+class LineStream {
+ public:
+  LineStream();
+  ~LineStream();
+  LineStream(const LineStream&) = delete;
+  LineStream& operator=(const LineStream&) = delete;
+
+  /// Starts argv (argv[0] looked up on PATH). Error kind start_failed when it
+  /// cannot be run (or was already started).
+  Status start(const std::vector<std::string>& argv);
+
+  struct Lines {
+    std::vector<std::string> lines;  // complete lines, without "\n" or "\r\n"
+    bool eof = false;                // the pipe closed; an unterminated last line is in `lines`
+  };
+  /// The lines that have arrived, waiting at most `wait` for the first one,
+  /// or until `waker` is set. Never blocks longer, even when a wedged child
+  /// keeps the pipe open.
+  Lines read_lines(std::chrono::milliseconds wait, const Waker* waker = nullptr);
+
+  /// The exit code once the child has exited (reaped here); -1 when a signal
+  /// ended it; nullopt while it runs or before start.
+  std::optional<int> exit_code();
+
+  /// Kills the whole group, closes the pipe and reaps the child if it dies
+  /// within ~100 ms (one stuck in the driver may not; it is not waited for).
+  /// Idempotent.
+  void kill();
+
+  /// The child's pid (its process group), 0 before start.
+  int64_t pid() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // ---- long-lived detached children (llama-server) ----
 

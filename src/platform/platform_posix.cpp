@@ -107,6 +107,7 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
   posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // no inherited sockets (serve's are not close-on-exec)
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setpgroup(&attr, 0);  // own group: a timeout kills it and its children
@@ -186,6 +187,140 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   return r;
 }
 
+Waker::Waker() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0) {
+    read_ = fds[0];
+    write_ = fds[1];
+  }
+}
+
+Waker::~Waker() {
+  if (read_ >= 0) ::close(static_cast<int>(read_));
+  if (write_ >= 0) ::close(static_cast<int>(write_));
+}
+
+// Not const: it changes the waker's state, which lives in the kernel, not in a member.
+void Waker::set() {  // NOLINT(readability-make-member-function-const)
+  // Never read back: the byte keeps the pipe readable, so the waker stays set.
+  const char byte = 1;
+  if (write_ >= 0) (void)!::write(static_cast<int>(write_), &byte, 1);
+}
+
+struct LineStream::Impl {
+  pid_t pid = 0;
+  Fd out;
+  std::string partial;  // bytes after the last newline
+  std::optional<int> exit;
+  bool eof = false;
+
+  // Moves the complete lines of `partial` into `lines`; at EOF the rest too.
+  void take_lines(std::vector<std::string>& lines) {
+    // A line this long is not nvidia-smi's; cut it rather than grow without bound.
+    constexpr size_t kMaxLine = 1u << 20;
+    const size_t first_new = lines.size();
+    size_t start = 0;
+    for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1)
+      lines.push_back(partial.substr(start, nl - start));
+    partial.erase(0, start);
+    if ((eof && !partial.empty()) || partial.size() > kMaxLine) {
+      lines.push_back(std::move(partial));
+      partial.clear();
+    }
+    for (size_t i = first_new; i < lines.size(); ++i)
+      if (!lines[i].empty() && lines[i].back() == '\r') lines[i].pop_back();
+  }
+
+  // Reads what the pipe holds now, without blocking.
+  void drain() {
+    char buf[65536];
+    for (;;) {
+      const ssize_t got = ::read(out.fd, buf, sizeof buf);
+      if (got > 0) {
+        partial.append(buf, static_cast<size_t>(got));
+        continue;
+      }
+      if (got < 0 && errno == EINTR) continue;
+      if (got == 0 || errno != EAGAIN) {
+        eof = true;
+        out.reset();
+      }
+      return;
+    }
+  }
+};
+
+LineStream::LineStream() : impl_(std::make_unique<Impl>()) {}
+
+LineStream::~LineStream() {
+  kill();
+}
+
+Status LineStream::start(const std::vector<std::string>& argv) {
+  if (argv.empty() || impl_->pid != 0) return make_error(ErrorKind::start_failed, "empty command or started twice");
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return make_error(ErrorKind::start_failed, "pipe: " + errno_text(errno));
+  Fd out_r(pipe_fds[0]), out_w(pipe_fds[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // a long-lived nvidia-smi must not hold serve's sockets
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);  // own group: kill() ends it and its helpers
+  default_signals(attr, POSIX_SPAWN_SETPGROUP);
+  pid_t pid = 0;
+  auto args = c_argv(argv);
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return make_error(ErrorKind::start_failed, argv[0] + ": " + errno_text(rc));
+  // Non-blocking, so that a read never waits past read_lines' deadline.
+  ::fcntl(out_r.fd, F_SETFL, ::fcntl(out_r.fd, F_GETFL) | O_NONBLOCK);
+  impl_->pid = pid;
+  std::swap(impl_->out.fd, out_r.fd);
+  return ok_status();
+}
+
+LineStream::Lines LineStream::read_lines(std::chrono::milliseconds wait, const Waker* waker) {
+  Lines got;
+  const auto deadline = Clock::now() + wait;
+  for (;;) {
+    if (impl_->out.fd >= 0) impl_->drain();
+    impl_->take_lines(got.lines);
+    got.eof = impl_->eof || impl_->pid == 0;
+    if (!got.lines.empty() || got.eof) return got;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return got;
+    pollfd fds[2] = {{impl_->out.fd, POLLIN, 0}, {waker ? static_cast<int>(waker->read_) : -1, POLLIN, 0}};
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left, INT32_MAX)));
+    if ((n < 0 && errno != EINTR) || (n > 0 && fds[1].revents != 0)) return got;
+  }
+}
+
+std::optional<int> LineStream::exit_code() {
+  if (impl_->exit || impl_->pid == 0) return impl_->exit;
+  int status = 0;
+  if (::waitpid(impl_->pid, &status, WNOHANG) == impl_->pid) impl_->exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return impl_->exit;
+}
+
+void LineStream::kill() {
+  if (impl_->pid == 0) return;
+  // After the child is reaped, the group may still hold a helper that keeps
+  // the pipe open; an unreaped child's pid cannot have been reused.
+  if (!exit_code() || impl_->out.fd >= 0) ::kill(-impl_->pid, SIGKILL);
+  impl_->out.reset();
+  impl_->eof = true;
+  for (int i = 0; i < 50 && !exit_code(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+}
+
+int64_t LineStream::pid() const {
+  return impl_->pid;
+}
+
 Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   if (spec.argv.empty()) return make_error(ErrorKind::start_failed, "empty command");
   // Environment: ours, minus the dropped prefixes and the names we set.
@@ -208,6 +343,9 @@ Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  // Nothing else of ours leaks into a server that outlives us: serve's
+  // listening socket and client connections are not marked close-on-exec by Asio.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   default_signals(attr, POSIX_SPAWN_SETSID);  // new session: own group, no controlling terminal

@@ -12,6 +12,7 @@
 #include <io.h>
 #include <windows.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -194,6 +195,145 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   r.out = std::move(out.data);
   r.err = std::move(err.data);
   return r;
+}
+
+Waker::Waker() {
+  // Manual reset: once set, every wait on it ends at once.
+  read_ = reinterpret_cast<intptr_t>(::CreateEventA(nullptr, TRUE, FALSE, nullptr));
+}
+
+Waker::~Waker() {
+  if (read_) ::CloseHandle(reinterpret_cast<HANDLE>(read_));
+}
+
+void Waker::set() {
+  if (read_) ::SetEvent(reinterpret_cast<HANDLE>(read_));
+}
+
+// Anonymous pipes have no overlapped reads on Windows, so read_lines polls
+// PeekNamedPipe every few milliseconds until its deadline: it never blocks in
+// ReadFile, which only ever asks for the bytes already there.
+struct LineStream::Impl {
+  Handle process, job, out;
+  int64_t pid = 0;
+  std::string partial;
+  std::optional<int> exit;
+  bool eof = false;
+
+  void take_lines(std::vector<std::string>& lines) {
+    constexpr size_t kMaxLine = 1u << 20;
+    const size_t first_new = lines.size();
+    size_t start = 0;
+    for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1)
+      lines.push_back(partial.substr(start, nl - start));
+    partial.erase(0, start);
+    if ((eof && !partial.empty()) || partial.size() > kMaxLine) {
+      lines.push_back(std::move(partial));
+      partial.clear();
+    }
+    for (size_t i = first_new; i < lines.size(); ++i)
+      if (!lines[i].empty() && lines[i].back() == '\r') lines[i].pop_back();
+  }
+
+  void drain() {
+    char buf[65536];
+    for (;;) {
+      DWORD avail = 0;
+      if (!::PeekNamedPipe(out.h, nullptr, 0, nullptr, &avail, nullptr)) {
+        eof = true;  // ERROR_BROKEN_PIPE: every writer closed it
+        out.reset();
+        return;
+      }
+      if (avail == 0) return;
+      DWORD got = 0;
+      if (!::ReadFile(out.h, buf, std::min<DWORD>(avail, sizeof buf), &got, nullptr) || got == 0) {
+        eof = true;
+        out.reset();
+        return;
+      }
+      partial.append(buf, got);
+    }
+  }
+};
+
+LineStream::LineStream() : impl_(std::make_unique<Impl>()) {}
+
+LineStream::~LineStream() {
+  kill();
+}
+
+Status LineStream::start(const std::vector<std::string>& argv) {
+  if (argv.empty() || impl_->pid != 0) return make_error(ErrorKind::start_failed, "empty command or started twice");
+  SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
+  HANDLE out_r = nullptr, out_w = nullptr;
+  if (!::CreatePipe(&out_r, &out_w, &sa, 0)) return make_error(ErrorKind::start_failed, "pipe: " + last_error_text());
+  Handle hout_r(out_r), hout_w(out_w), null_in(open_null(GENERIC_READ)), null_err(open_null(GENERIC_WRITE));
+  ::SetHandleInformation(out_r, HANDLE_FLAG_INHERIT, 0);
+  // The job holds the process and everything it starts, so kill() ends them all.
+  Handle job(::CreateJobObjectA(nullptr, nullptr));
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION limits{};
+  limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+  ::SetInformationJobObject(job.h, JobObjectExtendedLimitInformation, &limits, sizeof limits);
+
+  STARTUPINFOA si{};
+  si.cb = sizeof si;
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = null_in.h;
+  si.hStdOutput = out_w;
+  si.hStdError = null_err.h;
+  PROCESS_INFORMATION pi{};
+  std::string cmd = command_line(argv);
+  const std::string program = find_program(argv[0]).value_or(argv[0]);
+  if (!::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE, CREATE_SUSPENDED | CREATE_NO_WINDOW,
+                        nullptr, nullptr, &si, &pi))
+    return make_error(ErrorKind::start_failed, argv[0] + ": " + last_error_text());
+  Handle thread(pi.hThread);
+  ::AssignProcessToJobObject(job.h, pi.hProcess);
+  ::ResumeThread(pi.hThread);
+  impl_->process.h = pi.hProcess;
+  impl_->pid = static_cast<int64_t>(pi.dwProcessId);
+  std::swap(impl_->job.h, job.h);
+  std::swap(impl_->out.h, hout_r.h);
+  return ok_status();  // hout_w closes here: only the child holds the write end
+}
+
+LineStream::Lines LineStream::read_lines(std::chrono::milliseconds wait, const Waker* waker) {
+  Lines got;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    if (impl_->out.h) impl_->drain();
+    impl_->take_lines(got.lines);
+    got.eof = impl_->eof || impl_->pid == 0;
+    if (!got.lines.empty() || got.eof || std::chrono::steady_clock::now() >= deadline) return got;
+    // The 5 ms poll of the pipe doubles as the wait on the waker.
+    if (waker && waker->read_) {
+      if (::WaitForSingleObject(reinterpret_cast<HANDLE>(waker->read_), 5) == WAIT_OBJECT_0) return got;
+    } else {
+      ::Sleep(5);
+    }
+  }
+}
+
+std::optional<int> LineStream::exit_code() {
+  if (impl_->exit || !impl_->process.h) return impl_->exit;
+  DWORD code = 0;
+  if (::WaitForSingleObject(impl_->process.h, 0) == WAIT_OBJECT_0 && ::GetExitCodeProcess(impl_->process.h, &code))
+    impl_->exit = static_cast<int>(code);
+  return impl_->exit;
+}
+
+void LineStream::kill() {
+  if (impl_->pid == 0) return;
+  if (impl_->job.h) ::TerminateJobObject(impl_->job.h, 1);
+  impl_->job.reset();
+  impl_->out.reset();
+  impl_->eof = true;
+  if (impl_->process.h) ::WaitForSingleObject(impl_->process.h, 100);
+  exit_code();
+}
+
+int64_t LineStream::pid() const {
+  return impl_->pid;
 }
 
 Result<Spawned> spawn_detached(const SpawnSpec& spec) {

@@ -7,8 +7,14 @@
 //              from CUDA_VISIBLE_DEVICES; tests write other users' processes.
 //              Files of dead (or zombie) pids are ignored.
 // Switches: FAKE_SMI_DELAY (seconds to sleep per call), FAKE_SMI_MODE =
-//   hang | linger | nodev | mismatch | nodriver | garbage | lost1.
+//   hang | linger | nodev | mismatch | nodriver | garbage | lost1 | noloop.
 //   linger: answers normally, but leaves a child behind that holds stdout open.
+//   noloop: ignores -l/-lms and answers once, as a script mock would.
+// Loop mode (-lms N, --loop-ms=N, -l S, --loop=S): prints a block every
+// interval from the state files until killed, as nvidia-smi does; a query
+// whose first field is "timestamp" gets "YYYY/MM/DD HH:MM:SS.mmm, " in front
+// of each line, and compute-apps prints nothing for an interval with no
+// process. FAKE_SMI_STREAM_DIE_AFTER=K exits (code 0) after K blocks.
 // Written in C++ (not sh) so that its own cost does not hide llamactl's in
 // the benchmarks: it starts in about a millisecond.
 
@@ -19,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -103,6 +110,71 @@ std::string uuid(int i) {
   return buf;
 }
 
+// nvidia-smi's timestamp field: local time, milliseconds.
+std::string timestamp() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y/%m/%d %H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03d, ", static_cast<int>(ms));
+  return buf;
+}
+
+struct Query {
+  std::string kind;      // "gpu", "apps" or empty
+  bool stamped = false;  // first field is "timestamp"
+  long loop_ms = 0;      // 0: answer once
+};
+
+Query parse_args(int argc, char** argv) {
+  Query q;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const std::string next = i + 1 < argc ? argv[i + 1] : "";
+    for (const auto& [prefix, kind] :
+         {std::pair<std::string, std::string>{"--query-gpu=", "gpu"}, {"--query-compute-apps=", "apps"}}) {
+      if (a.rfind(prefix, 0) != 0) continue;
+      q.kind = kind;
+      q.stamped = a.compare(prefix.size(), 10, "timestamp,") == 0;
+    }
+    if (a == "-lms") q.loop_ms = std::atol(next.c_str());
+    if (a.rfind("--loop-ms=", 0) == 0) q.loop_ms = std::atol(a.c_str() + 10);
+    if (a == "-l") q.loop_ms = std::atol(next.c_str()) * 1000;
+    if (a.rfind("--loop=", 0) == 0) q.loop_ms = std::atol(a.c_str() + 7) * 1000;
+  }
+  return q;
+}
+
+// One answer to the query from the current state files.
+void print_block(const std::string& dir, const std::string& mode, const Query& q) {
+  const auto all = gpus(dir);
+  const auto running = procs(dir, all);
+  if (q.kind == "gpu") {
+    for (const auto& g : all) {
+      if (mode == "lost1" && g.index == 1) {
+        std::puts(
+            "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover "
+            "this GPU");
+        continue;
+      }
+      long used = g.used;
+      for (const auto& p : running)
+        if (p.gpu == g.index) used += p.mib;
+      std::printf("%s%d, %s, %s, %ld, %ld, %ld\n", q.stamped ? timestamp().c_str() : "", g.index, uuid(g.index).c_str(),
+                  g.name.c_str(), used, g.total, g.util);
+    }
+  } else {
+    // All lines of one interval carry the same timestamp, as nvidia-smi's do.
+    const std::string stamp = q.stamped ? timestamp() : "";
+    for (const auto& p : running)
+      std::printf("%s%s, %ld, %s, %ld\n", stamp.c_str(), uuid(p.gpu).c_str(), p.pid, p.name.c_str(), p.mib);
+  }
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,32 +212,20 @@ int main(int argc, char** argv) {
   const double delay = std::atof(env_or("FAKE_SMI_DELAY", "0").c_str());
   if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
 
-  std::string query;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--query-gpu=", 12) == 0) query = "gpu";
-    if (std::strncmp(argv[i], "--query-compute-apps=", 21) == 0) query = "apps";
+  Query q = parse_args(argc, argv);
+  if (q.kind.empty()) {
+    std::puts("mock nvidia-smi: only --query-gpu and --query-compute-apps are supported");
+    return 2;
   }
-  const auto all = gpus(dir);
-  const auto running = procs(dir, all);
-  if (query == "gpu") {
-    for (const auto& g : all) {
-      if (mode == "lost1" && g.index == 1) {
-        std::puts(
-            "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover "
-            "this GPU");
-        continue;
-      }
-      long used = g.used;
-      for (const auto& p : running)
-        if (p.gpu == g.index) used += p.mib;
-      std::printf("%d, %s, %s, %ld, %ld, %ld\n", g.index, uuid(g.index).c_str(), g.name.c_str(), used, g.total, g.util);
-    }
+  if (mode == "noloop") q.loop_ms = 0;
+  if (q.loop_ms <= 0) {
+    print_block(dir, mode, q);
     return 0;
   }
-  if (query == "apps") {
-    for (const auto& p : running) std::printf("%s, %ld, %s, %ld\n", uuid(p.gpu).c_str(), p.pid, p.name.c_str(), p.mib);
-    return 0;
+  const long die_after = std::atol(env_or("FAKE_SMI_STREAM_DIE_AFTER", "0").c_str());
+  for (long blocks = 1;; ++blocks) {
+    print_block(dir, mode, q);
+    if (die_after > 0 && blocks >= die_after) return 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(q.loop_ms));
   }
-  std::puts("mock nvidia-smi: only --query-gpu and --query-compute-apps are supported");
-  return 2;
 }
