@@ -49,12 +49,21 @@ struct StatusOptions {
 CLI::App* setup_status(CLI::App& app, StatusOptions& o);
 int run_status(const StatusOptions& o, Context& ctx);
 
+struct ServeOptions {
+  std::string listen, api_key;
+  std::optional<std::string> keep_alive;
+  bool unload_on_exit = false;
+  std::string max_body = "64MiB";
+  double load_timeout_s = 600;
+  double grace_s = 10;
+};
+CLI::App* setup_serve(CLI::App& app, ServeOptions& o);
+int run_serve(const ServeOptions& o, Context& ctx);
+
 struct NotBuiltOptions {
-  std::string listen, api_key, keep_alive;
-  bool unload_on_exit = false, once = false;
+  bool once = false;
   double interval_s = 2;
 };
-CLI::App* setup_serve(CLI::App& app, NotBuiltOptions& o);
 CLI::App* setup_watch(CLI::App& app, NotBuiltOptions& o);
 int run_not_built(const std::string& name, Context& ctx);
 

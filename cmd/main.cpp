@@ -50,7 +50,8 @@ int run(int argc, char** argv) {
   cmd::LoadOptions load_o;
   cmd::UnloadOptions unload_o;
   cmd::StatusOptions status_o;
-  cmd::NotBuiltOptions serve_o, watch_o;
+  cmd::ServeOptions serve_o;
+  cmd::NotBuiltOptions watch_o;
   CLI::App* gpus = cmd::setup_gpus(app, gpus_o);
   CLI::App* load = cmd::setup_load(app, load_o);
   CLI::App* unload = cmd::setup_unload(app, unload_o);
@@ -92,7 +93,7 @@ int run(int argc, char** argv) {
     else if (status->parsed())
       rc = cmd::run_status(status_o, ctx);
     else if (serve->parsed())
-      rc = cmd::run_not_built("serve", ctx);
+      rc = cmd::run_serve(serve_o, ctx);
     else if (watch->parsed())
       rc = cmd::run_not_built("watch", ctx);
   } catch (const std::exception& e) {

@@ -1,18 +1,9 @@
-// serve and watch: their flags are declared (so --help documents them) but
-// the commands are not built yet and say so with their own exit code.
+// watch: its flags are declared (so --help documents them) but
+// the command is not built yet and says so with its own exit code.
 
 #include "commands.h"
 
 namespace llamactl::cmd {
-
-CLI::App* setup_serve(CLI::App& app, NotBuiltOptions& o) {
-  auto* sub = app.add_subcommand("serve", "Ollama/OpenAI routing HTTP listener (not built yet)");
-  sub->add_option("--listen", o.listen, "HOST:PORT (default 127.0.0.1:11434, or OLLAMA_HOST)");
-  sub->add_option("--api-key", o.api_key, "Require this Bearer key on every route");
-  sub->add_option("--keep-alive", o.keep_alive, "Idle time before an instance is unloaded (default 5m)");
-  sub->add_flag("--unload-on-exit", o.unload_on_exit, "Unload serve's instances when it stops");
-  return sub;
-}
 
 CLI::App* setup_watch(CLI::App& app, NotBuiltOptions& o) {
   auto* sub = app.add_subcommand("watch", "Live terminal dashboard (not built yet)");

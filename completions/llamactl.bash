@@ -25,7 +25,7 @@ _llamactl() {
     load) opts="--gpu --port --timeout --force --keep-alive --threshold" ;;
     unload) opts="--gpu --all --timeout" ;;
     status) opts="--check --threshold" ;;
-    serve) opts="--listen --api-key --keep-alive --unload-on-exit" ;;
+    serve) opts="--listen --api-key --keep-alive --unload-on-exit --max-body --load-timeout --grace" ;;
     watch) opts="--interval --once" ;;
     "") COMPREPLY=($(compgen -W "$cmds $global" -- "$cur")); return ;;
   esac

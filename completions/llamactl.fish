@@ -27,5 +27,8 @@ complete -c llamactl -n '__fish_seen_subcommand_from status' -l check -d 'Exit 1
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l listen -r -d 'HOST:PORT'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l api-key -r -d 'Bearer key'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l unload-on-exit -d 'Unload on exit'
+complete -c llamactl -n '__fish_seen_subcommand_from serve' -l max-body -r -d 'Largest request body'
+complete -c llamactl -n '__fish_seen_subcommand_from serve' -l load-timeout -r -d 'Seconds to become healthy'
+complete -c llamactl -n '__fish_seen_subcommand_from serve' -l grace -r -d 'Seconds for in-flight requests on stop'
 complete -c llamactl -n '__fish_seen_subcommand_from watch' -l interval -r -d 'Seconds'
 complete -c llamactl -n '__fish_seen_subcommand_from watch' -l once -d 'One frame'

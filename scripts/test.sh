@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine: install the packages,
 # then build and run the unit and end-to-end tests (release), again under
-# AddressSanitizer + UBSan, fuzz every parser for a bounded time, and check
-# formatting, clang-tidy and the static link.
+# AddressSanitizer + UBSan, run the official openai npm client against serve,
+# fuzz every parser for a bounded time, and check formatting, clang-tidy and
+# the static link.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -56,6 +57,20 @@ step "release build + tests"
 scripts/build.sh release
 file build/release/llamactl | grep -q "statically linked" || { echo "llamactl is not statically linked"; exit 1; }
 run_ctest build/release CI_BUILD=release
+
+step "client compatibility: the official openai npm client against serve"
+client_log=$(mktemp)
+rc=0
+scripts/client-tests.sh build/release 2>&1 | tee "$client_log" || rc=$?
+client_pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$client_log" | tail -n 1)
+client_fail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$client_log" | tail -n 1)
+rm -f "$client_log"
+passed=$((passed + ${client_pass:-0}))
+failed=$((failed + ${client_fail:-0}))
+if [ "$rc" != 0 ] || [ -z "$client_pass" ]; then
+  printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
+  exit 1
+fi
 
 step "asan+ubsan build + tests"
 scripts/build.sh asan

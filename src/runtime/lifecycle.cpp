@@ -150,8 +150,8 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   }
   out.ready_s = std::chrono::duration<double>(Clock::now() - t0).count();
   log::debug("load {}: healthy at {:.1f} ms", inst.model, ms_since(t0));
-  if (!out.already_running)
-    if (auto s = mark_running(inst); !s) return s.error();
+  // Also for an existing record: a loader killed during its health wait left it `starting`.
+  if (auto s = mark_running(inst); !s) return s.error();
   out.instance = describe(inst, probe_.read(), 200);
   return out;
 }

@@ -1,0 +1,122 @@
+// serve: the long-running router. Reads its settings, makes sure it is the
+// only serve on this state dir, then runs the HTTP server and the router's
+// loop until SIGTERM/SIGINT, and stops cleanly.
+
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+#include "commands.h"
+#include "gpu/monitor.h"
+#include "platform/platform.h"
+#include "serve/http_server.h"
+#include "serve/options.h"
+#include "serve/router.h"
+#include "util/log.h"
+#include "util/time.h"
+
+namespace llamactl::cmd {
+
+CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
+  auto* sub = app.add_subcommand("serve", "Ollama/OpenAI routing HTTP listener with lazy loading and idle reaping");
+  sub->add_option("--listen", o.listen, "HOST:PORT to listen on (default 127.0.0.1:11434, or OLLAMA_HOST)");
+  sub->add_option("--api-key", o.api_key,
+                  "Require 'Authorization: Bearer KEY' on every route but / and /health (or LLAMACTL_API_KEY)");
+  sub->add_option("--keep-alive", o.keep_alive,
+                  "Idle time before an instance serve loaded is unloaded (default 5m; negative: never)");
+  sub->add_flag("--unload-on-exit", o.unload_on_exit, "Unload the instances serve loaded when it stops");
+  sub->add_option("--max-body", o.max_body, "Largest request body accepted (default 64MiB)");
+  sub->add_option("--load-timeout", o.load_timeout_s, "Seconds a model may take to become healthy (default 600)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--grace", o.grace_s, "Seconds requests in flight may take to finish on SIGTERM (default 10)")
+      ->check(CLI::NonNegativeNumber);
+  return sub;
+}
+
+namespace {
+
+struct Settings {
+  serve::ServerOptions server;
+  serve::RouterOptions router;
+};
+
+Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
+  Settings s;
+  if (!o.listen.empty()) {
+    auto ep = serve::parse_listen(o.listen);
+    if (!ep) return ep.error();
+    s.server.listen = *ep;
+  } else if (auto env = platform::env("OLLAMA_HOST"); env && !env->empty()) {
+    auto ep = serve::parse_ollama_host(*env);
+    if (!ep) return ep.error();
+    s.server.listen = *ep;
+  }
+  s.server.api_key = !o.api_key.empty() ? o.api_key : platform::env("LLAMACTL_API_KEY").value_or("");
+  auto limit = serve::parse_size(o.max_body);
+  if (!limit) return make_error(ErrorKind::usage, "--max-body: " + limit.error().message);
+  s.server.body_limit = *limit;
+  s.server.origins = serve::allowed_origins(platform::env("OLLAMA_ORIGINS"));
+  s.server.threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2U, 4U));
+  s.router.keep_alive_flag = o.keep_alive;
+  s.router.keep_alive_env = platform::env("OLLAMA_KEEP_ALIVE");
+  // Validate the keep-alive sources now: a typo is a usage error at start, not a failed load later.
+  if (auto ka = serve::keep_alive_for(cfg, "", s.router.keep_alive_flag, s.router.keep_alive_env); !ka)
+    return ka.error();
+  s.router.load_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.load_timeout_s * 1000));
+  // A waiting request's safety net: the load itself fails first, and evictions take their stop timeouts.
+  s.server.wait_timeout = s.router.load_timeout + std::chrono::minutes(1);
+  return s;
+}
+
+// One serve per state dir: the lock is held for serve's lifetime; serve.json
+// says who holds it, for the second one's message.
+Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
+  if (auto s = dir.ensure(); !s) return s.error();
+  auto lock = platform::FileLock::acquire(dir.dir() + "/serve.lock", std::chrono::milliseconds(0));
+  if (lock) return lock;
+  std::string who = "another llamactl serve";
+  if (auto text = platform::read_file(dir.dir() + "/serve.json")) {
+    const auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_object())
+      who += " (pid " + std::to_string(j.value("pid", int64_t{0})) + ", listening on " +
+             j.value("address", std::string("?")) + ", since " + j.value("started_at", std::string("?")) + ")";
+  }
+  return make_error(ErrorKind::state,
+                    who + " already serves state dir " + dir.dir() + "; stop it first, or use another --state-dir");
+}
+
+}  // namespace
+
+int run_serve(const ServeOptions& o, Context& ctx) {
+  auto rt = ctx.runtime(std::nullopt);
+  if (!rt) return fail(ctx, rt.error());
+  auto settings = settings_of(o, (*rt)->config());
+  if (!settings) return fail(ctx, settings.error());
+  const auto& dir = (*rt)->state_dir();
+  auto claim = claim_state_dir(dir);
+  if (!claim) return fail(ctx, claim.error());
+
+  const auto smi_timeout = std::chrono::milliseconds(static_cast<int64_t>(ctx.global.smi_timeout_s * 1000));
+  gpu::GpuMonitor monitor(gpu::monitor_options_from_env(std::chrono::seconds(1), smi_timeout));
+  serve::Metrics metrics;
+  serve::Router router(**rt, metrics, settings->router);
+  serve::HttpServer server(settings->server, router, metrics, monitor);
+  if (auto s = server.start(); !s) return fail(ctx, s.error());
+  const auto address = server.bound().text();
+  const nlohmann::json info = {
+      {"pid", platform::current_pid()}, {"address", address}, {"started_at", iso8601(now_ms())}};
+  if (auto s = platform::write_file_atomic(dir.dir() + "/serve.json", info.dump() + "\n"); !s)
+    log::warn("{}", s.error().message);
+  if (!ctx.global.quiet) print("llamactl serve: listening on http://" + address + " (state dir " + dir.dir() + ")\n");
+
+  std::thread loop([&router] { router.run(); });
+  while (!platform::interrupted()) platform::sleep_for(std::chrono::milliseconds(50));
+  log::info("stopping: letting requests in flight finish (up to {} s)", o.grace_s);
+  server.stop(std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000)));
+  router.stop(o.unload_on_exit);
+  loop.join();
+  (void)platform::remove_file(dir.dir() + "/serve.json");
+  return code(Exit::ok);
+}
+
+}  // namespace llamactl::cmd

@@ -1,0 +1,679 @@
+// serve's HTTP side on Boost.Asio/Beast with C++20 coroutines: one session
+// coroutine per connection (its own strand), a deadline on every read and
+// write, and a relay that forwards each upstream chunk as it arrives (Beast's
+// relay() with buffer_body), never collecting a whole body. The only
+// translation unit of serve that includes Beast (slow to compile).
+
+#include <utility>  // before Asio: Boost 1.74's awaitable.hpp uses std::exchange without it
+
+#include "serve/http_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "util/log.h"
+#include "util/strings.h"
+#include "util/time.h"
+
+namespace llamactl::serve {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using beast::error_code;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto kConnectTimeout = std::chrono::seconds(5);
+constexpr size_t kPoolPerPort = 64;
+
+auto ec_token(error_code& ec) {
+  return asio::redirect_error(use_awaitable, ec);
+}
+
+/// Idle keep-alive connections to llama-servers, by port. A connection per
+/// request would cost a connect and leave TIME_WAIT sockets under load.
+class UpstreamPool {
+ public:
+  std::optional<tcp::socket> take(int port) {
+    std::lock_guard lock(mu_);
+    auto& v = idle_[port];
+    if (v.empty()) return std::nullopt;
+    tcp::socket s = std::move(v.back());
+    v.pop_back();
+    return s;
+  }
+  void give(int port, tcp::socket s) {
+    std::lock_guard lock(mu_);
+    auto& v = idle_[port];
+    if (v.size() < kPoolPerPort) v.push_back(std::move(s));
+  }
+  void drop(int port) {
+    std::lock_guard lock(mu_);
+    idle_.erase(port);
+  }
+  void clear() {
+    std::lock_guard lock(mu_);
+    idle_.clear();
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<int, std::vector<tcp::socket>> idle_;
+};
+
+/// Watches a client socket for the peer going away while we wait on
+/// something else (a load, the upstream). The handler only runs `on_close`
+/// while the owner keeps it set; the owner clears it before its sockets go.
+struct ClientWatch {
+  std::function<void()> on_readable;
+};
+
+void arm_watch(tcp::socket& sock, const std::shared_ptr<ClientWatch>& w) {
+  sock.async_wait(tcp::socket::wait_read, [w](error_code ec) {
+    if (!ec && w->on_readable) w->on_readable();
+  });
+}
+
+/// True when the peer closed (EOF or reset); false when it sent data (a
+/// pipelined request) or nothing is there.
+bool peer_closed(tcp::socket& sock) {
+  char byte = 0;
+  error_code ec;
+  sock.non_blocking(true, ec);
+  const size_t n = sock.receive(asio::buffer(&byte, 1), tcp::socket::message_peek, ec);
+  sock.non_blocking(false, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) return false;
+  return ec || n == 0;
+}
+
+// Hop-by-hop and per-connection fields are never forwarded.
+bool hop_by_hop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_authenticate:
+    case http::field::proxy_authorization:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+    case http::field::content_length:
+    case http::field::host:
+    case http::field::expect:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string openai_error(const std::string& message, const std::string& type, int code) {
+  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}}.dump();
+}
+
+std::string error_type(int status) {
+  switch (status) {
+    case 400:
+    case 413:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 404:
+      return "not_found_error";
+    case 503:
+      return "unavailable_error";
+    default:
+      return "server_error";
+  }
+}
+
+/// Releases an admitted request's in-flight count on every path out.
+class Admitted {
+ public:
+  Admitted(Router& r, std::string model) : r_(r), model_(std::move(model)) {}
+  ~Admitted() { r_.finish(model_); }
+  Admitted(const Admitted&) = delete;
+  Admitted& operator=(const Admitted&) = delete;
+
+ private:
+  Router& r_;
+  std::string model_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  ServerOptions opts;
+  Router& router;
+  Metrics& metrics;
+  gpu::GpuProbe& gpus;
+  asio::io_context ioc;
+  tcp::acceptor acceptor{ioc};
+  std::vector<std::thread> threads;
+  UpstreamPool pool;
+  std::atomic<int> active{0};
+  std::atomic<bool> stopping{false};
+  Endpoint bound;
+
+  Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g) : opts(std::move(o)), router(r), metrics(m), gpus(g) {}
+
+  awaitable<void> listen();
+  awaitable<void> session(tcp::socket sock);
+  awaitable<bool> handle(beast::tcp_stream& client, http::request<http::string_body>& req);
+  awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& route,
+                        const std::string& origin, int& status);
+  awaitable<Ticket> wait_for(beast::tcp_stream& client, const std::string& model, bool embeddings);
+  awaitable<bool> relay(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& model,
+                        int port, const std::string& origin, int& status);
+  awaitable<bool> reply(beast::tcp_stream& client, const http::request<http::string_body>& req, int status,
+                        const std::string& type, std::string body, const std::string& origin) const;
+  bool authorized(const http::request<http::string_body>& req) const;
+  std::string models_json();
+  std::string metrics_text();
+};
+
+HttpServer::HttpServer(ServerOptions opts, Router& router, Metrics& metrics, gpu::GpuProbe& gpus)
+    : impl_(std::make_unique<Impl>(std::move(opts), router, metrics, gpus)) {}
+
+HttpServer::~HttpServer() {
+  stop(std::chrono::milliseconds(0));
+}
+
+Status HttpServer::start() {
+  auto& s = *impl_;
+  error_code ec;
+  const auto address = asio::ip::make_address(s.opts.listen.host, ec);
+  if (ec) return make_error(ErrorKind::usage, "cannot listen on '" + s.opts.listen.host + "': not an IP address");
+  const tcp::endpoint ep(address, static_cast<unsigned short>(s.opts.listen.port));
+  s.acceptor.open(ep.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(ep, ec);
+  if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    const auto kind = ec == asio::error::address_in_use ? ErrorKind::port_in_use : ErrorKind::usage;
+    return make_error(kind, "cannot listen on " + s.opts.listen.text() + ": " + ec.message());
+  }
+  s.bound = s.opts.listen;
+  s.bound.port = s.acceptor.local_endpoint().port();
+  asio::co_spawn(s.ioc, s.listen(), asio::detached);
+  for (int i = 0; i < std::max(1, s.opts.threads); ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+  return ok_status();
+}
+
+Endpoint HttpServer::bound() const {
+  return impl_->bound;
+}
+
+int HttpServer::active() const {
+  return impl_->active.load();
+}
+
+void HttpServer::stop(std::chrono::milliseconds grace) {
+  auto& s = *impl_;
+  if (s.threads.empty()) return;
+  s.stopping = true;
+  asio::post(s.ioc, [&s] {
+    error_code ignored;
+    s.acceptor.close(ignored);
+  });
+  const auto until = Clock::now() + grace;
+  while (s.active.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (s.active.load() > 0) log::warn("stopping with {} request(s) still open: cut", s.active.load());
+  s.ioc.stop();
+  for (auto& t : s.threads) t.join();
+  s.threads.clear();
+  s.pool.clear();
+}
+
+awaitable<void> HttpServer::Impl::listen() {
+  for (;;) {
+    error_code ec;
+    tcp::socket sock = co_await acceptor.async_accept(asio::make_strand(ioc), ec_token(ec));
+    if (ec) {
+      if (!acceptor.is_open() || stopping) co_return;
+      // EMFILE and friends: back off instead of spinning.
+      asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+      co_await t.async_wait(ec_token(ec));
+      continue;
+    }
+    sock.set_option(tcp::no_delay(true), ec);
+    auto exec = sock.get_executor();
+    asio::co_spawn(exec, session(std::move(sock)), asio::detached);
+  }
+}
+
+awaitable<void> HttpServer::Impl::session(tcp::socket sock) {
+  beast::tcp_stream client(std::move(sock));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(opts.body_limit);
+    parser.header_limit(64 * 1024);
+    error_code ec;
+    client.expires_after(opts.idle_timeout);
+    co_await http::async_read_header(client, buffer, parser, ec_token(ec));
+    if (ec == http::error::body_limit) {
+      http::request<http::string_body> head;
+      co_await reply(client, head, 413, "application/json",
+                     openai_error("request body is larger than the limit of " + std::to_string(opts.body_limit) +
+                                      " bytes (serve --max-body)",
+                                  error_type(413), 413),
+                     "");
+      metrics.request("other", 413);
+      break;
+    }
+    if (ec) break;  // closed, timed out, or not HTTP
+    ++active;
+    // curl waits a second for this before sending a large body.
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      http::response<http::empty_body> cont{http::status::continue_, 11};
+      co_await http::async_write(client, cont, ec_token(ec));
+    }
+    client.expires_after(opts.read_timeout);
+    co_await http::async_read(client, buffer, parser, ec_token(ec));
+    if (ec == http::error::body_limit) {
+      co_await reply(client, parser.get(), 413, "application/json",
+                     openai_error("request body is larger than the limit of " + std::to_string(opts.body_limit) +
+                                      " bytes (serve --max-body)",
+                                  error_type(413), 413),
+                     "");
+      metrics.request("other", 413);
+      --active;
+      break;
+    }
+    if (ec) {
+      --active;
+      break;
+    }
+    auto req = parser.release();
+    bool keep = false;
+    try {
+      keep = co_await handle(client, req);
+    } catch (const std::exception& e) {
+      log::error("request {} failed: {}", std::string(req.target()), e.what());
+    }
+    --active;
+    if (!keep || !req.keep_alive() || stopping) break;
+  }
+  error_code ignored;
+  client.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  client.close();
+}
+
+bool HttpServer::Impl::authorized(const http::request<http::string_body>& req) const {
+  if (opts.api_key.empty()) return true;
+  const std::string auth(req[http::field::authorization]);
+  return auth.size() > 7 && iequals(auth.substr(0, 7), "Bearer ") &&
+         trim(std::string_view(auth).substr(7)) == opts.api_key;
+}
+
+awaitable<bool> HttpServer::Impl::reply(beast::tcp_stream& client, const http::request<http::string_body>& req,
+                                        int status, const std::string& type, std::string body,
+                                        const std::string& origin) const {
+  http::response<http::string_body> res{static_cast<http::status>(status), 11};
+  res.set(http::field::server, "llamactl/" LLAMACTL_VERSION);
+  res.set(http::field::content_type, type);
+  if (!origin.empty()) {
+    res.set(http::field::access_control_allow_origin, origin);
+    res.set(http::field::vary, "Origin");
+  }
+  const bool head = req.method() == http::verb::head;
+  res.body() = std::move(body);
+  res.prepare_payload();
+  if (head) res.body().clear();
+  const bool keep = req.keep_alive() && status != 413;
+  res.keep_alive(keep);
+  error_code ec;
+  client.expires_after(opts.write_timeout);
+  if (head) {
+    http::response_serializer<http::string_body> sr{res};
+    co_await http::async_write_header(client, sr, ec_token(ec));
+  } else {
+    co_await http::async_write(client, res, ec_token(ec));
+  }
+  co_return keep && !ec;
+}
+
+awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& client, http::request<http::string_body>& req) {
+  const auto t0 = Clock::now();
+  const std::string target(req.target());
+  const std::string path = target.substr(0, target.find('?'));
+  const auto method = req.method();
+  const std::string req_origin(req[http::field::origin]);
+  const std::string origin = !req_origin.empty() && origin_allowed(opts.origins, req_origin) ? req_origin : "";
+  static const std::vector<std::string> kRoutes = {
+      "/", "/health", "/metrics", "/v1/models", "/v1/embeddings", "/v1/chat/completions", "/v1/completions"};
+  const std::string route = std::find(kRoutes.begin(), kRoutes.end(), path) != kRoutes.end() ? path : "other";
+  int status = 200;
+  bool keep = true;
+  const auto json_type = "application/json; charset=utf-8";
+
+  if (method == http::verb::options) {
+    // CORS preflight: only for the origins Ollama allows (OLLAMA_ORIGINS).
+    http::response<http::empty_body> res{origin.empty() ? http::status::forbidden : http::status::no_content, 11};
+    status = origin.empty() ? 403 : 204;
+    if (!origin.empty()) {
+      res.set(http::field::access_control_allow_origin, origin);
+      res.set(http::field::access_control_allow_methods, "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
+      res.set(http::field::access_control_allow_headers,
+              "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-stainless-arch, "
+              "x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-runtime, "
+              "x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout");
+      res.set(http::field::access_control_max_age, "43200");
+      res.set(http::field::vary, "Origin");
+    }
+    res.keep_alive(req.keep_alive());
+    error_code ec;
+    client.expires_after(opts.write_timeout);
+    co_await http::async_write(client, res, ec_token(ec));
+    keep = !ec && req.keep_alive();
+  } else if (!(path == "/" || path == "/health") && !authorized(req)) {
+    status = 401;
+    keep = co_await reply(client, req, 401, json_type, openai_error("invalid or missing API key", error_type(401), 401),
+                          origin);
+  } else if (path == "/" && (method == http::verb::get || method == http::verb::head)) {
+    keep = co_await reply(client, req, 200, "text/plain; charset=utf-8", "Ollama is running", origin);
+  } else if (path == "/health" && method == http::verb::get) {
+    keep = co_await reply(client, req, 200, json_type, R"({"status":"ok"})", origin);
+  } else if (path == "/metrics" && method == http::verb::get) {
+    keep = co_await reply(client, req, 200, "text/plain; version=0.0.4; charset=utf-8", metrics_text(), origin);
+  } else if (path == "/v1/models" && method == http::verb::get) {
+    keep = co_await reply(client, req, 200, json_type, models_json(), origin);
+  } else if (method == http::verb::post &&
+             (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings")) {
+    keep = co_await proxy(client, req, path, origin, status);
+  } else {
+    status = 404;
+    keep = co_await reply(client, req, 404, "text/plain; charset=utf-8", "404 page not found", origin);
+  }
+  metrics.request(route, status);
+  log::info("{} {} {} {:.1f} ms", std::string(req.method_string()), target, status,
+            std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  co_return keep;
+}
+
+awaitable<bool> HttpServer::Impl::proxy(beast::tcp_stream& client, http::request<http::string_body>& req,
+                                        const std::string& route, const std::string& origin, int& status) {
+  const auto json_type = "application/json; charset=utf-8";
+  const auto fail = [&](int code, const std::string& message) -> awaitable<bool> {
+    status = code;
+    co_return co_await reply(client, req, code, json_type, openai_error(message, error_type(code), code), origin);
+  };
+  // Bodies parse as JSON whatever the Content-Type says (clients differ).
+  const json body = json::parse(req.body(), nullptr, false);
+  if (body.is_discarded() || !body.is_object()) co_return co_await fail(400, "the request body is not a JSON object");
+  if (!body.contains("model") || !body["model"].is_string() || body["model"].get<std::string>().empty())
+    co_return co_await fail(400, "'model' is required");
+  const std::string requested = body["model"].get<std::string>();
+  const auto model = router.resolve(requested);
+  if (!model) co_return co_await fail(404, "model '" + requested + "' not found");
+
+  for (int attempt = 0;; ++attempt) {
+    const auto t0 = Clock::now();
+    const Ticket t = co_await wait_for(client, *model, route == "/v1/embeddings");
+    if (t.kind == Ticket::Kind::pending) co_return false;  // the client went away while waiting
+    if (t.kind == Ticket::Kind::failed) co_return co_await fail(t.status, t.error);
+    metrics.queue_wait(std::chrono::duration<double>(Clock::now() - t0).count());
+    Admitted admitted(router, *model);
+    const int port = t.port;
+    int upstream_status = 0;
+    const bool keep = co_await relay(client, req, *model, port, origin, upstream_status);
+    if (upstream_status != -1 || attempt > 0) {
+      status = upstream_status > 0 ? upstream_status : 502;
+      co_return keep;
+    }
+    // Nothing answered on its port: the instance died or was unloaded
+    // behind our back. The router has reconciled; ask again (a fresh load).
+    pool.drop(port);
+  }
+}
+
+awaitable<Ticket> HttpServer::Impl::wait_for(beast::tcp_stream& client, const std::string& model, bool embeddings) {
+  auto exec = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(exec);
+  timer->expires_after(opts.wait_timeout);
+  Ticket t = router.admit(model, embeddings, [timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
+  if (t.kind != Ticket::Kind::pending) co_return t;
+  auto watch = std::make_shared<ClientWatch>();
+  bool gone = false;
+  watch->on_readable = [&] {
+    if (peer_closed(client.socket())) {
+      gone = true;
+      timer->cancel();
+    }
+  };
+  arm_watch(client.socket(), watch);
+  for (;;) {
+    error_code ec;
+    co_await timer->async_wait(ec_token(ec));
+    Ticket r = router.result(t.waiter);
+    if (r.kind != Ticket::Kind::pending) {
+      watch->on_readable = nullptr;
+      client.socket().cancel(ec);
+      if (gone && r.kind == Ticket::Kind::ready) {
+        router.finish(model);  // granted but never used
+        co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
+      }
+      co_return r;
+    }
+    if (gone || !ec) {  // client gone, or waited past the safety net
+      watch->on_readable = nullptr;
+      client.socket().cancel(ec);
+      router.cancel(model, t.waiter);
+      log::info("request for {} left the queue: {}", model, gone ? "client disconnected" : "wait timed out");
+      if (gone) co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
+      co_return Ticket{Ticket::Kind::failed, 0, 0, 504, "timed out waiting for '" + model + "' to load"};
+    }
+  }
+}
+
+awaitable<bool> HttpServer::Impl::relay(beast::tcp_stream& client, http::request<http::string_body>& req,
+                                        const std::string& model, int port, const std::string& origin, int& status) {
+  auto exec = co_await asio::this_coro::executor;
+  http::request<http::string_body> up{req.method(), req.target(), 11};
+  for (const auto& f : req)
+    if (!hop_by_hop(f.name()) && f.name() != http::field::authorization && f.name() != http::field::origin)
+      up.insert(f.name_string(), f.value());
+  up.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+  up.keep_alive(true);
+  up.body() = req.body();
+  up.prepare_payload();
+
+  // A pooled connection may have been closed by the server meanwhile: on a
+  // failure before any response byte, try once more on a fresh connection.
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer ubuf;
+  std::optional<http::response_parser<http::buffer_body>> parser;
+  error_code ec;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto pooled = attempt == 0 ? pool.take(port) : std::nullopt;
+    auto& upstream = stream.emplace(exec);
+    if (pooled) {
+      upstream.socket().assign(tcp::v4(), pooled->release(), ec);
+    } else {
+      upstream.expires_after(kConnectTimeout);
+      co_await upstream.async_connect(
+          tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), static_cast<unsigned short>(port)), ec_token(ec));
+      if (ec) break;
+      upstream.socket().set_option(tcp::no_delay(true), ec);
+    }
+    upstream.expires_after(opts.write_timeout);
+    co_await http::async_write(upstream, up, ec_token(ec));
+    if (!ec) {
+      parser.emplace();
+      // Unlimited: Beast 1.74 treats body_limit(none) as "exceeded" for any Content-Length.
+      parser->body_limit(std::numeric_limits<std::uint64_t>::max());
+      ubuf.clear();
+      upstream.expires_after(opts.upstream_timeout);
+      co_await http::async_read_header(upstream, ubuf, *parser, ec_token(ec));
+    }
+    if (!ec || !pooled) break;
+  }
+  if (ec) {
+    const bool refused = ec == asio::error::connection_refused;
+    log::warn("upstream {} (port {}): {}", model, port, ec.message());
+    router.upstream_failed(model);
+    pool.drop(port);
+    if (refused) {
+      status = -1;  // the caller asks again
+      co_return true;
+    }
+    status = 502;
+    co_return co_await reply(
+        client, req, 502, "application/json; charset=utf-8",
+        openai_error("llama-server for '" + model + "' failed: " + ec.message(), "server_error", 502), origin);
+  }
+
+  auto& p = *parser;
+  auto& upstream = *stream;
+  http::response<http::buffer_body> res;
+  res.base() = p.get().base();
+  status = static_cast<int>(res.result_int());
+  res.erase(http::field::connection);
+  res.erase(http::field::keep_alive);
+  // CORS is serve's policy (OLLAMA_ORIGINS), not the upstream's.
+  for (auto f : {http::field::access_control_allow_origin, http::field::access_control_allow_methods,
+                 http::field::access_control_allow_headers, http::field::access_control_allow_credentials})
+    res.erase(f);
+  res.set(http::field::server, "llamactl/" LLAMACTL_VERSION);
+  if (!origin.empty()) {
+    res.set(http::field::access_control_allow_origin, origin);
+    res.set(http::field::vary, "Origin");
+  }
+  const bool sse = starts_with(to_lower(std::string(res[http::field::content_type])), "text/event-stream");
+  if (sse) res.set("X-Accel-Buffering", "no");
+  const bool chunked = p.chunked();
+  res.keep_alive(req.keep_alive());
+  http::response_serializer<http::buffer_body> sr{res};
+  client.expires_after(opts.write_timeout);
+  co_await http::async_write_header(client, sr, ec_token(ec));
+  if (ec) co_return false;
+
+  // Watch the client while we wait on llama-server: a client that goes away
+  // closes the upstream connection, which makes llama-server cancel the task.
+  auto watch = std::make_shared<ClientWatch>();
+  bool client_gone = false;
+  watch->on_readable = [&] {
+    if (peer_closed(client.socket())) {
+      client_gone = true;
+      error_code ignored;
+      upstream.socket().close(ignored);
+    }
+  };
+  arm_watch(client.socket(), watch);
+  const auto disarm = [&] {
+    watch->on_readable = nullptr;
+    error_code ignored;
+    client.socket().cancel(ignored);
+  };
+
+  char buf[16384];
+  bool upstream_broke = false;
+  for (;;) {
+    size_t n = 0;
+    if (!p.is_done()) {
+      p.get().body().data = buf;
+      p.get().body().size = sizeof buf;
+      upstream.expires_after(opts.upstream_timeout);
+      co_await http::async_read_some(upstream, ubuf, p, ec_token(ec));
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        upstream_broke = !client_gone;
+        break;
+      }
+      n = sizeof buf - p.get().body().size;
+      if (n == 0 && !p.is_done()) continue;
+      res.body().data = buf;
+      res.body().size = n;
+      res.body().more = !p.is_done();
+    } else {
+      res.body().data = nullptr;
+      res.body().size = 0;
+      res.body().more = false;
+    }
+    client.expires_after(opts.write_timeout);
+    co_await http::async_write(client, sr, ec_token(ec));
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      client_gone = true;
+      break;
+    }
+    if (sr.is_done()) break;
+  }
+  disarm();
+
+  if (client_gone) {
+    log::info("client of {} disconnected mid-response; closed the upstream connection", model);
+    error_code ignored;
+    upstream.socket().close(ignored);
+    co_return false;
+  }
+  if (upstream_broke) {
+    log::warn("upstream {} broke mid-response: {}", model, ec.message());
+    if (sse && chunked) {
+      // OpenAI clients read an error event; llama-server itself sends errors after the start this way.
+      std::string event =
+          "event: error\ndata: " +
+          openai_error("llama-server for '" + model + "' stopped mid-stream: " + ec.message(), "server_error", 502) +
+          "\n\n";
+      res.body().data = event.data();
+      res.body().size = event.size();
+      res.body().more = false;
+      error_code wec;
+      client.expires_after(opts.write_timeout);
+      co_await http::async_write(client, sr, ec_token(wec));
+    }
+    pool.drop(port);
+    router.upstream_failed(model);
+    co_return false;
+  }
+  if (p.keep_alive()) pool.give(port, upstream.release_socket());
+  co_return req.keep_alive();
+}
+
+std::string HttpServer::Impl::models_json() {
+  json data = json::array();
+  for (const auto& m : router.models())
+    data.push_back({{"id", m.name},
+                    {"object", "model"},
+                    {"created", now_ms() / 1000},
+                    {"owned_by", "llamactl"},
+                    {"status",
+                     {{"value", m.state == "ready"     ? "loaded"
+                                : m.state == "stopped" ? "unloaded"
+                                                       : m.state}}}});
+  return json{{"object", "list"}, {"data", data}}.dump();
+}
+
+std::string HttpServer::Impl::metrics_text() {
+  MetricsSnapshot m = metrics.snapshot();
+  router.fill(m);
+  const auto probe = gpus.read();
+  m.gpu_reading_ok = !probe.cpu_mode;
+  m.gpus = probe.snapshot.gpus;
+  return render(m);
+}
+
+}  // namespace llamactl::serve

@@ -1,0 +1,55 @@
+#pragma once
+// serve's HTTP side: the listener, one session per connection, the routes,
+// and the relay to llama-server. Beast lives only in http_server.cpp.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpu/probe.h"
+#include "serve/metrics.h"
+#include "serve/options.h"
+#include "serve/router.h"
+#include "util/result.h"
+
+namespace llamactl::serve {
+
+struct ServerOptions {
+  Endpoint listen;
+  std::string api_key;                                                   // empty: none
+  uint64_t body_limit = 64ULL << 20;                                     // bytes; base64 images need room
+  std::vector<std::string> origins;                                      // CORS patterns
+  int threads = 2;                                                       // I/O threads
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(60)};      // a whole request, from its first byte
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};      // keep-alive connection with no request
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(60)};     // each write to a client
+  std::chrono::milliseconds upstream_timeout{std::chrono::minutes(10)};  // llama-server silent (long prompts)
+  std::chrono::milliseconds wait_timeout{std::chrono::minutes(11)};      // waiting for a load, safety net
+};
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions opts, Router& router, Metrics& metrics, gpu::GpuProbe& gpus);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// Binds and starts the I/O threads. Error kind port_in_use when the
+  /// address is taken, usage when it is not this machine's.
+  Status start();
+  /// The address actually bound (port 0 resolved).
+  Endpoint bound() const;
+  /// Stops accepting, lets requests in flight finish for up to `grace`, then
+  /// cuts the rest and joins the threads.
+  void stop(std::chrono::milliseconds grace);
+  /// Open client requests (being read, waiting or streaming).
+  int active() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace llamactl::serve

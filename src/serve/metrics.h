@@ -1,0 +1,57 @@
+#pragma once
+// serve's counters and their Prometheus text form. Updating is thread-safe
+// and cheap (one mutex, no allocation on the hot path after the first use of
+// a label set); render() is a pure function of a snapshot.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gpu/snapshot.h"
+
+namespace llamactl::serve {
+
+/// Cumulative histogram with fixed upper bounds (seconds).
+struct Histogram {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;  // per bound, not cumulative; +Inf is `count`
+  double sum = 0;
+  uint64_t count = 0;
+  explicit Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size(), 0) {}
+  void observe(double v);
+};
+
+struct MetricsSnapshot {
+  std::map<std::pair<std::string, int>, uint64_t> requests;  // (route, status) -> count
+  int64_t in_flight = 0;
+  std::map<std::string, uint64_t> loads;     // result ("ok", "failed") -> count
+  std::map<std::string, uint64_t> unloads;   // reason -> count
+  std::map<std::string, int64_t> instances;  // state -> count
+  Histogram load_seconds{{0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}};
+  Histogram queue_wait_seconds{{0.001, 0.01, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}};
+  std::vector<gpu::GpuReading> gpus;
+  bool gpu_reading_ok = false;
+};
+
+/// Prometheus text exposition format 0.0.4, every family with HELP and TYPE.
+std::string render(const MetricsSnapshot& m);
+
+class Metrics {
+ public:
+  void request(const std::string& route, int status);
+  void load(bool ok, double seconds);
+  void unload(const std::string& reason);
+  void queue_wait(double seconds);
+  /// A copy to render (instances, in-flight and GPUs are filled in by the caller).
+  MetricsSnapshot snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  MetricsSnapshot s_;
+};
+
+}  // namespace llamactl::serve

@@ -1,0 +1,174 @@
+#include "serve/options.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "util/duration.h"
+#include "util/strings.h"
+
+namespace llamactl::serve {
+namespace {
+
+bool is_ip_literal(const std::string& h) {
+  if (h.empty()) return false;
+  const bool v4 = h.find_first_not_of("0123456789.") == std::string::npos && std::count(h.begin(), h.end(), '.') == 3;
+  const bool v6 =
+      h.find(':') != std::string::npos && h.find_first_not_of("0123456789abcdefABCDEF:.") == std::string::npos;
+  return v4 || v6;
+}
+
+Result<int> parse_port(const std::string& text, const std::string& what) {
+  const auto p = parse_int(text);
+  if (!p || *p < 0 || *p > 65535) return make_error(ErrorKind::usage, what + ": bad port '" + text + "'");
+  return static_cast<int>(*p);
+}
+
+// "host:port", "[v6]:port", ":port", "host", "[v6]" -> host and optional port.
+Result<std::pair<std::string, std::optional<std::string>>> split_host_port(const std::string& s,
+                                                                           const std::string& what) {
+  if (!s.empty() && s[0] == '[') {
+    const auto close = s.find(']');
+    if (close == std::string::npos) return make_error(ErrorKind::usage, what + ": missing ']' in '" + s + "'");
+    const std::string host = s.substr(1, close - 1);
+    if (close + 1 == s.size()) return std::pair{host, std::optional<std::string>()};
+    if (s[close + 1] != ':') return make_error(ErrorKind::usage, what + ": unexpected text after ']' in '" + s + "'");
+    return std::pair{host, std::optional<std::string>(s.substr(close + 2))};
+  }
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos) return std::pair{s, std::optional<std::string>()};
+  if (s.find(':') != colon) return std::pair{s, std::optional<std::string>()};  // bare IPv6
+  return std::pair{s.substr(0, colon), std::optional<std::string>(s.substr(colon + 1))};
+}
+
+Result<std::string> check_host(std::string host, const std::string& what) {
+  if (host == "localhost") return std::string("127.0.0.1");
+  if (host.empty()) return std::string("0.0.0.0");
+  if (!is_ip_literal(host))
+    return make_error(ErrorKind::usage, what + ": '" + host +
+                                            "' is not an IP address (llamactl does not look up host names; "
+                                            "use 127.0.0.1, 0.0.0.0, ::1 or an address of this machine)");
+  return host;
+}
+
+}  // namespace
+
+std::string Endpoint::text() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+Result<Endpoint> parse_listen(const std::string& text) {
+  const std::string what = "--listen";
+  auto hp = split_host_port(std::string(trim(text)), what);
+  if (!hp) return hp.error();
+  Endpoint e;
+  auto host = check_host(hp->first, what);
+  if (!host) return host.error();
+  e.host = *host;
+  if (hp->second) {
+    auto port = parse_port(*hp->second, what);
+    if (!port) return port.error();
+    e.port = *port;
+  }
+  return e;
+}
+
+Result<Endpoint> parse_ollama_host(const std::string& value) {
+  const std::string what = "OLLAMA_HOST";
+  std::string s(trim(value));
+  int default_port = 11434;
+  if (const auto sep = s.find("://"); sep != std::string::npos) {
+    const std::string scheme = to_lower(s.substr(0, sep));
+    if (scheme == "http")
+      default_port = 80;
+    else if (scheme == "https")
+      default_port = 443;
+    s = s.substr(sep + 3);
+  }
+  s = s.substr(0, s.find('/'));
+  Endpoint e;
+  e.port = default_port;
+  if (s.empty()) {
+    e.host = "127.0.0.1";
+    return e;
+  }
+  auto hp = split_host_port(s, what);
+  if (!hp) return hp.error();
+  auto host = check_host(hp->first, what);
+  if (!host) return host.error();
+  e.host = *host;
+  if (hp->second) {
+    auto port = parse_port(*hp->second, what);
+    if (!port) return port.error();
+    e.port = *port;
+  }
+  return e;
+}
+
+Result<int64_t> keep_alive_for(const config::Config& cfg, const std::string& model,
+                               const std::optional<std::string>& flag, const std::optional<std::string>& env) {
+  int64_t ms = cfg.keep_alive_ms;
+  if (const auto* m = cfg.find_model(model); m && m->keep_alive_ms) ms = *m->keep_alive_ms;
+  for (const auto& [text, source] : {std::pair{flag, "--keep-alive"}, std::pair{env, "OLLAMA_KEEP_ALIVE"}}) {
+    if (!text || trim(*text).empty()) continue;
+    auto v = parse_duration_ms(trim(*text));
+    if (!v) return make_error(ErrorKind::usage, std::string(source) + ": " + v.error().message);
+    ms = *v;
+  }
+  return ms;
+}
+
+std::vector<std::string> allowed_origins(const std::optional<std::string>& env) {
+  std::vector<std::string> out;
+  if (env)
+    for (const auto& o : split(*env, ','))
+      if (!trim(o).empty()) out.emplace_back(trim(o));
+  for (const char* host : {"localhost", "127.0.0.1", "0.0.0.0"})
+    for (const char* scheme : {"http", "https"}) {
+      out.push_back(std::string(scheme) + "://" + host);
+      out.push_back(std::string(scheme) + "://" + host + ":*");
+    }
+  for (const char* o : {"app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*"})
+    out.emplace_back(o);
+  return out;
+}
+
+bool origin_allowed(const std::vector<std::string>& patterns, const std::string& origin) {
+  for (const auto& p : patterns) {
+    if (p == "*" || p == origin) return true;
+    // One '*' wildcard, as gin-contrib/cors allows.
+    const auto star = p.find('*');
+    if (star == std::string::npos) continue;
+    const std::string pre = p.substr(0, star), post = p.substr(star + 1);
+    if (origin.size() >= pre.size() + post.size() && starts_with(origin, pre) && ends_with(origin, post)) return true;
+  }
+  return false;
+}
+
+Result<uint64_t> parse_size(const std::string& text) {
+  const std::string t = to_lower(trim(text));
+  size_t i = 0;
+  while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;
+  const auto n = parse_int(t.substr(0, i));
+  if (i == 0 || !n || *n < 0) return make_error(ErrorKind::usage, "bad size '" + text + "' (e.g. 64MiB, 1GiB, 500000)");
+  const std::string unit(trim(std::string_view(t).substr(i)));
+  uint64_t mult = 0;
+  if (unit.empty() || unit == "b")
+    mult = 1;
+  else if (unit == "k" || unit == "kb")
+    mult = 1000;
+  else if (unit == "kib")
+    mult = 1024;
+  else if (unit == "m" || unit == "mb")
+    mult = 1000 * 1000;
+  else if (unit == "mib")
+    mult = 1024 * 1024;
+  else if (unit == "g" || unit == "gb")
+    mult = 1000ULL * 1000 * 1000;
+  else if (unit == "gib")
+    mult = 1024ULL * 1024 * 1024;
+  else
+    return make_error(ErrorKind::usage, "bad size unit in '" + text + "' (B, KB, KiB, MB, MiB, GB, GiB)");
+  return static_cast<uint64_t>(*n) * mult;
+}
+
+}  // namespace llamactl::serve

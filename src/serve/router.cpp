@@ -1,0 +1,379 @@
+#include "serve/router.h"
+
+#include <algorithm>
+
+#include "serve/options.h"
+#include "util/log.h"
+#include "util/strings.h"
+#include "util/time.h"
+
+namespace llamactl::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Loads that failed for want of room may succeed after an eviction.
+bool no_room(ErrorKind k) {
+  return k == ErrorKind::gpu_unavailable || k == ErrorKind::insufficient_memory;
+}
+
+int status_for(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::gpu_unavailable:
+    case ErrorKind::insufficient_memory:
+    case ErrorKind::port_in_use:
+    case ErrorKind::state:
+      return 503;
+    case ErrorKind::model_not_found:
+      return 404;
+    case ErrorKind::timeout:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+std::string strip_latest(const std::string& name) {
+  const auto colon = name.rfind(':');
+  if (colon != std::string::npos && name.substr(colon + 1) == "latest") return name.substr(0, colon);
+  return name;
+}
+
+}  // namespace
+
+Router::Router(runtime::Runtime& rt, Metrics& metrics, RouterOptions opts)
+    : rt_(rt), metrics_(metrics), opts_(std::move(opts)) {
+  sync_now();  // adopt what already runs (a restarted serve, `llamactl load`)
+}
+
+Router::~Router() {
+  try {
+    stop(false);
+  } catch (const std::exception& e) {  // a thread that cannot be joined: nothing else to do at exit
+    log::error("stopping the router: {}", e.what());
+  }
+}
+
+std::optional<std::string> Router::resolve(const std::string& requested) {
+  if (requested.empty()) return std::nullopt;
+  if (const auto* m = rt_.config().find_model(requested)) return m->name;
+  const std::string bare = strip_latest(requested);
+  std::lock_guard lock(mu_);
+  for (const auto& [name, m] : sched_.models())
+    if ((name == requested || name == bare) && m.phase != Phase::stopped) return name;
+  return std::nullopt;
+}
+
+Ticket Router::admit(const std::string& model, bool embeddings, std::function<void()> wake) {
+  std::unique_lock lock(mu_);
+  if (stopping_) return {Ticket::Kind::failed, 0, 0, 503, "llamactl serve is shutting down"};
+  const uint64_t id = ++next_waiter_;
+  const auto adm = sched_.admit(model, id, now_ms());
+  if (adm.kind == Admission::Kind::serve) return {Ticket::Kind::ready, adm.port, 0, 0, {}};
+  waiters_[id] = Waiter{std::move(wake), std::nullopt, model};
+  if (adm.kind == Admission::Kind::start) {
+    log::info("load {}: first request, starting it", model);
+    lock.unlock();
+    start_load(model, embeddings);
+  } else {
+    log::debug("request for {} joins the load in progress", model);
+  }
+  return {Ticket::Kind::pending, 0, id, 0, {}};
+}
+
+Ticket Router::result(uint64_t waiter) {
+  std::lock_guard lock(mu_);
+  auto it = waiters_.find(waiter);
+  if (it == waiters_.end() || !it->second.outcome) return {Ticket::Kind::pending, 0, waiter, 0, {}};
+  Ticket t = *it->second.outcome;
+  waiters_.erase(it);
+  return t;
+}
+
+void Router::cancel(const std::string& model, uint64_t waiter) {
+  std::lock_guard lock(mu_);
+  auto it = waiters_.find(waiter);
+  if (it == waiters_.end()) return;
+  // Granted but never used: hand the in-flight count back.
+  if (it->second.outcome && it->second.outcome->kind == Ticket::Kind::ready)
+    sched_.finish(model, now_ms());
+  else
+    sched_.cancel(model, waiter);
+  waiters_.erase(it);
+  wake_loop_ = true;
+  cv_.notify_all();
+}
+
+void Router::finish(const std::string& model) {
+  std::lock_guard lock(mu_);
+  sched_.finish(model, now_ms());
+  // keep_alive 0 reaps as soon as nothing is in flight: let the loop look now.
+  wake_loop_ = true;
+  cv_.notify_all();
+}
+
+void Router::upstream_failed(const std::string& model) {
+  log::warn("upstream of {} failed; reconciling", model);
+  sync_now();
+}
+
+void Router::grant(const Grants& g, const std::optional<Ticket>& failure) {
+  std::vector<std::function<void()>> wakes;
+  {
+    std::lock_guard lock(mu_);
+    for (uint64_t id : g.waiters) {
+      auto it = waiters_.find(id);
+      if (it == waiters_.end()) continue;
+      it->second.outcome = failure ? *failure : Ticket{Ticket::Kind::ready, g.port, id, 0, {}};
+      wakes.push_back(it->second.wake);
+    }
+  }
+  for (auto& w : wakes) w();
+}
+
+void Router::start_load(const std::string& model, bool embeddings) {
+  spawn_job([this, model, embeddings] { run_load(model, embeddings); });
+}
+
+void Router::run_load(const std::string& model, bool embeddings) {
+  const auto t0 = Clock::now();
+  auto fail = [&](int status, const std::string& message) {
+    log::warn("load {} failed: {}", model, message);
+    metrics_.load(false, 0);
+    Grants g;
+    {
+      std::lock_guard lock(mu_);
+      g = sched_.load_failed(model);
+    }
+    grant(g, Ticket{Ticket::Kind::failed, 0, 0, status, message});
+  };
+  auto keep_alive = keep_alive_for(rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
+  if (!keep_alive) return fail(500, keep_alive.error().message);
+  runtime::LoadRequest req;
+  req.model = model;
+  req.loaded_by = "serve";
+  req.keep_alive_ms = *keep_alive;
+  req.timeout = opts_.load_timeout;
+  if (embeddings) req.extra_args = {"--embeddings"};
+  for (;;) {
+    auto r = rt_.load(req);
+    if (r) {
+      const auto& rec = r->instance.rec;
+      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      log::info("load {}: ready on port {} (pid {}, GPU {}) in {:.2f} s", model, rec.port, rec.pid,
+                placement::gpus_text(rec.gpus), seconds);
+      for (const auto& n : r->notes) log::info("load {}: {}", model, n);
+      metrics_.load(true, seconds);
+      Grants g;
+      {
+        std::lock_guard lock(mu_);
+        g = sched_.loaded(model, rec.port, rec.pid, rec.keep_alive_ms, rec.loaded_by != "serve", now_ms());
+      }
+      grant(g, std::nullopt);
+      return;
+    }
+    const auto& err = r.error();
+    if (no_room(err.kind)) {
+      std::optional<std::string> victim;
+      int64_t pid = 0;
+      {
+        std::lock_guard lock(mu_);
+        victim = sched_.evict_for(model);
+        if (victim) pid = sched_.find(*victim)->pid;
+      }
+      if (victim) {
+        log::info("load {}: no room ({}); evicting idle {}", model, err.message, *victim);
+        run_stop(*victim, pid, "evicted");
+        continue;
+      }
+    }
+    return fail(status_for(err.kind), err.message);
+  }
+}
+
+void Router::start_stop(const std::string& model, const std::string& reason) {
+  int64_t pid = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto* m = sched_.find(model)) pid = m->pid;
+  }
+  spawn_job([this, model, pid, reason] { run_stop(model, pid, reason); });
+}
+
+void Router::run_stop(const std::string& model, int64_t pid, const std::string& reason) {
+  log::info("unload {} ({}): pid {}", model, reason, pid);
+  runtime::UnloadRequest req;
+  req.model = model;
+  req.only_pid = pid;
+  req.timeout = opts_.stop_timeout;
+  if (auto r = rt_.unload(req); !r && r.error().kind != ErrorKind::model_not_found)
+    log::warn("unload {}: {}", model, r.error().message);
+  metrics_.unload(reason);
+  bool restart = false;
+  {
+    std::lock_guard lock(mu_);
+    restart = sched_.stopped(model) && !stopping_;
+  }
+  if (restart) {
+    log::info("load {}: requests arrived while it stopped; starting it again", model);
+    run_load(model, false);
+  }
+}
+
+void Router::sync_now() {
+  std::lock_guard one(sync_mu_);
+  uint64_t mark = 0;
+  {
+    std::lock_guard lock(mu_);
+    mark = sched_.begin_sync();
+  }
+  std::vector<std::string> notes;
+  auto st = rt_.reconcile_state(notes);
+  if (!st) {
+    log::warn("cannot read the state: {}", st.error().message);
+    return;
+  }
+  for (const auto& n : notes) log::warn("{}", n);
+  std::vector<Record> live;
+  std::map<std::string, int64_t> dead_pids;
+  size_t dead = 0;
+  for (const auto& i : st->instances) {
+    if (i.dead()) {
+      ++dead;
+      dead_pids[i.model] = i.pid;
+      continue;
+    }
+    live.push_back(
+        {i.model, i.port, i.pid, i.state == "running", i.last_used_at_ms, i.keep_alive_ms, i.loaded_by != "serve"});
+  }
+  SyncResult res;
+  std::vector<std::tuple<std::string, int64_t, int64_t>> uses;
+  {
+    std::lock_guard lock(mu_);
+    std::map<std::string, int64_t> vanished_pids;
+    for (const auto& [name, m] : sched_.models())
+      if (m.phase == Phase::ready) vanished_pids[name] = m.pid;
+    res = sched_.sync(mark, live, now_ms());
+    dead_records_ = dead;
+    for (const auto& name : res.vanished) {
+      const auto d = dead_pids.find(name);
+      const bool died = d != dead_pids.end() && d->second == vanished_pids[name];
+      metrics_.unload(died ? "failed" : "manual");
+      log::info("{} {} (pid {})", name, died ? "died" : "was unloaded outside serve", vanished_pids[name]);
+    }
+    // Last use goes to the state file so `status` shows it and the expiry.
+    for (const auto& rec : live)
+      if (const auto* m = sched_.find(rec.model);
+          m && m->phase == Phase::ready && m->pid == rec.pid && m->last_used_ms > rec.last_used_ms)
+        uses.emplace_back(rec.model, rec.pid, m->last_used_ms);
+  }
+  for (const auto& name : res.adopted) log::info("adopted running instance {}", name);
+  if (auto s = rt_.record_use(uses); !s) log::warn("{}", s.error().message);
+}
+
+void Router::reap() {
+  std::vector<std::pair<std::string, int64_t>> expired;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& name : sched_.expired(now_ms())) expired.emplace_back(name, sched_.find(name)->keep_alive_ms);
+  }
+  for (const auto& [name, keep_alive] : expired) start_stop(name, keep_alive == 0 ? "keep_alive_0" : "idle");
+}
+
+void Router::run() {
+  auto last_sync = Clock::now();
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    // Reaping happens within a second of expiry: look at least every 250 ms.
+    cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stopping_ || wake_loop_; });
+    wake_loop_ = false;
+    if (stopping_) break;
+    lock.unlock();
+    reap();
+    if (Clock::now() - last_sync >= opts_.sync_interval) {
+      sync_now();
+      last_sync = Clock::now();
+    }
+    join_finished_jobs();
+    lock.lock();
+  }
+}
+
+void Router::stop(bool unload_ours) {
+  std::vector<Job> jobs;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_ && jobs_.empty()) return;
+    stopping_ = true;
+    cv_.notify_all();
+    jobs.swap(jobs_);
+  }
+  for (auto& j : jobs)
+    if (j.thread.joinable()) j.thread.join();
+  // Whoever still waits gets an answer.
+  std::vector<std::function<void()>> wakes;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, w] : waiters_)
+      if (!w.outcome) {
+        w.outcome = Ticket{Ticket::Kind::failed, 0, id, 503, "llamactl serve is shutting down"};
+        wakes.push_back(w.wake);
+      }
+  }
+  for (auto& w : wakes) w();
+  if (!unload_ours) return;
+  std::vector<std::string> notes;
+  auto st = rt_.reconcile_state(notes);
+  if (!st) return;
+  for (const auto& i : st->live())
+    if (i.loaded_by == "serve") run_stop(i.model, i.pid, "manual");
+}
+
+std::vector<ModelInfo> Router::models() {
+  std::vector<ModelInfo> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [name, mc] : rt_.config().models) {
+    ModelInfo info{name, "stopped", 0, true};
+    if (const auto* m = sched_.find(name)) {
+      info.state = to_string(m->phase);
+      info.port = m->port;
+    }
+    out.push_back(info);
+  }
+  for (const auto& [name, m] : sched_.models())
+    if (!rt_.config().models.count(name) && m.phase != Phase::stopped)
+      out.push_back({name, to_string(m.phase), m.port, false});
+  return out;
+}
+
+void Router::fill(MetricsSnapshot& m) {
+  std::lock_guard lock(mu_);
+  for (const auto& [name, s] : sched_.models())
+    if (s.phase != Phase::stopped) ++m.instances[to_string(s.phase)];
+  m.instances["dead"] = static_cast<int64_t>(dead_records_);
+  m.in_flight = sched_.in_flight();
+}
+
+void Router::spawn_job(std::function<void()> fn) {
+  auto done = std::make_shared<bool>(false);
+  std::lock_guard lock(mu_);
+  jobs_.push_back({std::thread([this, fn = std::move(fn), done] {
+                     fn();
+                     std::lock_guard l(mu_);
+                     *done = true;
+                   }),
+                   done});
+}
+
+void Router::join_finished_jobs() {
+  std::vector<Job> finished;
+  {
+    std::lock_guard lock(mu_);
+    auto mid = std::partition(jobs_.begin(), jobs_.end(), [](const Job& j) { return !*j.done; });
+    std::move(mid, jobs_.end(), std::back_inserter(finished));
+    jobs_.erase(mid, jobs_.end());
+  }
+  for (auto& j : finished) j.thread.join();
+}
+
+}  // namespace llamactl::serve

@@ -1,0 +1,121 @@
+#pragma once
+// The router: the scheduler behind one mutex, plus the effects it decides.
+// Loads and stops run on job threads (they take seconds to minutes and block
+// on files, processes and health probes); the HTTP side only asks and waits.
+// Uses the same Runtime load/unload/reconcile as the CLI.
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "runtime/runtime.h"
+#include "serve/metrics.h"
+#include "serve/scheduler.h"
+
+namespace llamactl::serve {
+
+struct RouterOptions {
+  std::optional<std::string> keep_alive_flag;  // --keep-alive
+  std::optional<std::string> keep_alive_env;   // OLLAMA_KEEP_ALIVE
+  std::chrono::milliseconds load_timeout{std::chrono::minutes(10)};
+  std::chrono::milliseconds stop_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds sync_interval{std::chrono::seconds(2)};
+};
+
+/// What a request gets: an upstream port, a wait, or a failure to answer.
+struct Ticket {
+  enum class Kind { ready, pending, failed } kind = Kind::failed;
+  int port = 0;
+  uint64_t waiter = 0;
+  int status = 0;  // failed: HTTP status for the client (503, 404, 500)
+  std::string error;
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string state;  // stopped, starting, ready, stopping
+  int port = 0;
+  bool configured = false;
+};
+
+class Router {
+ public:
+  Router(runtime::Runtime& rt, Metrics& metrics, RouterOptions opts);
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  /// The model a request names: a config name or alias (any ":tag"), or the
+  /// name of a running instance (loaded by path). nullopt: unknown.
+  std::optional<std::string> resolve(const std::string& requested);
+
+  /// Admits a request for a resolved model. pending: `wake` is called, from
+  /// any thread, once result(waiter) is known. ready: counted in flight, the
+  /// caller must call finish(). `embeddings`: a load starts with --embeddings.
+  Ticket admit(const std::string& model, bool embeddings, std::function<void()> wake);
+  /// The outcome of a pending admission, once woken (ready: now counted in flight).
+  Ticket result(uint64_t waiter);
+  /// A pending request gave up (client gone). If it was already granted, the
+  /// grant is handed back (finish()).
+  void cancel(const std::string& model, uint64_t waiter);
+  /// The request's last byte went out (or it failed).
+  void finish(const std::string& model);
+  /// The upstream refused a connection or broke mid-response: reconcile now
+  /// (blocking, a few ms), so the dead instance is recorded and never used again.
+  void upstream_failed(const std::string& model);
+
+  /// Runs reaping and the periodic sync until stop(); returns when stopped.
+  void run();
+  /// Ends run(), waits for the load/stop jobs, and with `unload_ours` stops
+  /// the instances this serve loaded.
+  void stop(bool unload_ours);
+
+  std::vector<ModelInfo> models();
+  /// Instances by scheduler phase plus dead records, and requests in flight.
+  void fill(MetricsSnapshot& m);
+
+ private:
+  struct Waiter {
+    std::function<void()> wake;
+    std::optional<Ticket> outcome;
+    std::string model;
+  };
+  void start_load(const std::string& model, bool embeddings);
+  void start_stop(const std::string& model, const std::string& reason);
+  void run_load(const std::string& model, bool embeddings);
+  void run_stop(const std::string& model, int64_t pid, const std::string& reason);
+  void grant(const Grants& g, const std::optional<Ticket>& failure);
+  void sync_now();
+  void reap();
+  void spawn_job(std::function<void()> fn);
+  void join_finished_jobs();
+
+  runtime::Runtime& rt_;
+  Metrics& metrics_;
+  RouterOptions opts_;
+
+  std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  Scheduler sched_;
+  std::map<uint64_t, Waiter> waiters_;
+  uint64_t next_waiter_ = 0;
+  bool stopping_ = false;
+  bool wake_loop_ = false;
+  size_t dead_records_ = 0;
+  std::map<std::string, int64_t> persisted_use_;  // model -> last_used written to the state file
+  struct Job {
+    std::thread thread;
+    std::shared_ptr<bool> done;
+  };
+  std::vector<Job> jobs_;
+  std::mutex sync_mu_;  // one sync at a time
+};
+
+}  // namespace llamactl::serve

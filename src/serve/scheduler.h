@@ -1,0 +1,109 @@
+#pragma once
+// serve's one decision-maker: a pure state machine per model (stopped ->
+// starting -> ready -> stopping) fed events, with no I/O, no clock and no
+// threads of its own. Every start/stop decision is made here from the
+// current state, never from a stale copy (llama-swap's TTL-vs-request races
+// came from deciding elsewhere). The router holds one mutex around it and
+// carries out the decisions: load and unload jobs, waking waiters.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace llamactl::serve {
+
+enum class Phase { stopped, starting, ready, stopping };
+const char* to_string(Phase p);
+
+struct ModelState {
+  Phase phase = Phase::stopped;
+  int port = 0;
+  int64_t pid = 0;
+  int in_flight = 0;              // admitted requests, from admission to their last byte
+  std::vector<uint64_t> waiters;  // requests waiting for a load (or a stop, then a load)
+  int64_t last_used_ms = 0;       // end of the last request (or when it became ready)
+  int64_t keep_alive_ms = -1;     // negative: never reaped
+  bool by_hand = false;           // loaded with `llamactl load`: evicted only when it has a keep-alive
+  bool restart = false;           // requests arrived while stopping: start again once stopped
+  uint64_t epoch = 0;             // when this scheduler last changed it
+};
+
+/// What a state-file reading says about one live instance.
+struct Record {
+  std::string model;
+  int port = 0;
+  int64_t pid = 0;
+  bool running = false;  // false: still starting (someone else's load)
+  int64_t last_used_ms = 0;
+  int64_t keep_alive_ms = -1;
+  bool by_hand = false;
+};
+
+struct Admission {
+  enum class Kind { serve, wait, start } kind = Kind::wait;
+  int port = 0;  // serve: the upstream port; the request is counted in flight
+};
+
+struct Grants {
+  std::vector<uint64_t> waiters;  // each now counted in flight (served) or failed
+  int port = 0;
+};
+
+struct SyncResult {
+  std::vector<std::string> adopted;   // running instances this serve did not start (CLI, an earlier serve)
+  std::vector<std::string> vanished;  // instances whose record went away or changed pid
+};
+
+class Scheduler {
+ public:
+  /// A request for `model` arrives. serve: counted in flight now, the caller
+  /// must call finish(). wait: `waiter` queues until loaded()/load_failed().
+  /// start: queued as well, and the caller must run one load job.
+  Admission admit(const std::string& model, uint64_t waiter, int64_t now);
+  /// A queued request gave up: it leaves the queue and is never counted.
+  void cancel(const std::string& model, uint64_t waiter);
+  /// A served request ended (its last byte went out, or it failed).
+  void finish(const std::string& model, int64_t now);
+
+  /// The load job succeeded: every queued waiter is served (counted in flight).
+  Grants loaded(const std::string& model, int port, int64_t pid, int64_t keep_alive_ms, bool by_hand, int64_t now);
+  /// The load job failed: every queued waiter fails; the model is stopped.
+  Grants load_failed(const std::string& model);
+
+  /// For a load that found no room: the least recently used ready instance
+  /// other than `for_model` with nothing in flight and nothing waiting, that
+  /// serve may evict (not loaded by hand, unless it has a keep-alive). It is
+  /// marked stopping; the caller unloads it and calls stopped().
+  std::optional<std::string> evict_for(const std::string& for_model);
+  /// Ready instances whose keep-alive ran out (nothing in flight, nothing
+  /// waiting); each is marked stopping.
+  std::vector<std::string> expired(int64_t now);
+  /// The stop job ended. True when requests queued meanwhile: the caller
+  /// starts a load job for them (the model is then starting).
+  bool stopped(const std::string& model);
+
+  /// Before reading the state file: a mark that sync() compares with each
+  /// model's epoch, so a reading taken before a change never undoes it.
+  uint64_t begin_sync() { return ++epoch_; }
+  /// Applies a state-file reading (live records only). Models this serve is
+  /// starting or stopping are its own business and left alone.
+  SyncResult sync(uint64_t mark, const std::vector<Record>& live, int64_t now);
+
+  /// Sets the keep-alive of a known model (per-request keep_alive).
+  void set_keep_alive(const std::string& model, int64_t keep_alive_ms);
+  /// Earliest time a ready instance may expire; nullopt when none will.
+  std::optional<int64_t> next_expiry() const;
+
+  const ModelState* find(const std::string& model) const;
+  const std::map<std::string, ModelState>& models() const { return models_; }
+  int in_flight() const;
+
+ private:
+  ModelState& touch(const std::string& model);
+  std::map<std::string, ModelState> models_;
+  uint64_t epoch_ = 0;
+};
+
+}  // namespace llamactl::serve

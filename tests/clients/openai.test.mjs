@@ -1,0 +1,340 @@
+// The official, unmodified `openai` npm client against `llamactl serve`.
+//
+// serve runs on loopback in front of the fake llama-server and the mock
+// nvidia-smi (both built by CMake), in a fresh temp dir of its own. Paths come
+// from the environment:
+//   LLAMACTL_BIN        <build>/llamactl
+//   FAKE_LLAMA_SERVER   <build>/tests/fake_llama_server
+//   FAKE_NVIDIA_SMI     <build>/tests/fake_nvidia_smi
+// Run with `node --test tests/clients/*.test.mjs`; scripts/client-tests.sh
+// BUILD_DIR does the npm ci and the paths. Every wait has a deadline; the
+// file takes a few seconds.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import OpenAI from 'openai';
+
+function required(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (see scripts/client-tests.sh)`);
+  if (!fs.existsSync(v)) throw new Error(`${name}=${v} does not exist (build it first)`);
+  return path.resolve(v);
+}
+
+const LLAMACTL_BIN = required('LLAMACTL_BIN');
+const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
+const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+
+// ---------------------------------------------------------------- helpers
+
+function portFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+// A port nothing listens on right now (the kernel picks it).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// A base for llama-servers' ports: llamactl uses P, P+1, ... and skips taken
+// ones, but a free run of them keeps the test away from everything else.
+async function freeBasePort(span = 20) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 400) * 100;
+    let ok = true;
+    for (let p = base; p < base + span && ok; p++) ok = await portFree(p);
+    if (ok) return base;
+  }
+  throw new Error('no free run of ports for base_port');
+}
+
+// The smallest GGUF llamactl accepts: magic, version 3, no tensors, no metadata.
+function tinyGguf() {
+  const b = Buffer.alloc(24);
+  b.write('GGUF', 0, 'ascii');
+  b.writeUInt32LE(3, 4);
+  b.writeBigUInt64LE(0n, 8);
+  b.writeBigUInt64LE(0n, 16);
+  return b;
+}
+
+function childEnv(tmp) {
+  const env = { ...process.env };
+  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
+    delete env[k];
+  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
+  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
+  env.FAKE_TOKEN_DELAY_MS = '5';
+  return env;
+}
+
+function waitExit(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}
+
+async function waitHealthy(url, child, ms) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`serve exited early (${child.exitCode ?? child.signalCode})`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}`;
+    } catch (e) {
+      last = e.cause?.code ?? e.message;
+    }
+    await sleep(50);
+  }
+  throw new Error(`serve not healthy after ${ms} ms (${last})`);
+}
+
+const l2 = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+
+// ---------------------------------------------------------------- fixture
+
+let tmp;
+let env;
+let configPath;
+let stateDir;
+let serve;
+let serveLog = '';
+let client;
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-openai-'));
+  env = childEnv(tmp);
+  const model = path.join(tmp, 'tiny.gguf');
+  fs.writeFileSync(model, tinyGguf());
+  fs.mkdirSync(path.join(tmp, 'gpus', 'procs'), { recursive: true });
+  fs.writeFileSync(path.join(tmp, 'gpus', 'gpus'), '0 0 81559 0 NVIDIA H100 80GB HBM3\n');
+  configPath = path.join(tmp, 'llamactl.toml');
+  stateDir = path.join(tmp, 'state');
+  const basePort = await freeBasePort();
+  fs.writeFileSync(
+    configPath,
+    [
+      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
+      `base_port = ${basePort}`,
+      '[models.tiny]',
+      `path = ${JSON.stringify(model)}`,
+      '[models.embed]',
+      `path = ${JSON.stringify(model)}`,
+      'args = ["--pooling", "mean"]',
+      '',
+    ].join('\n'),
+  );
+
+  const port = await freePort();
+  serve = spawn(
+    LLAMACTL_BIN,
+    ['serve', '--listen', `127.0.0.1:${port}`, '--config', configPath, '--state-dir', stateDir],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  serve.stdout.on('data', (d) => (serveLog += d));
+  serve.stderr.on('data', (d) => (serveLog += d));
+  try {
+    await waitHealthy(`http://127.0.0.1:${port}/health`, serve, 10_000);
+  } catch (e) {
+    e.message += `\nserve's output:\n${serveLog}`;
+    throw e;
+  }
+  client = new OpenAI({
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    apiKey: 'unused',
+    timeout: 30_000,
+    maxRetries: 0,
+  });
+});
+
+after(async () => {
+  const problems = [];
+  if (serve) {
+    if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGTERM');
+    const exit = await waitExit(serve, 15_000); // serve's --grace is 10 s
+    if (exit === null) {
+      serve.kill('SIGKILL'); // by its pid: the child we started
+      await waitExit(serve, 5_000);
+      problems.push('serve did not exit within 15 s of SIGTERM');
+    } else if (exit.code !== 0) {
+      problems.push(`serve exited with ${exit.code ?? exit.signal}, not 0`);
+    }
+  }
+  if (tmp && configPath) {
+    // Every llama-server serve started, stopped by pid through llamactl.
+    const r = spawnSync(LLAMACTL_BIN, ['unload', '--all', '--config', configPath, '--state-dir', stateDir], {
+      env,
+      timeout: 15_000,
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) problems.push(`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`);
+  }
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${serveLog}`);
+});
+
+// ---------------------------------------------------------------- tests
+
+test('models.list() lists the configured models', async () => {
+  const ids = [];
+  for await (const m of client.models.list()) ids.push(m.id);
+  assert.ok(ids.includes('tiny'), `ids: ${ids}`);
+  assert.ok(ids.includes('embed'), `ids: ${ids}`);
+});
+
+test('chat.completions.create(), non-streaming', async () => {
+  const r = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 5,
+  });
+  const c = r.choices[0];
+  assert.equal(typeof c.message.content, 'string');
+  assert.ok(c.message.content.length > 0);
+  assert.equal(c.finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 5);
+});
+
+test('chat.completions.create({stream: true}) with include_usage', async () => {
+  const stream = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 8,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  const chunks = [];
+  for await (const chunk of stream) chunks.push(chunk); // ends: the client consumed [DONE] (or the end)
+  assert.ok(chunks.length > 2, `only ${chunks.length} chunks`);
+  const text = chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('');
+  assert.ok(text.length > 0);
+  const finishes = chunks.filter((c) => c.choices.some((ch) => ch.finish_reason));
+  assert.equal(finishes.length, 1, 'exactly one chunk with a finish_reason');
+  assert.equal(finishes[0].choices[0].finish_reason, 'length');
+  const last = chunks.at(-1);
+  assert.deepEqual(last.choices, []);
+  assert.ok(last.usage, 'the last chunk carries usage');
+  assert.equal(last.usage.completion_tokens, 8);
+
+  // The same request's raw body, through the client: the stream ends with the
+  // [DONE] sentinel (which the iteration above consumed without yielding it).
+  const res = await client.chat.completions
+    .create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+      stream: true,
+      stream_options: { include_usage: true },
+    })
+    .asResponse();
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const raw = await res.text();
+  assert.match(raw, /data: \[DONE\]\s*$/, `raw stream ends: ${JSON.stringify(raw.slice(-120))}`);
+});
+
+test('completions.create(), non-streaming and streaming', async () => {
+  const r = await client.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 3 });
+  assert.equal(typeof r.choices[0].text, 'string');
+  assert.ok(r.choices[0].text.length > 0);
+
+  const stream = await client.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 3, stream: true });
+  let n = 0;
+  let text = '';
+  for await (const chunk of stream) {
+    n++;
+    text += chunk.choices[0]?.text ?? '';
+  }
+  assert.ok(n > 0, 'the stream yielded chunks');
+  assert.ok(text.length > 0);
+});
+
+test('embeddings.create() starts the model with --embeddings', async () => {
+  const r = await client.embeddings.create({ model: 'embed', input: ['hello', 'world'] });
+  assert.equal(r.data.length, 2);
+  const [a, b] = r.data.map((d) => d.embedding);
+  assert.ok(a.length > 0);
+  assert.equal(a.length, b.length);
+  for (const v of [a, b]) assert.ok(Math.abs(l2(v) - 1) < 1e-3, `L2 norm ${l2(v)}`);
+});
+
+test('an unknown model is a NotFoundError (404)', async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),
+    (e) => {
+      assert.ok(e instanceof OpenAI.NotFoundError, `${e?.constructor?.name}: ${e?.message}`);
+      assert.equal(e.status, 404);
+      return true;
+    },
+  );
+});
+
+test('aborting a stream mid-way does not break the next request', async (t) => {
+  const stream = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'hi' }],
+    max_tokens: 200,
+    stream: true,
+  });
+  let seen = 0;
+  try {
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta?.content) {
+        seen++;
+        stream.controller.abort(); // the client ends the iteration quietly after this
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof OpenAI.APIUserAbortError || e?.name === 'AbortError')) throw e;
+  }
+  assert.ok(seen >= 1 && seen < 200, `content chunks before the abort: ${seen}`);
+  t.diagnostic(`content chunks seen before the abort took effect: ${seen}`);
+
+  // serve passed the hang-up on: the llama-server stopped generating (the
+  // fake says so in its instance log, <state>/logs/<model>.log).
+  const log = path.join(stateDir, 'logs', 'tiny.log');
+  const cancelled = /client disconnected, cancelled task \S+ after (\d+) of 200 tokens/;
+  const deadline = Date.now() + 5_000;
+  let m = null;
+  while (!(m = cancelled.exec(fs.existsSync(log) ? fs.readFileSync(log, 'utf8') : '')) && Date.now() < deadline)
+    await sleep(20);
+  assert.ok(m, `no cancellation in ${log}`);
+  assert.ok(Number(m[1]) < 200, `generated ${m[1]} of 200 tokens`);
+
+  const r = await client.chat.completions.create({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'again' }],
+    max_tokens: 4,
+  });
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.completion_tokens, 4);
+  assert.ok(r.choices[0].message.content.length > 0);
+});

@@ -1,0 +1,400 @@
+// serve end to end: the real binary, the mock nvidia-smi and the fake
+// llama-server, over real sockets.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "integration/harness.h"
+#include "integration/serve_harness.h"
+
+using namespace llamactl::testing;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+void two_models(Sandbox& sb, const std::string& extra = "") {
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\naliases = [\"small\"]\n" +
+                  "[models.other]\npath = \"" + sb.model("other") + "\"\n" + extra);
+}
+
+std::string chat_body(const std::string& model, bool stream = false, int max_tokens = 3) {
+  return json{{"model", model},
+              {"messages", {{{"role", "user"}, {"content", "hi"}}}},
+              {"stream", stream},
+              {"max_tokens", max_tokens}}
+      .dump();
+}
+
+HttpReply chat(const ServeProcess& s, const std::string& model, int max_tokens = 3) {
+  return http_request(s.port(), "POST", "/v1/chat/completions", chat_body(model, false, max_tokens),
+                      {"Content-Type: application/json"});
+}
+
+json instances(const Sandbox& sb) {
+  const auto st = sb.state_file();
+  return st.contains("instances") ? st["instances"] : json::array();
+}
+
+json live_instance(const Sandbox& sb, const std::string& model) {
+  for (const auto& i : instances(sb))
+    if (i["model"] == model && i["state"] != "dead") return i;
+  return json();
+}
+
+double metric(const ServeProcess& s, const std::string& line_start) {
+  const auto r = http_request(s.port(), "GET", "/metrics");
+  std::istringstream in(r.body);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(line_start + " ", 0) == 0) return std::stod(line.substr(line_start.size() + 1));
+  return -1;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(Serve, LazyLoadOnFirstRequestThenFastPath) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_TRUE(instances(sb).empty());
+  auto r = chat(s, "tiny:latest");
+  ASSERT_EQ(r.status, 200) << r.body << r.error << s.output();
+  EXPECT_EQ(r.json()["choices"][0]["message"]["content"], "Hello from fake");
+  const auto inst = live_instance(sb, "tiny");
+  ASSERT_FALSE(inst.is_null());
+  EXPECT_EQ(inst["loaded_by"], "serve");
+  EXPECT_EQ(inst["keep_alive_ms"], 5 * 60 * 1000);
+  // An alias routes to the same instance; no second load.
+  EXPECT_EQ(chat(s, "small").status, 200);
+  EXPECT_EQ(metric(s, "llamactl_loads_total{result=\"ok\"}"), 1);
+  auto st = sb.run({"status", "--json"});
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_FALSE(st.json()["instances"][0]["expires_at"].is_null());
+  auto models = http_request(s.port(), "GET", "/v1/models").json();
+  ASSERT_EQ(models["data"].size(), 2u);
+  for (const auto& m : models["data"])
+    EXPECT_EQ(m["status"]["value"], m["id"] == "tiny" ? "loaded" : "unloaded") << m.dump();
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
+TEST(Serve, TwentyConcurrentFirstRequestsStartOneServer) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_LOAD_DELAY_MS=500"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 20; ++i)
+    threads.emplace_back([&] {
+      if (chat(s, "tiny").status == 200) ++ok;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 20) << s.output();
+  EXPECT_EQ(instances(sb).size(), 1u);
+  EXPECT_EQ(metric(s, "llamactl_loads_total{result=\"ok\"}"), 1);
+  EXPECT_EQ(metric(s, "llamactl_requests_total{route=\"/v1/chat/completions\",status=\"200\"}"), 20);
+  EXPECT_EQ(metric(s, "llamactl_requests_in_flight"), 0);
+}
+
+TEST(Serve, TwoModelsLoadInParallel) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_LOAD_DELAY_MS=3000"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  const auto t0 = std::chrono::steady_clock::now();
+  HttpReply a, b;
+  std::thread ta([&] { a = chat(s, "tiny"); });
+  std::thread tb([&] { b = chat(s, "other"); });
+  ta.join();
+  tb.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(a.status, 200) << a.body;
+  EXPECT_EQ(b.status, 200) << b.body;
+  EXPECT_LT(seconds, 5.0) << "one load waited for the other";  // sequential would be >= 6 s
+  EXPECT_NE(live_instance(sb, "tiny")["gpus"], live_instance(sb, "other")["gpus"]);
+}
+
+TEST(Serve, EvictsIdleInstanceWhenGpusAreFull) {
+  Sandbox sb;
+  sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
+  two_models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200);
+  const int64_t first = live_instance(sb, "tiny")["pid"];
+  auto r = chat(s, "other");
+  ASSERT_EQ(r.status, 200) << r.body << s.output();
+  EXPECT_TRUE(eventually([&] { return !pid_alive(first); }));
+  EXPECT_TRUE(live_instance(sb, "tiny").is_null());
+  EXPECT_FALSE(live_instance(sb, "other").is_null());
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_unloads_total{reason=\"evicted\"}") == 1; }, 3s));
+}
+
+TEST(Serve, BusyInstanceIsNeverEvictedNothingToFreeIs503) {
+  Sandbox sb;
+  sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_TOKEN_DELAY_MS=100"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 40),
+                    {"Content-Type: application/json"});
+  ASSERT_TRUE(stream.read_until("data: ")) << stream.raw() << s.output();
+  auto r = chat(s, "other");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("GPU 0"), std::string::npos) << r.body;
+  EXPECT_TRUE(stream.read_to_end());
+  EXPECT_NE(stream.body().find("[DONE]"), std::string::npos);  // the busy stream was never cut
+}
+
+TEST(Serve, NothingToFreeNamesTheOtherUsersProcess) {
+  Sandbox sb;
+  sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
+  two_models(sb);
+  sb.start_other("0", 40000, "python3");
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  auto r = chat(s, "tiny");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.body.find("python3"), std::string::npos) << r.body;
+  EXPECT_TRUE(instances(sb).empty());
+}
+
+TEST(Serve, ReapsAtKeepAliveAndNeverDuringARequest) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {"--keep-alive", "1s"}, {"FAKE_TOKEN_DELAY_MS=100"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  // A 3 s stream outlives its 1 s keep-alive: it must not be reaped under it.
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 30),
+                    {"Content-Type: application/json"});
+  ASSERT_TRUE(stream.read_to_end(20s)) << s.output();
+  EXPECT_NE(stream.body().find("[DONE]"), std::string::npos) << stream.raw();
+  const auto ended = std::chrono::steady_clock::now();
+  ASSERT_FALSE(live_instance(sb, "tiny").is_null());
+  EXPECT_TRUE(eventually([&] { return live_instance(sb, "tiny").is_null(); }, 5s)) << s.output();
+  const double after = std::chrono::duration<double>(std::chrono::steady_clock::now() - ended).count();
+  EXPECT_GT(after, 0.9);  // idle measured from the end of the request
+  EXPECT_LT(after, 3.0);  // reaped within about a second of expiry
+  // Counted when the stop job ends, a moment after the record goes.
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_unloads_total{reason=\"idle\"}") == 1; }, 3s));
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);  // a reap is a stop, not a death
+}
+
+TEST(Serve, KeepAliveZeroUnloadsRightAfterTheRequest) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"OLLAMA_KEEP_ALIVE=0"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200);
+  EXPECT_TRUE(eventually([&] { return instances(sb).empty(); }, 3s)) << s.output();
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_unloads_total{reason=\"keep_alive_0\"}") == 1; }, 3s));
+}
+
+TEST(Serve, ClientDisconnectMidStreamCancelsUpstream) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_TOKEN_DELAY_MS=100"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  {
+    HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 100),
+                      {"Content-Type: application/json"});
+    ASSERT_TRUE(stream.read_until("\"content\":\"Hello\"")) << stream.raw() << s.output();
+  }  // hang up
+  const std::string log = live_instance(sb, "tiny")["log"];
+  EXPECT_TRUE(
+      eventually([&] { return read_file(log).find("client disconnected, cancelled") != std::string::npos; }, 5s))
+      << read_file(log);
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_requests_in_flight") == 0; }, 5s));
+}
+
+TEST(Serve, UpstreamKilledMidStreamEndsTheStreamAndIsReportedDead) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_TOKEN_DELAY_MS=100"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 100),
+                    {"Content-Type: application/json"});
+  ASSERT_TRUE(stream.read_until("\"content\":\"Hello\"")) << stream.raw();
+  const int64_t pid = live_instance(sb, "tiny")["pid"];
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  ASSERT_TRUE(stream.read_to_end(10s));
+  EXPECT_NE(stream.body().find("event: error"), std::string::npos) << stream.raw();
+  EXPECT_EQ(stream.body().find("[DONE]"), std::string::npos);
+  auto check = sb.run({"status", "--check", "--json"});
+  EXPECT_EQ(check.exit_code, 13) << check.out;
+  // The next request loads it again, and that clears the death.
+  auto again = chat(s, "tiny");
+  EXPECT_EQ(again.status, 200) << again.body << s.output();
+  EXPECT_NE(live_instance(sb, "tiny")["pid"], pid);
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);
+}
+
+TEST(Serve, UnloadBehindServesBackIsNoticed) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200);
+  const int64_t pid = live_instance(sb, "tiny")["pid"];
+  auto u = sb.run({"unload", "tiny"});
+  ASSERT_EQ(u.exit_code, 0) << u.err;
+  // No request goes to the dead port: it is loaded anew, at once or after the next sync.
+  auto r = chat(s, "tiny");
+  EXPECT_EQ(r.status, 200) << r.body << s.output();
+  EXPECT_NE(live_instance(sb, "tiny")["pid"], pid);
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);  // an unload is not a death
+}
+
+TEST(Serve, HandLoadedInstanceIsRoutableAndKeptWhenIdle) {
+  Sandbox sb;
+  two_models(sb);
+  auto l = sb.run({"load", "tiny", "--json"});
+  ASSERT_EQ(l.exit_code, 0) << l.err;
+  const int64_t pid = l.json()["pid"];
+  ServeProcess s(sb, {"--keep-alive", "0"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(chat(s, "tiny").status, 200);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(live_instance(sb, "tiny")["pid"], pid);  // never reaped: loaded by hand, no keep-alive
+  EXPECT_EQ(metric(s, "llamactl_loads_total{result=\"ok\"}"), 0);
+}
+
+TEST(Serve, RestartAdoptsRunningInstancesAndSigtermLeavesThemUp) {
+  Sandbox sb;
+  two_models(sb);
+  int64_t pid = 0;
+  {
+    ServeProcess s(sb);
+    ASSERT_TRUE(s.ready()) << s.output();
+    ASSERT_EQ(chat(s, "tiny").status, 200);
+    pid = live_instance(sb, "tiny")["pid"];
+    EXPECT_EQ(s.terminate(), 0) << s.output();
+  }
+  EXPECT_TRUE(pid_alive(pid));
+  ServeProcess s2(sb);
+  ASSERT_TRUE(s2.ready()) << s2.output();
+  EXPECT_EQ(chat(s2, "tiny").status, 200);
+  EXPECT_EQ(live_instance(sb, "tiny")["pid"], pid);
+  EXPECT_EQ(instances(sb).size(), 1u);
+  EXPECT_EQ(metric(s2, "llamactl_loads_total{result=\"ok\"}"), 0);
+}
+
+TEST(Serve, UnloadOnExitStopsWhatServeLoaded) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {"--unload-on-exit"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200);
+  const int64_t pid = live_instance(sb, "tiny")["pid"];
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+  EXPECT_FALSE(pid_alive(pid));
+  EXPECT_TRUE(instances(sb).empty());
+}
+
+TEST(Serve, ServerKilledWhileServeRunsIsReportedUntilActedOn) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200);
+  const int64_t pid = live_instance(sb, "tiny")["pid"];
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  // serve reconciles every few seconds and notices first; the death must still reach cron.
+  EXPECT_TRUE(eventually(
+      [&] {
+        const auto i = instances(sb);
+        return i.size() == 1 && i[0]["state"] == "dead";
+      },
+      6s))
+      << s.output();
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 13);
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 13);
+  EXPECT_EQ(metric(s, "llamactl_instances{state=\"dead\"}"), 1);
+  auto u = sb.run({"unload", "tiny"});
+  EXPECT_NE(u.out.find("cleared the dead record"), std::string::npos) << u.out << u.err;
+  EXPECT_EQ(sb.run({"status", "--check"}).exit_code, 0);
+}
+
+TEST(Serve, ApiKeyGuardsEveryRouteButRootAndHealth) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {"--api-key", "s3cret"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_EQ(http_request(s.port(), "GET", "/").status, 200);
+  EXPECT_EQ(http_request(s.port(), "GET", "/v1/models").status, 401);
+  EXPECT_EQ(http_request(s.port(), "GET", "/metrics", "", {"Authorization: Bearer wrong"}).status, 401);
+  EXPECT_EQ(http_request(s.port(), "GET", "/v1/models", "", {"Authorization: Bearer s3cret"}).status, 200);
+  auto r = http_request(s.port(), "POST", "/v1/chat/completions", chat_body("tiny"), {"Authorization: Bearer s3cret"});
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST(Serve, ErrorPaths) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {"--max-body", "2KiB"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  auto unknown = http_request(s.port(), "POST", "/v1/chat/completions", chat_body("nope"));
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.json()["error"]["message"], "model 'nope' not found");
+  EXPECT_EQ(unknown.json()["error"]["type"], "not_found_error");
+  EXPECT_EQ(http_request(s.port(), "POST", "/v1/chat/completions", "{not json").status, 400);
+  EXPECT_EQ(http_request(s.port(), "POST", "/v1/embeddings", R"({"input":"x"})").status, 400);
+  auto big = http_request(s.port(), "POST", "/v1/chat/completions", chat_body("tiny") + std::string(4096, ' '));
+  EXPECT_EQ(big.status, 413) << big.body;
+  EXPECT_EQ(http_request(s.port(), "GET", "/no/such/route").status, 404);
+  EXPECT_TRUE(instances(sb).empty());
+  // CORS preflight for a local origin, refused for others.
+  auto pre = http_request(s.port(), "OPTIONS", "/v1/chat/completions", "",
+                          {"Origin: http://localhost:3000", "Access-Control-Request-Method: POST"});
+  EXPECT_EQ(pre.status, 204);
+  EXPECT_EQ(pre.headers["access-control-allow-origin"], "http://localhost:3000");
+  EXPECT_EQ(http_request(s.port(), "OPTIONS", "/v1/models", "", {"Origin: https://evil.example"}).status, 403);
+}
+
+TEST(Serve, SecondServeOnTheStateDirRefuses) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  auto second = sb.run({"serve", "--listen", "127.0.0.1:" + std::to_string(free_port())}, {}, 10s);
+  EXPECT_EQ(second.exit_code, 8) << second.err;
+  EXPECT_NE(second.err.find("pid " + std::to_string(s.pid())), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("127.0.0.1:" + std::to_string(s.port())), std::string::npos) << second.err;
+}
+
+TEST(Serve, OllamaHostIsHonouredWithoutAFlag) {
+  Sandbox sb;
+  two_models(sb);
+  const int port = free_port();
+  const auto argv = sb.command(sb.state_dir(), {"serve"}, {"OLLAMA_HOST=http://127.0.0.1:" + std::to_string(port)});
+  const int64_t pid = spawn_quiet(argv);
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(eventually([&] { return http_request(port, "GET", "/").body == "Ollama is running"; }, 10s));
+  ::kill(static_cast<pid_t>(pid), SIGTERM);
+  int status = 0;
+  ::waitpid(static_cast<pid_t>(pid), &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(Serve, ListenAddressTakenIsExit12) {
+  Sandbox sb;
+  ServeProcess first(sb);
+  ASSERT_TRUE(first.ready()) << first.output();
+  auto other =
+      sb.run_in(sb.path("other-state"), {"serve", "--listen", "127.0.0.1:" + std::to_string(first.port())}, {}, 10s);
+  EXPECT_EQ(other.exit_code, 12) << other.err;
+}

@@ -1,0 +1,257 @@
+#include "integration/serve_harness.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace llamactl::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int connect_to(int port, std::chrono::milliseconds timeout) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+    ::close(fd);
+    return -1;
+  }
+  pollfd p{fd, POLLOUT, 0};
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1 ||
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool send_all(int fd, const std::string& s) {
+  size_t done = 0;
+  while (done < s.size()) {
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 10000) != 1) return false;
+    const ssize_t n = ::send(fd, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Appends what arrives until the deadline; false when the peer closed.
+bool read_some(int fd, std::string& out, Clock::time_point until) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+  pollfd p{fd, POLLIN, 0};
+  if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) != 1) return true;
+  char buf[16384];
+  const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  if (n <= 0) return false;
+  out.append(buf, static_cast<size_t>(n));
+  return true;
+}
+
+std::string request_text(const std::string& method, const std::string& path, const std::string& body,
+                         const std::vector<std::string>& headers, bool close) {
+  std::string r = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  for (const auto& h : headers) r += h + "\r\n";
+  if (!body.empty() || method == "POST") r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  if (close) r += "Connection: close\r\n";
+  return r + "\r\n" + body;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string dechunk(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t eol = s.find("\r\n", i);
+    if (eol == std::string::npos) break;
+    const size_t n = std::stoul(s.substr(i, eol - i), nullptr, 16);
+    if (n == 0 || eol + 2 + n > s.size()) break;
+    out += s.substr(eol + 2, n);
+    i = eol + 2 + n + 2;
+  }
+  return out;
+}
+
+HttpReply parse_reply(const std::string& raw) {
+  HttpReply r;
+  const size_t end = raw.find("\r\n\r\n");
+  if (end == std::string::npos || raw.compare(0, 5, "HTTP/") != 0) {
+    r.error = "no complete response: " + raw.substr(0, 200);
+    return r;
+  }
+  std::istringstream head(raw.substr(0, end));
+  std::string line;
+  std::getline(head, line);
+  r.status = std::atoi(line.c_str() + 9);
+  while (std::getline(head, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string v = line.substr(colon + 1);
+    while (!v.empty() && v[0] == ' ') v.erase(0, 1);
+    r.headers[lower(line.substr(0, colon))] = v;
+  }
+  const std::string body = raw.substr(end + 4);
+  r.body = lower(r.headers["transfer-encoding"]) == "chunked" ? dechunk(body) : body;
+  return r;
+}
+
+}  // namespace
+
+nlohmann::json HttpReply::json() const {
+  return nlohmann::json::parse(body, nullptr, false);
+}
+
+HttpReply http_request(int port, const std::string& method, const std::string& path, const std::string& body,
+                       const std::vector<std::string>& headers, std::chrono::milliseconds timeout) {
+  const auto until = Clock::now() + timeout;
+  const int fd = connect_to(port, timeout);
+  HttpReply r;
+  if (fd < 0) {
+    r.error = "connect failed";
+    return r;
+  }
+  std::string raw;
+  if (send_all(fd, request_text(method, path, body, headers, true)))
+    while (Clock::now() < until && read_some(fd, raw, until)) {
+    }
+  ::close(fd);
+  r = parse_reply(raw);
+  if (r.status == 0 && Clock::now() >= until) r.error = "timed out; got: " + raw.substr(0, 200);
+  return r;
+}
+
+HttpStream::HttpStream(int port, const std::string& method, const std::string& path, const std::string& body,
+                       const std::vector<std::string>& headers) {
+  fd_ = connect_to(port, std::chrono::seconds(5));
+  if (fd_ >= 0) send_all(fd_, request_text(method, path, body, headers, true));
+}
+
+HttpStream::~HttpStream() {
+  close();
+}
+
+std::string HttpStream::body() const {
+  const size_t end = raw_.find("\r\n\r\n");
+  if (end == std::string::npos) return "";
+  const bool chunked = lower(raw_.substr(0, end)).find("transfer-encoding: chunked") != std::string::npos;
+  return chunked ? dechunk(raw_.substr(end + 4)) : raw_.substr(end + 4);
+}
+
+bool HttpStream::read_until(const std::string& needle, std::chrono::milliseconds timeout) {
+  const auto until = Clock::now() + timeout;
+  while (fd_ >= 0 && body().find(needle) == std::string::npos && Clock::now() < until)
+    if (!read_some(fd_, raw_, until)) break;
+  return body().find(needle) != std::string::npos;
+}
+
+bool HttpStream::read_to_end(std::chrono::milliseconds timeout) {
+  const auto until = Clock::now() + timeout;
+  while (fd_ >= 0 && Clock::now() < until)
+    if (!read_some(fd_, raw_, until)) return true;
+  return false;
+}
+
+void HttpStream::close() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+ServeProcess::ServeProcess(const Sandbox& sb, const std::vector<std::string>& args, const std::vector<std::string>& env,
+                           int port)
+    : port_(port ? port : free_port()) {
+  std::vector<std::string> full = {"serve", "--listen", "127.0.0.1:" + std::to_string(port_)};
+  full.insert(full.end(), args.begin(), args.end());
+  const auto argv = sb.command(sb.state_dir(), full, env);
+  static int counter = 0;
+  log_ = sb.path("serve-" + std::to_string(++counter) + ".log");
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  if (::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ) == 0) pid_ = pid;
+  posix_spawn_file_actions_destroy(&fa);
+}
+
+ServeProcess::~ServeProcess() {
+  if (pid_ > 0 && !reaped_) {
+    ::kill(static_cast<pid_t>(pid_), SIGKILL);
+    ::waitpid(static_cast<pid_t>(pid_), nullptr, 0);
+  }
+}
+
+bool ServeProcess::ready(std::chrono::milliseconds timeout) const {
+  return eventually(
+      [&] { return http_request(port_, "GET", "/health", "", {}, std::chrono::seconds(1)).status == 200; }, timeout);
+}
+
+int ServeProcess::wait_exit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0 || reaped_) return -1;
+  const auto until = Clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t w = ::waitpid(static_cast<pid_t>(pid_), &status, WNOHANG);
+    if (w == pid_) {
+      reaped_ = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (Clock::now() >= until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+int ServeProcess::terminate(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0 || reaped_) return -1;
+  ::kill(static_cast<pid_t>(pid_), SIGTERM);
+  return wait_exit(timeout);
+}
+
+std::string ServeProcess::output() const {
+  std::ifstream in(log_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace llamactl::testing

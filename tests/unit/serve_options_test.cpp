@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include "config/config.h"
+#include "serve/metrics.h"
+#include "serve/options.h"
+
+using namespace llamactl;
+using namespace llamactl::serve;
+
+TEST(ServeOptions, OllamaHostInAllItsForms) {
+  struct Case {
+    const char* value;
+    const char* host;
+    int port;
+  };
+  const Case cases[] = {
+      {"", "127.0.0.1", 11434},
+      {"0.0.0.0", "0.0.0.0", 11434},
+      {"0.0.0.0:8080", "0.0.0.0", 8080},
+      {":8080", "0.0.0.0", 8080},  // empty host: every interface, as in Ollama
+      {"127.0.0.1:11435", "127.0.0.1", 11435},
+      {"http://127.0.0.1:9000", "127.0.0.1", 9000},
+      {"http://127.0.0.1", "127.0.0.1", 80},
+      {"https://127.0.0.1", "127.0.0.1", 443},
+      {"http://127.0.0.1:9000/some/path", "127.0.0.1", 9000},
+      {"localhost:1234", "127.0.0.1", 1234},
+      {"[::1]:8080", "::1", 8080},
+      {"::1", "::1", 11434},
+      {"  10.0.0.5:7000  ", "10.0.0.5", 7000},
+  };
+  for (const auto& c : cases) {
+    auto e = parse_ollama_host(c.value);
+    ASSERT_TRUE(e.ok()) << c.value << ": " << e.error().message;
+    EXPECT_EQ(e->host, c.host) << c.value;
+    EXPECT_EQ(e->port, c.port) << c.value;
+  }
+  EXPECT_FALSE(parse_ollama_host("myhost:8080").ok());  // no name lookups in a static binary
+  EXPECT_FALSE(parse_ollama_host("127.0.0.1:99999").ok());
+  EXPECT_FALSE(parse_ollama_host("127.0.0.1:abc").ok());
+}
+
+TEST(ServeOptions, ListenFlag) {
+  EXPECT_EQ(parse_listen("127.0.0.1:8080")->text(), "127.0.0.1:8080");
+  EXPECT_EQ(parse_listen("[::1]:8080")->text(), "[::1]:8080");
+  EXPECT_EQ(parse_listen(":9000")->text(), "0.0.0.0:9000");
+  EXPECT_EQ(parse_listen("127.0.0.1")->port, 11434);
+  auto bad = parse_listen("example.org:80");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("--listen"), std::string::npos);
+}
+
+TEST(ServeOptions, KeepAlivePrecedenceLastWins) {
+  auto cfg = config::parse(R"(
+keep_alive = "10m"
+[models.a]
+path = "/m/a.gguf"
+keep_alive = "20m"
+[models.b]
+path = "/m/b.gguf"
+)",
+                           "c.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  EXPECT_EQ(*keep_alive_for(config::Config{}, "x", std::nullopt, std::nullopt), 5 * 60 * 1000);  // default
+  EXPECT_EQ(*keep_alive_for(*cfg, "b", std::nullopt, std::nullopt), 10 * 60 * 1000);             // config
+  EXPECT_EQ(*keep_alive_for(*cfg, "a", std::nullopt, std::nullopt), 20 * 60 * 1000);             // the model's
+  EXPECT_EQ(*keep_alive_for(*cfg, "a", "30s", std::nullopt), 30 * 1000);                         // --keep-alive
+  EXPECT_EQ(*keep_alive_for(*cfg, "a", "30s", "1h"), 60 * 60 * 1000);                            // OLLAMA_KEEP_ALIVE
+  EXPECT_EQ(*keep_alive_for(*cfg, "a", std::nullopt, "-1"), -1);                                 // negative: never
+  EXPECT_EQ(*keep_alive_for(*cfg, "a", "0", std::nullopt), 0);
+  auto bad = keep_alive_for(*cfg, "a", std::nullopt, "soon");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("OLLAMA_KEEP_ALIVE"), std::string::npos);
+}
+
+TEST(ServeOptions, OriginsAndSizes) {
+  const auto o = allowed_origins(std::string("https://webui.example, http://10.0.0.2:*"));
+  EXPECT_TRUE(origin_allowed(o, "http://localhost:3000"));
+  EXPECT_TRUE(origin_allowed(o, "http://127.0.0.1"));
+  EXPECT_TRUE(origin_allowed(o, "https://webui.example"));
+  EXPECT_TRUE(origin_allowed(o, "http://10.0.0.2:8080"));
+  EXPECT_TRUE(origin_allowed(o, "vscode-webview://abc"));
+  EXPECT_FALSE(origin_allowed(o, "https://evil.example"));
+  EXPECT_FALSE(origin_allowed(o, "http://localhost.evil.example"));
+  EXPECT_EQ(*parse_size("64MiB"), 64ULL << 20);
+  EXPECT_EQ(*parse_size("1000"), 1000u);
+  EXPECT_EQ(*parse_size("2 GB"), 2000000000u);
+  EXPECT_FALSE(parse_size("lots").ok());
+  EXPECT_FALSE(parse_size("5 parsecs").ok());
+}
+
+TEST(ServeMetrics, PrometheusTextHasHelpTypeAndLabels) {
+  Metrics m;
+  m.request("/v1/chat/completions", 200);
+  m.request("/v1/chat/completions", 200);
+  m.request("/v1/embeddings", 404);
+  m.load(true, 0.3);
+  m.load(false, 0);
+  m.unload("idle");
+  m.queue_wait(0.0005);
+  auto snap = m.snapshot();
+  snap.in_flight = 3;
+  snap.instances["ready"] = 2;
+  llamactl::gpu::GpuReading g;
+  g.index = 0;
+  g.uuid = "GPU-1";
+  g.name = "NVIDIA H100";
+  g.memory_used_mib = 1024;
+  g.memory_total_mib = 81559;  // utilisation unknown: left out, never 0
+  snap.gpus = {g};
+  snap.gpu_reading_ok = true;
+  const std::string t = render(snap);
+  for (const char* want : {
+           "# HELP llamactl_requests_total ",
+           "# TYPE llamactl_requests_total counter\n",
+           "llamactl_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2\n",
+           "llamactl_requests_total{route=\"/v1/embeddings\",status=\"404\"} 1\n",
+           "llamactl_requests_in_flight 3\n",
+           "llamactl_loads_total{result=\"ok\"} 1\n",
+           "llamactl_loads_total{result=\"failed\"} 1\n",
+           "# TYPE llamactl_load_seconds histogram\n",
+           "llamactl_load_seconds_bucket{le=\"0.25\"} 0\n",
+           "llamactl_load_seconds_bucket{le=\"0.5\"} 1\n",
+           "llamactl_load_seconds_bucket{le=\"+Inf\"} 1\n",
+           "llamactl_load_seconds_count 1\n",
+           "llamactl_unloads_total{reason=\"idle\"} 1\n",
+           "llamactl_unloads_total{reason=\"evicted\"} 0\n",
+           "llamactl_instances{state=\"ready\"} 2\n",
+           "llamactl_queue_wait_seconds_bucket{le=\"0.001\"} 1\n",
+           "llamactl_gpu_memory_used_bytes{gpu=\"0\",uuid=\"GPU-1\",name=\"NVIDIA H100\"} 1073741824\n",
+           "llamactl_gpu_memory_total_bytes{gpu=\"0\",uuid=\"GPU-1\",name=\"NVIDIA H100\"} 85520809984\n",
+       })
+    EXPECT_NE(t.find(want), std::string::npos) << want << "\n---\n" << t;
+  EXPECT_EQ(t.find("llamactl_gpu_utilization_percent{"), std::string::npos);
+}
