@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -258,25 +259,38 @@ LineStream::~LineStream() {
 
 Status LineStream::start(const std::vector<std::string>& argv) {
   if (argv.empty() || impl_->pid != 0) return make_error(ErrorKind::start_failed, "empty command or started twice");
+  const auto program = find_program(argv[0]);
+  if (!program) return make_error(ErrorKind::start_failed, argv[0] + ": not found or not executable");
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return make_error(ErrorKind::start_failed, "pipe: " + errno_text(errno));
   Fd out_r(pipe_fds[0]), out_w(pipe_fds[1]);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);  // a long-lived nvidia-smi must not hold serve's sockets
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);  // own group: kill() ends it and its helpers
-  default_signals(attr, POSIX_SPAWN_SETPGROUP);
-  pid_t pid = 0;
+  // Everything the child needs is prepared before fork: after it, only
+  // async-signal-safe calls.
   auto args = c_argv(argv);
-  const int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return make_error(ErrorKind::start_failed, argv[0] + ": " + errno_text(rc));
+  const pid_t parent = ::getpid();
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) return make_error(ErrorKind::start_failed, "/dev/null: " + errno_text(errno));
+  // fork, not posix_spawn: a streaming nvidia-smi must die with us. One whose
+  // query has nothing to print (compute-apps with no process) never writes,
+  // so it would never get the SIGPIPE that ends it once our end is gone.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // we died before prctl took effect
+    ::setpgid(0, 0);                          // own group: kill() ends it and its helpers
+    ::dup2(null_fd, 0);
+    ::dup2(out_w.fd, 1);
+    ::dup2(null_fd, 2);
+    ::close_range(3, ~0U, 0);  // a long-lived nvidia-smi must not hold serve's sockets
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) ::signal(sig, SIG_DFL);
+    ::execve(program->c_str(), args.data(), environ);
+    ::_exit(127);
+  }
+  ::close(null_fd);
+  if (pid < 0) return make_error(ErrorKind::start_failed, argv[0] + ": fork: " + errno_text(errno));
   // Non-blocking, so that a read never waits past read_lines' deadline.
   ::fcntl(out_r.fd, F_SETFL, ::fcntl(out_r.fd, F_GETFL) | O_NONBLOCK);
   impl_->pid = pid;

@@ -215,7 +215,8 @@ ServeProcess::ServeProcess(const Sandbox& sb, const std::vector<std::string>& ar
 }
 
 ServeProcess::~ServeProcess() {
-  if (pid_ > 0 && !reaped_) {
+  // Gracefully first, so serve stops its GPU monitor's children; then by force.
+  if (pid_ > 0 && !reaped_ && terminate(std::chrono::seconds(10)) == -1 && !reaped_) {
     ::kill(static_cast<pid_t>(pid_), SIGKILL);
     ::waitpid(static_cast<pid_t>(pid_), nullptr, 0);
   }
