@@ -56,7 +56,10 @@ Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
   if (!limit) return make_error(ErrorKind::usage, "--max-body: " + limit.error().message);
   s.server.body_limit = *limit;
   s.server.origins = serve::allowed_origins(platform::env("OLLAMA_ORIGINS"));
-  s.server.threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2U, 4U));
+  // I/O threads: one per core up to 4 (LLAMACTL_SERVE_THREADS overrides, for benchmarks).
+  s.server.threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 4U));
+  if (const auto t = platform::env("LLAMACTL_SERVE_THREADS"); t && std::atoi(t->c_str()) > 0)
+    s.server.threads = std::min(std::atoi(t->c_str()), 64);
   s.router.keep_alive_flag = o.keep_alive;
   s.router.keep_alive_env = platform::env("OLLAMA_KEEP_ALIVE");
   // Validate the keep-alive sources now: a typo is a usage error at start, not a failed load later.

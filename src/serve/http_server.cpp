@@ -1,5 +1,5 @@
 // serve's HTTP side on Boost.Asio/Beast with C++20 coroutines: one session
-// coroutine per connection (its own strand), a deadline on every read and
+// coroutine per connection (on one I/O thread from accept to close), a deadline on every read and
 // write, and a relay that forwards each upstream chunk as it arrives (Beast's
 // relay() with buffer_body), never collecting a whole body. The only
 // translation unit of serve that includes Beast (slow to compile).
@@ -10,12 +10,12 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -54,11 +54,12 @@ auto ec_token(error_code& ec) {
 }
 
 /// Idle keep-alive connections to llama-servers, by port. A connection per
-/// request would cost a connect and leave TIME_WAIT sockets under load.
+/// request would cost a connect and leave TIME_WAIT sockets under load. One
+/// pool per I/O thread: a socket never changes threads, so no lock and no
+/// re-registration with another reactor.
 class UpstreamPool {
  public:
   std::optional<tcp::socket> take(int port) {
-    std::lock_guard lock(mu_);
     auto& v = idle_[port];
     if (v.empty()) return std::nullopt;
     tcp::socket s = std::move(v.back());
@@ -66,21 +67,12 @@ class UpstreamPool {
     return s;
   }
   void give(int port, tcp::socket s) {
-    std::lock_guard lock(mu_);
     auto& v = idle_[port];
     if (v.size() < kPoolPerPort) v.push_back(std::move(s));
   }
-  void drop(int port) {
-    std::lock_guard lock(mu_);
-    idle_.erase(port);
-  }
-  void clear() {
-    std::lock_guard lock(mu_);
-    idle_.clear();
-  }
+  void drop(int port) { idle_.erase(port); }
 
  private:
-  std::mutex mu_;
   std::map<int, std::vector<tcp::socket>> idle_;
 };
 
@@ -169,24 +161,33 @@ struct HttpServer::Impl {
   Router& router;
   Metrics& metrics;
   gpu::GpuProbe& gpus;
-  asio::io_context ioc;
-  tcp::acceptor acceptor{ioc};
+  // One io_context per thread (as nginx runs one worker per core): a
+  // connection lives on one thread from accept to close, so nothing is
+  // handed between threads and a session needs no strand.
+  std::vector<std::unique_ptr<asio::io_context>> iocs;
+  std::vector<std::unique_ptr<UpstreamPool>> pools;
+  std::unique_ptr<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
-  UpstreamPool pool;
   std::atomic<int> active{0};
   std::atomic<bool> stopping{false};
   Endpoint bound;
 
-  Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g) : opts(std::move(o)), router(r), metrics(m), gpus(g) {}
+  Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g) : opts(std::move(o)), router(r), metrics(m), gpus(g) {
+    for (int i = 0; i < std::max(1, opts.threads); ++i) {
+      iocs.push_back(std::make_unique<asio::io_context>(1));
+      pools.push_back(std::make_unique<UpstreamPool>());
+    }
+    acceptor = std::make_unique<tcp::acceptor>(*iocs[0]);
+  }
 
   awaitable<void> listen();
-  awaitable<void> session(tcp::socket sock);
-  awaitable<bool> handle(beast::tcp_stream& client, http::request<http::string_body>& req);
+  awaitable<void> session(tcp::socket sock, size_t worker);
+  awaitable<bool> handle(beast::tcp_stream& client, http::request<http::string_body>& req, UpstreamPool& pool);
   awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& route,
-                        const std::string& origin, int& status);
+                        const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<Ticket> wait_for(beast::tcp_stream& client, const std::string& model, bool embeddings);
   awaitable<bool> relay(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& model,
-                        int port, const std::string& origin, int& status);
+                        int port, const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<bool> reply(beast::tcp_stream& client, const http::request<http::string_body>& req, int status,
                         const std::string& type, std::string body, const std::string& origin) const;
   bool authorized(const http::request<http::string_body>& req) const;
@@ -207,18 +208,23 @@ Status HttpServer::start() {
   const auto address = asio::ip::make_address(s.opts.listen.host, ec);
   if (ec) return make_error(ErrorKind::usage, "cannot listen on '" + s.opts.listen.host + "': not an IP address");
   const tcp::endpoint ep(address, static_cast<unsigned short>(s.opts.listen.port));
-  s.acceptor.open(ep.protocol(), ec);
-  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) s.acceptor.bind(ep, ec);
-  if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  auto& acceptor = *s.acceptor;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     const auto kind = ec == asio::error::address_in_use ? ErrorKind::port_in_use : ErrorKind::usage;
     return make_error(kind, "cannot listen on " + s.opts.listen.text() + ": " + ec.message());
   }
   s.bound = s.opts.listen;
-  s.bound.port = s.acceptor.local_endpoint().port();
-  asio::co_spawn(s.ioc, s.listen(), asio::detached);
-  for (int i = 0; i < std::max(1, s.opts.threads); ++i) s.threads.emplace_back([&s] { s.ioc.run(); });
+  s.bound.port = acceptor.local_endpoint().port();
+  asio::co_spawn(*s.iocs[0], s.listen(), asio::detached);
+  for (auto& ioc : s.iocs) {
+    // Keep idle workers running until stop().
+    auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(ioc->get_executor());
+    s.threads.emplace_back([io = ioc.get(), guard] { io->run(); });
+  }
   return ok_status();
 }
 
@@ -234,37 +240,37 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   auto& s = *impl_;
   if (s.threads.empty()) return;
   s.stopping = true;
-  asio::post(s.ioc, [&s] {
+  asio::post(*s.iocs[0], [&s] {
     error_code ignored;
-    s.acceptor.close(ignored);
+    s.acceptor->close(ignored);
   });
   const auto until = Clock::now() + grace;
   while (s.active.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (s.active.load() > 0) log::warn("stopping with {} request(s) still open: cut", s.active.load());
-  s.ioc.stop();
+  for (auto& ioc : s.iocs) ioc->stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
-  s.pool.clear();
 }
 
 awaitable<void> HttpServer::Impl::listen() {
-  for (;;) {
+  for (size_t next = 0;; next = (next + 1) % iocs.size()) {
     error_code ec;
-    tcp::socket sock = co_await acceptor.async_accept(asio::make_strand(ioc), ec_token(ec));
+    tcp::socket sock = co_await acceptor->async_accept(iocs[next]->get_executor(), ec_token(ec));
     if (ec) {
-      if (!acceptor.is_open() || stopping) co_return;
+      if (!acceptor->is_open() || stopping) co_return;
       // EMFILE and friends: back off instead of spinning.
-      asio::steady_timer t(ioc, std::chrono::milliseconds(50));
+      asio::steady_timer t(*iocs[0], std::chrono::milliseconds(50));
       co_await t.async_wait(ec_token(ec));
       continue;
     }
     sock.set_option(tcp::no_delay(true), ec);
     auto exec = sock.get_executor();
-    asio::co_spawn(exec, session(std::move(sock)), asio::detached);
+    asio::co_spawn(exec, session(std::move(sock), next), asio::detached);
   }
 }
 
-awaitable<void> HttpServer::Impl::session(tcp::socket sock) {
+awaitable<void> HttpServer::Impl::session(tcp::socket sock, size_t worker) {
+  UpstreamPool& pool = *pools[worker];
   beast::tcp_stream client(std::move(sock));
   beast::flat_buffer buffer;
   for (;;) {
@@ -310,7 +316,7 @@ awaitable<void> HttpServer::Impl::session(tcp::socket sock) {
     auto req = parser.release();
     bool keep = false;
     try {
-      keep = co_await handle(client, req);
+      keep = co_await handle(client, req, pool);
     } catch (const std::exception& e) {
       log::error("request {} failed: {}", std::string(req.target()), e.what());
     }
@@ -356,7 +362,8 @@ awaitable<bool> HttpServer::Impl::reply(beast::tcp_stream& client, const http::r
   co_return keep && !ec;
 }
 
-awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& client, http::request<http::string_body>& req) {
+awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& client, http::request<http::string_body>& req,
+                                         UpstreamPool& pool) {
   const auto t0 = Clock::now();
   const std::string target(req.target());
   const std::string path = target.substr(0, target.find('?'));
@@ -403,7 +410,7 @@ awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& client, http::reques
     keep = co_await reply(client, req, 200, json_type, models_json(), origin);
   } else if (method == http::verb::post &&
              (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings")) {
-    keep = co_await proxy(client, req, path, origin, status);
+    keep = co_await proxy(client, req, path, origin, status, pool);
   } else {
     status = 404;
     keep = co_await reply(client, req, 404, "text/plain; charset=utf-8", "404 page not found", origin);
@@ -415,7 +422,8 @@ awaitable<bool> HttpServer::Impl::handle(beast::tcp_stream& client, http::reques
 }
 
 awaitable<bool> HttpServer::Impl::proxy(beast::tcp_stream& client, http::request<http::string_body>& req,
-                                        const std::string& route, const std::string& origin, int& status) {
+                                        const std::string& route, const std::string& origin, int& status,
+                                        UpstreamPool& pool) {
   const auto json_type = "application/json; charset=utf-8";
   const auto fail = [&](int code, const std::string& message) -> awaitable<bool> {
     status = code;
@@ -439,7 +447,7 @@ awaitable<bool> HttpServer::Impl::proxy(beast::tcp_stream& client, http::request
     Admitted admitted(router, *model);
     const int port = t.port;
     int upstream_status = 0;
-    const bool keep = co_await relay(client, req, *model, port, origin, upstream_status);
+    const bool keep = co_await relay(client, req, *model, port, origin, upstream_status, pool);
     if (upstream_status != -1 || attempt > 0) {
       status = upstream_status > 0 ? upstream_status : 502;
       co_return keep;
@@ -451,6 +459,8 @@ awaitable<bool> HttpServer::Impl::proxy(beast::tcp_stream& client, http::request
 }
 
 awaitable<Ticket> HttpServer::Impl::wait_for(beast::tcp_stream& client, const std::string& model, bool embeddings) {
+  // Most requests find their model ready: no timer, no wake-up to set up.
+  if (const auto port = router.admit_ready(model)) co_return Ticket{Ticket::Kind::ready, *port, 0, 0, {}};
   auto exec = co_await asio::this_coro::executor;
   auto timer = std::make_shared<asio::steady_timer>(exec);
   timer->expires_after(opts.wait_timeout);
@@ -490,7 +500,8 @@ awaitable<Ticket> HttpServer::Impl::wait_for(beast::tcp_stream& client, const st
 }
 
 awaitable<bool> HttpServer::Impl::relay(beast::tcp_stream& client, http::request<http::string_body>& req,
-                                        const std::string& model, int port, const std::string& origin, int& status) {
+                                        const std::string& model, int port, const std::string& origin, int& status,
+                                        UpstreamPool& pool) {
   auto exec = co_await asio::this_coro::executor;
   http::request<http::string_body> up{req.method(), req.target(), 11};
   for (const auto& f : req)
@@ -509,10 +520,8 @@ awaitable<bool> HttpServer::Impl::relay(beast::tcp_stream& client, http::request
   error_code ec;
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto pooled = attempt == 0 ? pool.take(port) : std::nullopt;
-    auto& upstream = stream.emplace(exec);
-    if (pooled) {
-      upstream.socket().assign(tcp::v4(), pooled->release(), ec);
-    } else {
+    auto& upstream = pooled ? stream.emplace(std::move(*pooled)) : stream.emplace(exec);
+    if (!pooled) {
       upstream.expires_after(kConnectTimeout);
       co_await upstream.async_connect(
           tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), static_cast<unsigned short>(port)), ec_token(ec));

@@ -81,6 +81,13 @@ Ticket Router::admit(const std::string& model, bool embeddings, std::function<vo
   return {Ticket::Kind::pending, 0, id, 0, {}};
 }
 
+std::optional<int> Router::admit_ready(const std::string& model) {
+  std::lock_guard lock(mu_);
+  const auto* m = sched_.find(model);
+  if (stopping_ || !m || m->phase != Phase::ready) return std::nullopt;
+  return sched_.admit(model, 0, now_ms()).port;
+}
+
 Ticket Router::result(uint64_t waiter) {
   std::lock_guard lock(mu_);
   auto it = waiters_.find(waiter);
@@ -108,8 +115,12 @@ void Router::finish(const std::string& model) {
   std::lock_guard lock(mu_);
   sched_.finish(model, now_ms());
   // keep_alive 0 reaps as soon as nothing is in flight: let the loop look now.
-  wake_loop_ = true;
-  cv_.notify_all();
+  // Otherwise the loop's 250 ms tick is soon enough, and waking it on every
+  // request costs a context switch each.
+  if (const auto* m = sched_.find(model); m && m->keep_alive_ms == 0 && m->in_flight == 0) {
+    wake_loop_ = true;
+    cv_.notify_one();
+  }
 }
 
 void Router::upstream_failed(const std::string& model) {

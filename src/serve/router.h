@@ -60,6 +60,9 @@ class Router {
   /// any thread, once result(waiter) is known. ready: counted in flight, the
   /// caller must call finish(). `embeddings`: a load starts with --embeddings.
   Ticket admit(const std::string& model, bool embeddings, std::function<void()> wake);
+  /// The fast path: the model is ready, so the request is counted in flight
+  /// and gets its port (the caller must call finish()); nullopt otherwise.
+  std::optional<int> admit_ready(const std::string& model);
   /// The outcome of a pending admission, once woken (ready: now counted in flight).
   Ticket result(uint64_t waiter);
   /// A pending request gave up (client gone). If it was already granted, the
