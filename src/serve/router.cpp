@@ -76,7 +76,7 @@ Ticket Router::admit(const std::string& model, bool embeddings, std::function<vo
     lock.unlock();
     start_load(model, embeddings);
   } else {
-    log::debug("request for {} joins the load in progress", model);
+    log::info("request for {} joins the load in progress", model);
   }
   return {Ticket::Kind::pending, 0, id, 0, {}};
 }
