@@ -190,6 +190,7 @@ struct HttpServer::Impl {
                         int port, const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<bool> reply(beast::tcp_stream& client, const http::request<http::string_body>& req, int status,
                         const std::string& type, std::string body, const std::string& origin) const;
+  awaitable<void> too_large(beast::tcp_stream& client, const http::request<http::string_body>& req);
   bool authorized(const http::request<http::string_body>& req) const;
   std::string models_json();
   std::string metrics_text();
@@ -281,13 +282,7 @@ awaitable<void> HttpServer::Impl::session(tcp::socket sock, size_t worker) {
     client.expires_after(opts.idle_timeout);
     co_await http::async_read_header(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
-      http::request<http::string_body> head;
-      co_await reply(client, head, 413, "application/json",
-                     openai_error("request body is larger than the limit of " + std::to_string(opts.body_limit) +
-                                      " bytes (serve --max-body)",
-                                  error_type(413), 413),
-                     "");
-      metrics.request("other", 413);
+      co_await too_large(client, http::request<http::string_body>{});
       break;
     }
     if (ec) break;  // closed, timed out, or not HTTP
@@ -300,12 +295,7 @@ awaitable<void> HttpServer::Impl::session(tcp::socket sock, size_t worker) {
     client.expires_after(opts.read_timeout);
     co_await http::async_read(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
-      co_await reply(client, parser.get(), 413, "application/json",
-                     openai_error("request body is larger than the limit of " + std::to_string(opts.body_limit) +
-                                      " bytes (serve --max-body)",
-                                  error_type(413), 413),
-                     "");
-      metrics.request("other", 413);
+      co_await too_large(client, parser.get());
       --active;
       break;
     }
@@ -326,6 +316,15 @@ awaitable<void> HttpServer::Impl::session(tcp::socket sock, size_t worker) {
   error_code ignored;
   client.socket().shutdown(tcp::socket::shutdown_send, ignored);
   client.close();
+}
+
+awaitable<void> HttpServer::Impl::too_large(beast::tcp_stream& client, const http::request<http::string_body>& req) {
+  co_await reply(client, req, 413, "application/json",
+                 openai_error("request body is larger than the limit of " + std::to_string(opts.body_limit) +
+                                  " bytes (serve --max-body)",
+                              error_type(413), 413),
+                 "");
+  metrics.request("other", 413);
 }
 
 bool HttpServer::Impl::authorized(const http::request<http::string_body>& req) const {

@@ -50,6 +50,24 @@ Result<std::string> check_host(std::string host, const std::string& what) {
   return host;
 }
 
+// "host:port" (or a form split_host_port takes) -> an endpoint; `port`
+// when the text names none.
+Result<Endpoint> endpoint_of(const std::string& text, int port, const std::string& what) {
+  auto hp = split_host_port(text, what);
+  if (!hp) return hp.error();
+  auto host = check_host(hp->first, what);
+  if (!host) return host.error();
+  Endpoint e;
+  e.host = *host;
+  e.port = port;
+  if (hp->second) {
+    auto p = parse_port(*hp->second, what);
+    if (!p) return p.error();
+    e.port = *p;
+  }
+  return e;
+}
+
 }  // namespace
 
 std::string Endpoint::text() const {
@@ -57,19 +75,7 @@ std::string Endpoint::text() const {
 }
 
 Result<Endpoint> parse_listen(const std::string& text) {
-  const std::string what = "--listen";
-  auto hp = split_host_port(std::string(trim(text)), what);
-  if (!hp) return hp.error();
-  Endpoint e;
-  auto host = check_host(hp->first, what);
-  if (!host) return host.error();
-  e.host = *host;
-  if (hp->second) {
-    auto port = parse_port(*hp->second, what);
-    if (!port) return port.error();
-    e.port = *port;
-  }
-  return e;
+  return endpoint_of(std::string(trim(text)), Endpoint{}.port, "--listen");
 }
 
 Result<Endpoint> parse_ollama_host(const std::string& value) {
@@ -85,23 +91,8 @@ Result<Endpoint> parse_ollama_host(const std::string& value) {
     s = s.substr(sep + 3);
   }
   s = s.substr(0, s.find('/'));
-  Endpoint e;
-  e.port = default_port;
-  if (s.empty()) {
-    e.host = "127.0.0.1";
-    return e;
-  }
-  auto hp = split_host_port(s, what);
-  if (!hp) return hp.error();
-  auto host = check_host(hp->first, what);
-  if (!host) return host.error();
-  e.host = *host;
-  if (hp->second) {
-    auto port = parse_port(*hp->second, what);
-    if (!port) return port.error();
-    e.port = *port;
-  }
-  return e;
+  if (s.empty()) return Endpoint{"127.0.0.1", default_port};
+  return endpoint_of(s, default_port, what);
 }
 
 Result<int64_t> keep_alive_for(const config::Config& cfg, const std::string& model,
