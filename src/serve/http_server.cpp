@@ -447,13 +447,15 @@ awaitable<bool> HttpServer::Impl::proxy(beast::tcp_stream& client, http::request
     const int port = t.port;
     int upstream_status = 0;
     const bool keep = co_await relay(client, req, *model, port, origin, upstream_status, pool);
-    if (upstream_status != -1 || attempt > 0) {
+    if (upstream_status != -1) {
       status = upstream_status > 0 ? upstream_status : 502;
       co_return keep;
     }
-    // Nothing answered on its port: the instance died or was unloaded
-    // behind our back. The router has reconciled; ask again (a fresh load).
-    pool.drop(port);
+    // Nothing answered on its port (relay sent nothing and dropped the
+    // port's pooled connections): the instance died or was unloaded behind
+    // our back. The router has reconciled; ask once more (a fresh load).
+    if (attempt > 0)
+      co_return co_await fail(502, "llama-server for '" + *model + "' refused the connection, also after a reload");
   }
 }
 
