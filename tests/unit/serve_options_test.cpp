@@ -2,6 +2,7 @@
 
 #include "config/config.h"
 #include "serve/metrics.h"
+#include "serve/openai.h"
 #include "serve/options.h"
 
 using namespace llamactl;
@@ -131,4 +132,35 @@ TEST(ServeMetrics, PrometheusTextHasHelpTypeAndLabels) {
        })
     EXPECT_NE(t.find(want), std::string::npos) << want << "\n---\n" << t;
   EXPECT_EQ(t.find("llamactl_gpu_utilization_percent{"), std::string::npos);
+}
+
+TEST(ServeOpenAi, BodyModelReadsTheTopLevelModelOfAValidObject) {
+  const auto m = serve::body_model(R"({"messages":[{"role":"user","content":"hi","model":"inner"}],"model":"tiny"})");
+  EXPECT_TRUE(m.is_object);
+  EXPECT_EQ(m.model, "tiny");  // not the nested "model"
+  // Nested objects and every kind of value on the way.
+  const auto n = serve::body_model(R"({"a":{"model":"x"},"b":[1,2.5,true,null,"s",{"model":"y"}],"model":"qwen:7b"})");
+  EXPECT_TRUE(n.is_object);
+  EXPECT_EQ(n.model, "qwen:7b");
+  // The last of repeated keys counts, as in a parsed object.
+  EXPECT_EQ(serve::body_model(R"({"model":"a","model":"b"})").model, "b");
+  EXPECT_EQ(serve::body_model(R"({"model":"a","model":7})").model, "");
+}
+
+TEST(ServeOpenAi, BodyModelRefusesWhatIsNotOneJsonObject) {
+  for (const char* bad : {"", "not json", "[]", R"(["model"])", "\"model\"", "5", "null", R"({"model":"a")",
+                          R"({"model":"a"} {})", R"({"model":"a"} x)", R"({"model":"a",})", R"({"model":"a" "b":1})"}) {
+    SCOPED_TRACE(bad);
+    EXPECT_FALSE(serve::body_model(bad).is_object);
+  }
+  // A valid object without a usable model: is_object, empty model.
+  for (const char* none : {"{}", R"({"model":""})", R"({"model":null})", R"({"model":{"name":"a"}})",
+                           R"({"model":["a"]})", R"({"models":"a","x":{"model":"a"}})"}) {
+    SCOPED_TRACE(none);
+    const auto m = serve::body_model(none);
+    EXPECT_TRUE(m.is_object);
+    EXPECT_EQ(m.model, "");
+  }
+  // Whitespace around it is fine.
+  EXPECT_EQ(serve::body_model(" \n{\"model\" : \"a\"}\n ").model, "a");
 }
