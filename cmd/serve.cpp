@@ -60,6 +60,10 @@ Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
   s.server.threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 4U));
   if (const auto t = platform::env("LLAMACTL_SERVE_THREADS"); t && std::atoi(t->c_str()) > 0)
     s.server.threads = std::min(std::atoi(t->c_str()), 64);
+  // Client read, idle and write timeouts (default 60 s); tests shorten them.
+  if (const auto t = platform::env("LLAMACTL_SERVE_IO_TIMEOUT_MS"); t && std::atoi(t->c_str()) > 0)
+    s.server.read_timeout = s.server.idle_timeout = s.server.write_timeout =
+        std::chrono::milliseconds(std::atoi(t->c_str()));
   s.router.keep_alive_flag = o.keep_alive;
   s.router.keep_alive_env = platform::env("OLLAMA_KEEP_ALIVE");
   // Validate the keep-alive sources now: a typo is a usage error at start, not a failed load later.

@@ -54,6 +54,7 @@ awaitable<error_code> collect(UpstreamExchange& x, std::string& out, std::chrono
     p.get().body().size = sizeof buf;
     x.stream->expires_after(timeout);
     co_await http::async_read_some(*x.stream, x.buf, p, ec_token(ec));
+    ec = x.stream->why(ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return ec;
     out.append(buf, sizeof buf - p.get().body().size);
@@ -162,9 +163,8 @@ std::string HttpServer::Impl::ollama_ps() {
   return ojson{{"models", std::move(models)}}.dump();
 }
 
-awaitable<bool> HttpServer::Impl::ollama(beast::tcp_stream& client, http::request<http::string_body>& req,
-                                         const std::string& path, const std::string& origin, int& status,
-                                         UpstreamPool& pool) {
+awaitable<bool> HttpServer::Impl::ollama(Stream& client, http::request<http::string_body>& req, const std::string& path,
+                                         const std::string& origin, int& status, UpstreamPool& pool) {
   const auto method = req.method();
   const bool get = method == http::verb::get || method == http::verb::head;
   const bool post = method == http::verb::post;
@@ -229,8 +229,8 @@ awaitable<bool> HttpServer::Impl::ollama(beast::tcp_stream& client, http::reques
   co_return co_await ok(show_json(c, mc->path, cfg.source));
 }
 
-awaitable<bool> HttpServer::Impl::ollama_generate(beast::tcp_stream& client, http::request<http::string_body>& req,
-                                                  bool chat, const json& body, const std::string& origin, int& status,
+awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<http::string_body>& req, bool chat,
+                                                  const json& body, const std::string& origin, int& status,
                                                   UpstreamPool& pool) {
   const int64_t t_start = steady_ns();
   const auto fail = [&](int code, const std::string& message) -> awaitable<bool> {
@@ -324,6 +324,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(beast::tcp_stream& client, htt
     if (r.stream) {
       client.expires_after(opts.write_timeout);
       co_await http::async_write_header(client, sr, ec_token(ec));
+      client.expires_never();  // next: waiting on llama-server
       if (ec) co_return false;
     }
     // One chunk of NDJSON to the client (stream mode); false when it is gone.
@@ -334,6 +335,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(beast::tcp_stream& client, htt
       error_code wec;
       client.expires_after(opts.write_timeout);
       co_await http::async_write(client, sr, ec_token(wec));
+      client.expires_never();
       co_return !wec || wec == http::error::need_buffer;
     };
 
@@ -484,8 +486,8 @@ awaitable<bool> HttpServer::Impl::truncate_inputs(UpstreamPool& pool, int port, 
   co_return true;
 }
 
-awaitable<bool> HttpServer::Impl::ollama_embed(beast::tcp_stream& client, http::request<http::string_body>& req,
-                                               bool legacy, const json& body, const std::string& origin, int& status,
+awaitable<bool> HttpServer::Impl::ollama_embed(Stream& client, http::request<http::string_body>& req, bool legacy,
+                                               const json& body, const std::string& origin, int& status,
                                                UpstreamPool& pool) {
   const int64_t t_start = steady_ns();
   const auto fail = [&](int code, const std::string& message) -> awaitable<bool> {

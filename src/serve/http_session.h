@@ -39,8 +39,18 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-using asio::awaitable;
-using asio::use_awaitable;
+// Everything runs on one io_context per thread, so the coroutines and I/O
+// objects name its executor, not the type-erased any_io_executor: copying,
+// tracking and dispatching through the erased one per operation cost about
+// a twentieth of serve's CPU per request.
+using Executor = asio::io_context::executor_type;
+template <class T>
+using awaitable = asio::awaitable<T, Executor>;
+inline constexpr asio::use_awaitable_t<Executor> use_awaitable{};
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<tcp, Executor>;
+using Timer =
+    asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using beast::error_code;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -54,27 +64,149 @@ inline auto ec_token(error_code& ec) {
   return asio::redirect_error(use_awaitable, ec);
 }
 
+class Deadlines;
+
+/// A client or upstream connection: a socket whose deadline is only a
+/// number. Beast's tcp_stream arms a timer for every read and write (a lock,
+/// a timer-queue update, a cancel); under load that and its wrapping of each
+/// operation were a sixth of serve's CPU per request. Here `expires_after`
+/// stores a time, and the I/O thread's Deadlines, once a second, closes the
+/// sockets whose time has passed: their pending operation ends with an error
+/// (`timed_out()` tells it apart). A deadline stands until it is changed, so
+/// before waiting on something else (a load, llama-server) the owner calls
+/// `expires_never()`: Beast's deadline covered only its own operations, and
+/// a two-minute load must not be cut by a 60 s write timeout. A Stream is an AsyncReadStream and
+/// AsyncWriteStream, so Beast's HTTP reads and writes take it. It stays where
+/// it was made (its thread's list holds its address).
+class Stream {
+ public:
+  using executor_type = Socket::executor_type;
+  Stream(Socket sock, Deadlines& owner);
+  Stream(const executor_type& ex, Deadlines& owner) : Stream(Socket(ex), owner) {}
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  Stream(Stream&&) = delete;
+  Stream& operator=(Stream&&) = delete;
+
+  executor_type get_executor() noexcept { return sock_.get_executor(); }
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    return sock_.async_read_some(buffers, std::forward<Token>(token));
+  }
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return sock_.async_write_some(buffers, std::forward<Token>(token));
+  }
+
+  Socket& socket() noexcept { return sock_; }
+  void expires_after(Clock::duration d) { deadline_ = Clock::now() + d; }
+  void expires_never() noexcept { deadline_ = Clock::time_point::max(); }
+  /// True once the sweeper closed the socket for its deadline.
+  bool timed_out() const noexcept { return timed_out_; }
+  /// `ec`, or timeout when the deadline is why the operation failed.
+  error_code why(error_code ec) const { return ec && timed_out_ ? error_code(beast::error::timeout) : ec; }
+  /// The socket, for the pool; the Stream is left empty.
+  Socket release_socket() {
+    expires_never();
+    return std::move(sock_);
+  }
+  void close() {
+    error_code ignored;
+    sock_.close(ignored);
+  }
+
+ private:
+  friend class Deadlines;
+  Socket sock_;
+  Deadlines& owner_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  bool timed_out_ = false;
+  Stream* prev_ = nullptr;  // the owner's list
+  Stream* next_ = nullptr;
+};
+
+/// The Streams of one I/O thread, swept for passed deadlines. Only that
+/// thread touches it (and the destructor's thread after the threads stop).
+class Deadlines {
+ public:
+  Deadlines() = default;
+  Deadlines(const Deadlines&) = delete;
+  Deadlines& operator=(const Deadlines&) = delete;
+  ~Deadlines() {
+    for (Stream* s = head_; s;) {  // Streams outliving their list (never expected): detach them
+      Stream* next = s->next_;
+      s->prev_ = s->next_ = nullptr;
+      s = next;
+    }
+  }
+  void add(Stream* s) {
+    s->next_ = head_;
+    if (head_) head_->prev_ = s;
+    head_ = s;
+  }
+  void remove(Stream* s) {
+    if (s->prev_)
+      s->prev_->next_ = s->next_;
+    else if (head_ == s)
+      head_ = s->next_;
+    if (s->next_) s->next_->prev_ = s->prev_;
+    s->prev_ = s->next_ = nullptr;
+  }
+  /// Closes every Stream whose deadline is not after `now`; returns how many.
+  size_t sweep(Clock::time_point now) {
+    size_t closed = 0;
+    for (Stream* s = head_; s; s = s->next_)
+      if (s->deadline_ <= now) {
+        s->timed_out_ = true;
+        s->deadline_ = Clock::time_point::max();
+        s->close();
+        ++closed;
+      }
+    return closed;
+  }
+  size_t size() const {
+    size_t n = 0;
+    for (Stream* s = head_; s; s = s->next_) ++n;
+    return n;
+  }
+
+ private:
+  Stream* head_ = nullptr;
+};
+
+inline Stream::Stream(Socket sock, Deadlines& owner) : sock_(std::move(sock)), owner_(owner) {
+  owner_.add(this);
+}
+inline Stream::~Stream() {
+  owner_.remove(this);
+}
+
 /// Idle keep-alive connections to llama-servers, by port. A connection per
 /// request would cost a connect and leave TIME_WAIT sockets under load. One
 /// pool per I/O thread: a socket never changes threads, so no lock and no
-/// re-registration with another reactor.
+/// re-registration with another reactor. It carries the thread's Deadlines,
+/// which every Stream made there joins.
 class UpstreamPool {
  public:
-  std::optional<tcp::socket> take(int port) {
+  explicit UpstreamPool(Deadlines& d) : deadlines(d) {}
+  std::optional<Socket> take(int port) {
     auto& v = idle_[port];
     if (v.empty()) return std::nullopt;
-    tcp::socket s = std::move(v.back());
+    Socket s = std::move(v.back());
     v.pop_back();
     return s;
   }
-  void give(int port, tcp::socket s) {
+  void give(int port, Socket s) {
     auto& v = idle_[port];
     if (v.size() < kPoolPerPort) v.push_back(std::move(s));
   }
   void drop(int port) { idle_.erase(port); }
 
+  Deadlines& deadlines;
+
  private:
-  std::map<int, std::vector<tcp::socket>> idle_;
+  std::map<int, std::vector<Socket>> idle_;
 };
 
 /// Watches a client socket for the peer going away while we wait on
@@ -84,19 +216,18 @@ struct ClientWatch {
   std::function<void()> on_readable;
 };
 
-inline void arm_watch(tcp::socket& sock, const std::shared_ptr<ClientWatch>& w) {
-  sock.async_wait(tcp::socket::wait_read, [w](error_code ec) {
+inline void arm_watch(Socket& sock, const std::shared_ptr<ClientWatch>& w) {
+  sock.async_wait(Socket::wait_read, [w](error_code ec) {
     if (!ec && w->on_readable) w->on_readable();
   });
 }
 
-inline bool peer_closed(tcp::socket& sock);
+inline bool peer_closed(Socket& sock);
 
 /// A watch (not yet armed) for a client waiting on llama-server: when the
 /// client goes away it sets `client_gone` and closes the upstream connection,
 /// which makes llama-server cancel the task.
-inline std::shared_ptr<ClientWatch> upstream_cancelling_watch(tcp::socket& client, tcp::socket& upstream,
-                                                              bool& client_gone) {
+inline std::shared_ptr<ClientWatch> upstream_cancelling_watch(Socket& client, Socket& upstream, bool& client_gone) {
   auto watch = std::make_shared<ClientWatch>();
   watch->on_readable = [&client, &upstream, &client_gone] {
     if (peer_closed(client)) {
@@ -110,11 +241,11 @@ inline std::shared_ptr<ClientWatch> upstream_cancelling_watch(tcp::socket& clien
 
 /// True when the peer closed (EOF or reset); false when it sent data (a
 /// pipelined request) or nothing is there.
-inline bool peer_closed(tcp::socket& sock) {
+inline bool peer_closed(Socket& sock) {
   char byte = 0;
   error_code ec;
   sock.non_blocking(true, ec);
-  const size_t n = sock.receive(asio::buffer(&byte, 1), tcp::socket::message_peek, ec);
+  const size_t n = sock.receive(asio::buffer(&byte, 1), Socket::message_peek, ec);
   sock.non_blocking(false, ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) return false;
   return ec || n == 0;
@@ -179,7 +310,7 @@ using namespace detail;  // NOLINT(google-build-using-namespace): internal heade
 
 /// An exchange with llama-server whose response header has been read.
 struct UpstreamExchange {
-  std::optional<beast::tcp_stream> stream;
+  std::optional<Stream> stream;
   beast::flat_buffer buf;
   std::optional<http::response_parser<http::buffer_body>> parser;
 };
@@ -204,9 +335,12 @@ struct HttpServer::Impl {
   // One io_context per thread (as nginx runs one worker per core): a
   // connection lives on one thread from accept to close, so nothing is
   // handed between threads and a session needs no strand.
+  // Declared before the io_contexts: coroutine frames still in them at the
+  // end hold Streams, which leave their Deadlines when destroyed.
+  std::vector<std::unique_ptr<Deadlines>> deadlines;
   std::vector<std::unique_ptr<asio::io_context>> iocs;
   std::vector<std::unique_ptr<UpstreamPool>> pools;
-  std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<Acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<int> active{0};
   std::atomic<bool> stopping{false};
@@ -220,29 +354,36 @@ struct HttpServer::Impl {
   Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g) : opts(std::move(o)), router(r), metrics(m), gpus(g) {
     for (int i = 0; i < std::max(1, opts.threads); ++i) {
       iocs.push_back(std::make_unique<asio::io_context>(1));
-      pools.push_back(std::make_unique<UpstreamPool>());
+      deadlines.push_back(std::make_unique<Deadlines>());
+      pools.push_back(std::make_unique<UpstreamPool>(*deadlines.back()));
     }
-    acceptor = std::make_unique<tcp::acceptor>(*iocs[0]);
+    acceptor = std::make_unique<Acceptor>(*iocs[0]);
   }
 
   awaitable<void> listen();
-  awaitable<void> session(tcp::socket sock, size_t worker);
-  awaitable<bool> handle(beast::tcp_stream& client, http::request<http::string_body>& req, UpstreamPool& pool);
-  awaitable<bool> proxy(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& route,
+  /// Once a second, closes the thread's Streams past their deadline.
+  awaitable<void> sweep(Deadlines& d) const;
+  awaitable<void> session(Socket sock, size_t worker);
+  awaitable<bool> handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool);
+  awaitable<bool> proxy(Stream& client, http::request<http::string_body>& req, const std::string& route,
                         const std::string& origin, int& status, UpstreamPool& pool);
-  awaitable<Ticket> wait_for(beast::tcp_stream& client, const std::string& model, Launch needs);
+  awaitable<Ticket> wait_for(Stream& client, const std::string& model, Launch needs);
   /// Connects (a pooled connection first, then a fresh one), sends `up` and
   /// reads the response header. connection_refused: nothing listens there.
   awaitable<error_code> open_upstream(UpstreamPool& pool, int port, http::request<http::string_body>& up,
                                       UpstreamExchange& x) const;
+  /// The same with the request already written out: `head` (request line
+  /// and fields, ending in the blank line) then `body`, sent together.
+  awaitable<error_code> open_upstream(UpstreamPool& pool, int port, const std::string& head, std::string_view body,
+                                      UpstreamExchange& x) const;
 
   // Ollama's API (http_ollama.cpp). Each answers the request and returns keep-alive.
-  awaitable<bool> ollama(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& path,
+  awaitable<bool> ollama(Stream& client, http::request<http::string_body>& req, const std::string& path,
                          const std::string& origin, int& status, UpstreamPool& pool);
-  awaitable<bool> ollama_generate(beast::tcp_stream& client, http::request<http::string_body>& req, bool chat,
+  awaitable<bool> ollama_generate(Stream& client, http::request<http::string_body>& req, bool chat,
                                   const nlohmann::json& body, const std::string& origin, int& status,
                                   UpstreamPool& pool);
-  awaitable<bool> ollama_embed(beast::tcp_stream& client, http::request<http::string_body>& req, bool legacy,
+  awaitable<bool> ollama_embed(Stream& client, http::request<http::string_body>& req, bool legacy,
                                const nlohmann::json& body, const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<JsonExchange> post_json(UpstreamPool& pool, int port, std::string target, std::string body) const;
   /// Cuts the inputs longer than `limit` tokens (/tokenize, then /detokenize
@@ -251,11 +392,11 @@ struct HttpServer::Impl {
                                   std::string& why) const;
   std::string ollama_tags();
   std::string ollama_ps();
-  awaitable<bool> relay(beast::tcp_stream& client, http::request<http::string_body>& req, const std::string& model,
-                        int port, const std::string& origin, int& status, UpstreamPool& pool);
-  awaitable<bool> reply(beast::tcp_stream& client, const http::request<http::string_body>& req, int status,
+  awaitable<bool> relay(Stream& client, http::request<http::string_body>& req, const std::string& model, int port,
+                        const std::string& origin, int& status, UpstreamPool& pool);
+  awaitable<bool> reply(Stream& client, const http::request<http::string_body>& req, int status,
                         const std::string& type, std::string body, const std::string& origin) const;
-  awaitable<void> too_large(beast::tcp_stream& client, const http::request<http::string_body>& req);
+  awaitable<void> too_large(Stream& client, const http::request<http::string_body>& req);
   bool authorized(const http::request<http::string_body>& req) const;
   std::string models_json();
   std::string metrics_text();

@@ -1,8 +1,13 @@
 // serve end to end: the real binary, the mock nvidia-smi and the fake
 // llama-server, over real sockets.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -202,6 +207,63 @@ TEST(Serve, KeepAliveZeroUnloadsRightAfterTheRequest) {
   ASSERT_EQ(chat(s, "tiny").status, 200);
   EXPECT_TRUE(eventually([&] { return instances(sb).empty(); }, 3s)) << s.output();
   EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_unloads_total{reason=\"keep_alive_0\"}") == 1; }, 3s));
+}
+
+namespace {
+
+/// Connects and sends `text`; true when serve then closes the connection
+/// within `within` (reads EOF or a reset), false if it is still open.
+bool closed_by_serve(int port, const std::string& text, std::chrono::milliseconds within) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return false;
+  }
+  if (!text.empty() && ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
+    ::close(fd);
+    return false;
+  }
+  pollfd p{fd, POLLIN, 0};
+  bool closed = false;
+  const auto until = std::chrono::steady_clock::now() + within;
+  while (!closed && std::chrono::steady_clock::now() < until) {
+    if (::poll(&p, 1, 100) <= 0) continue;
+    char buf[512];
+    closed = ::recv(fd, buf, sizeof buf, 0) <= 0;
+  }
+  ::close(fd);
+  return closed;
+}
+
+}  // namespace
+
+// The client timeouts (read, idle, write) bound serve's own operations on a
+// connection, not the time it waits for a load or for llama-server.
+TEST(Serve, ClientTimeoutsBoundItsReadsNotTheWaits) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"LLAMACTL_SERVE_IO_TIMEOUT_MS=1000", "FAKE_LOAD_DELAY_MS=2500", "FAKE_TOKEN_DELAY_MS=1200"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  // A 2.5 s load, then 2 tokens of 1.2 s, answered at the end.
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = chat(s, "tiny", 2);
+  EXPECT_EQ(r.status, 200) << r.body << s.output();
+  EXPECT_GT(std::chrono::steady_clock::now() - t0, 4s);
+  // A stream whose events are 1.2 s apart.
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 2),
+                    {"Content-Type: application/json"});
+  ASSERT_TRUE(stream.read_to_end(20s)) << s.output();
+  EXPECT_NE(stream.body().find("[DONE]"), std::string::npos) << stream.raw();
+  // A connection that sends nothing, and one that stops inside its body, are closed.
+  EXPECT_TRUE(closed_by_serve(s.port(), "", 5s));
+  EXPECT_TRUE(closed_by_serve(
+      s.port(), "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\"", 5s));
+  // An idle keep-alive connection waits at least its timeout.
+  EXPECT_FALSE(closed_by_serve(s.port(), "", 800ms));
 }
 
 TEST(Serve, ClientDisconnectMidStreamCancelsUpstream) {
