@@ -54,8 +54,9 @@ awaitable<error_code> collect(UpstreamExchange& x, std::string& out, std::chrono
     p.get().body().size = sizeof buf;
     x.stream->expires_after(timeout);
     co_await http::async_read_some(*x.stream, x.buf, p, ec_token(ec));
-    ec = x.stream->why(ec);
+    x.stream->expires_never();
     if (ec == http::error::need_buffer) ec = {};
+    ec = x.stream->why(ec);
     if (ec) co_return ec;
     out.append(buf, sizeof buf - p.get().body().size);
     if (out.size() > kMaxCollect) co_return http::error::body_limit;
@@ -351,7 +352,9 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
       p.get().body().size = sizeof buf;
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_some(upstream, x.buf, p, ec_token(ec));
+      upstream.expires_never();  // next: a client write, under the client's deadline
       if (ec == http::error::need_buffer) ec = {};
+      ec = upstream.why(ec);
       if (ec) {
         broken = "llama-server for '" + *model + "' stopped mid-response: " + ec.message();
         break;

@@ -99,11 +99,15 @@ awaitable<void> HttpServer::Impl::listen() {
 
 awaitable<void> HttpServer::Impl::sweep(Deadlines& d) const {
   Timer timer(co_await asio::this_coro::executor);
+  // A deadline is enforced up to a period late: a second, less for short timeouts (tests).
+  const auto shortest = std::min({opts.read_timeout, opts.idle_timeout, opts.write_timeout});
+  const auto sweep_period =
+      std::clamp<std::chrono::milliseconds>(shortest / 4, std::chrono::milliseconds(50), std::chrono::seconds(1));
   for (;;) {
-    timer.expires_after(std::chrono::seconds(1));
+    timer.expires_after(sweep_period);
     error_code ec;
     co_await timer.async_wait(ec_token(ec));
-    if (ec || stopping) co_return;
+    if (ec) co_return;  // the io_context stops; deadlines hold through the stop's grace
     if (const size_t n = d.sweep(Clock::now())) log::debug("closed {} connection(s) past their deadline", n);
   }
 }
@@ -352,15 +356,19 @@ awaitable<Ticket> HttpServer::Impl::wait_for(Stream& client, const std::string& 
   }
 }
 
-namespace {
-
 // Request and response heads written by hand for the relay: Beast's
 // serializer walks a header through layers of buffer views, a tenth of
 // serve's CPU per proxied request. Beast still parses everything.
 
+namespace {
+
 std::string& add(std::string& h, beast::string_view v) {
   return h.append(v.data(), v.size());
 }
+
+}  // namespace
+
+namespace detail {
 
 std::string request_head(const http::request<http::string_body>& up) {
   std::string h;
@@ -385,43 +393,49 @@ std::string relay_head(const http::request<http::string_body>& req, int port) {
   return h;
 }
 
-std::string relayed_response_head(const http::response_header<>& up, const std::optional<uint64_t>& length, bool sse,
-                                  bool keep_alive, const std::string& origin) {
+std::string relayed_response_head(const http::response_header<>& up, Framing framing,
+                                  const std::optional<uint64_t>& length, bool sse, bool keep_alive,
+                                  const std::string& origin) {
   std::string h;
   h.reserve(512);
   const beast::string_view reason = up.reason().empty() ? http::obsolete_reason(up.result()) : up.reason();
   add(h.append("HTTP/1.1 ").append(std::to_string(up.result_int())).append(" "), reason).append("\r\n");
   for (const auto& f : up) {
     switch (f.name()) {
-      case http::field::connection:
-      case http::field::keep_alive:
-      case http::field::transfer_encoding:
-      case http::field::content_length:
       case http::field::server:
-      case http::field::vary:
       // CORS is serve's policy (OLLAMA_ORIGINS), not the upstream's.
       case http::field::access_control_allow_origin:
       case http::field::access_control_allow_methods:
       case http::field::access_control_allow_headers:
       case http::field::access_control_allow_credentials:
         continue;
+      case http::field::vary:
+        if (!origin.empty()) continue;  // replaced below
+        break;
       default:
-        add(add(h, f.name_string()).append(": "), f.value()).append("\r\n");
+        if (hop_by_hop(f.name()) || (sse && beast::iequals(f.name_string(), "X-Accel-Buffering"))) continue;
     }
+    add(add(h, f.name_string()).append(": "), f.value()).append("\r\n");
   }
   h.append("Server: llamactl/" LLAMACTL_VERSION "\r\n");
   if (!origin.empty()) h.append("Access-Control-Allow-Origin: ").append(origin).append("\r\nVary: Origin\r\n");
   if (sse) h.append("X-Accel-Buffering: no\r\n");
-  if (length)
-    h.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
-  else
-    h.append("Transfer-Encoding: chunked\r\n");
+  if (framing == Framing::length) h.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
+  if (framing == Framing::chunked) h.append("Transfer-Encoding: chunked\r\n");
   if (!keep_alive) h.append("Connection: close\r\n");
   h.append("\r\n");
   return h;
 }
 
-}  // namespace
+Framing response_framing(const std::optional<uint64_t>& length, bool done_at_header, bool upstream_chunked,
+                         unsigned client_version) {
+  if (length) return Framing::length;
+  // Done at its header without a length: a reply that has no body (204, 304).
+  if (done_at_header && !upstream_chunked) return Framing::none;
+  return client_version >= 11 ? Framing::chunked : Framing::close;
+}
+
+}  // namespace detail
 
 awaitable<error_code> HttpServer::Impl::open_upstream(UpstreamPool& pool, int port,
                                                       http::request<http::string_body>& up, UpstreamExchange& x) const {
@@ -461,8 +475,14 @@ awaitable<error_code> HttpServer::Impl::open_upstream(UpstreamPool& pool, int po
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_header(upstream, x.buf, *x.parser, ec_token(ec));
     }
+    upstream.expires_never();
     ec = upstream.why(ec);
-    if (!ec || !pooled) break;
+    // A pooled connection the server had closed fails at once (reset, or
+    // the end of the stream): send again on a fresh one. Never after a
+    // timeout: the request may be running there.
+    const bool closed_before = ec == http::error::end_of_stream || ec == asio::error::eof ||
+                               ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+    if (!ec || !pooled || !closed_before) break;
   }
   co_return ec;
 }
@@ -496,8 +516,10 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
   // until the upstream closes) goes on in chunks of what arrived.
   const std::optional<uint64_t> length =
       p.content_length() ? std::optional<uint64_t>(*p.content_length()) : std::nullopt;
-  const bool chunked_out = !length;
-  const std::string head = relayed_response_head(p.get().base(), length, sse, req.keep_alive(), origin);
+  const Framing framing = response_framing(length, p.is_done(), p.chunked(), req.version());
+  const bool chunked_out = framing == Framing::chunked;
+  const bool keep = req.keep_alive() && framing != Framing::close;
+  const std::string head = relayed_response_head(p.get().base(), framing, length, sse, keep, origin);
   bool head_sent = false;
   // A stream's header goes out at once (the client learns it is streaming
   // while the prompt is processed). Any other response's header goes out with
@@ -535,6 +557,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
       p.get().body().size = sizeof buf;
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_some(upstream, ubuf, p, ec_token(ec));
+      upstream.expires_never();  // next: a client write, under the client's deadline
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
         ec = upstream.why(ec);
@@ -607,7 +630,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
     co_return false;
   }
   if (p.keep_alive()) pool.give(port, upstream.release_socket());
-  co_return req.keep_alive();
+  co_return keep;
 }
 
 std::string HttpServer::Impl::models_json() {

@@ -119,7 +119,7 @@ class Stream {
  private:
   friend class Deadlines;
   Socket sock_;
-  Deadlines& owner_;
+  Deadlines* owner_;  // null once the list is gone
   Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   Stream* prev_ = nullptr;  // the owner's list
@@ -134,9 +134,10 @@ class Deadlines {
   Deadlines(const Deadlines&) = delete;
   Deadlines& operator=(const Deadlines&) = delete;
   ~Deadlines() {
-    for (Stream* s = head_; s;) {  // Streams outliving their list (never expected): detach them
+    for (Stream* s = head_; s;) {  // Streams outliving their list (not expected): detach them
       Stream* next = s->next_;
       s->prev_ = s->next_ = nullptr;
+      s->owner_ = nullptr;
       s = next;
     }
   }
@@ -175,11 +176,11 @@ class Deadlines {
   Stream* head_ = nullptr;
 };
 
-inline Stream::Stream(Socket sock, Deadlines& owner) : sock_(std::move(sock)), owner_(owner) {
-  owner_.add(this);
+inline Stream::Stream(Socket sock, Deadlines& owner) : sock_(std::move(sock)), owner_(&owner) {
+  owner_->add(this);
 }
 inline Stream::~Stream() {
-  owner_.remove(this);
+  if (owner_) owner_->remove(this);
 }
 
 /// Idle keep-alive connections to llama-servers, by port. A connection per
@@ -198,6 +199,7 @@ class UpstreamPool {
     return s;
   }
   void give(int port, Socket s) {
+    if (!s.is_open()) return;  // closed by its deadline at the last moment
     auto& v = idle_[port];
     if (v.size() < kPoolPerPort) v.push_back(std::move(s));
   }
@@ -303,6 +305,30 @@ class Admitted {
   Router& r_;
   std::string model_;
 };
+
+/// The request line and header llama-server gets for a relayed request:
+/// the client's fields but hop-by-hop ones, Authorization and Origin; its
+/// own Host and the body's Content-Length.
+std::string relay_head(const http::request<http::string_body>& req, int port);
+/// A request's head as Beast holds it (request line, fields, blank line).
+std::string request_head(const http::request<http::string_body>& up);
+
+/// How a relayed body is delimited for the client.
+enum class Framing {
+  length,   // the upstream's Content-Length
+  chunked,  // no length (chunked, or until the upstream closes): chunks of what arrives
+  close,    // no length and an HTTP/1.0 client (no chunks there): until serve closes
+  none,     // no body at all (204, 304)
+};
+Framing response_framing(const std::optional<uint64_t>& length, bool done_at_header, bool upstream_chunked,
+                         unsigned client_version);
+/// The client's response head for an upstream response header: without
+/// hop-by-hop fields, the upstream's Server and CORS fields; with serve's
+/// Server, CORS for an allowed `origin`, `X-Accel-Buffering: no` on SSE, the
+/// framing's field and `Connection: close` when not `keep_alive`.
+std::string relayed_response_head(const http::response_header<>& up, Framing framing,
+                                  const std::optional<uint64_t>& length, bool sse, bool keep_alive,
+                                  const std::string& origin);
 
 }  // namespace detail
 

@@ -105,3 +105,102 @@ TEST(ServeStream, StreamsLeaveTheirListWhenDestroyedInAnyOrder) {
   }
   EXPECT_EQ(deadlines.size(), 0U);
 }
+
+TEST(ServeStream, AStreamMayOutliveItsList) {
+  asio::io_context ioc;
+  auto p = connected(ioc);
+  auto deadlines = std::make_unique<Deadlines>();
+  auto s = std::make_unique<Stream>(std::move(p.a), *deadlines);
+  deadlines.reset();
+  s.reset();  // no use of the gone list (AddressSanitizer checks in the debug build)
+  SUCCEED();
+}
+
+// The heads the relay writes itself (Beast parses, serve writes).
+
+TEST(ServeRelayHeads, RequestToLlamaServerDropsWhatIsNotItsToSee) {
+  http::request<http::string_body> req{http::verb::post, "/v1/chat/completions?x=1", 11};
+  req.set(http::field::host, "example:11434");
+  req.set(http::field::authorization, "Bearer secret");
+  req.set(http::field::origin, "http://localhost:3000");
+  req.set(http::field::connection, "keep-alive");
+  req.set(http::field::content_type, "application/json");
+  req.set(http::field::content_length, "999");
+  req.set(http::field::expect, "100-continue");
+  req.set(http::field::te, "trailers");
+  req.set("X-Stainless-Lang", "js");
+  req.body() = R"({"model":"tiny"})";
+  const std::string h = relay_head(req, 8081);
+  EXPECT_EQ(h.rfind("POST /v1/chat/completions?x=1 HTTP/1.1\r\n", 0), 0U) << h;
+  EXPECT_NE(h.find("\r\nContent-Type: application/json\r\n"), std::string::npos) << h;
+  EXPECT_NE(h.find("\r\nX-Stainless-Lang: js\r\n"), std::string::npos) << h;
+  EXPECT_NE(h.find("\r\nHost: 127.0.0.1:8081\r\n"), std::string::npos) << h;
+  EXPECT_NE(h.find("\r\nContent-Length: 16\r\n"), std::string::npos) << h;  // the body's, not the client's claim
+  for (const char* gone : {"secret", "example", "localhost:3000", "Connection", "999", "100-continue", "trailers"})
+    EXPECT_EQ(h.find(gone), std::string::npos) << gone << " in\n" << h;
+  EXPECT_EQ(h.substr(h.size() - 4), "\r\n\r\n");
+  // Beast parses it back as the same request.
+  http::request_parser<http::string_body> parser;
+  error_code ec;
+  parser.put(asio::buffer(h), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(parser.is_header_done());
+}
+
+TEST(ServeRelayHeads, ResponseFraming) {
+  // A length is passed on; a reply done at its header without one has no
+  // body; otherwise chunks, or until close for an HTTP/1.0 client.
+  EXPECT_EQ(response_framing(uint64_t{42}, false, false, 11), Framing::length);
+  EXPECT_EQ(response_framing(uint64_t{0}, true, false, 11), Framing::length);
+  EXPECT_EQ(response_framing(std::nullopt, true, false, 11), Framing::none);  // 204, 304
+  EXPECT_EQ(response_framing(std::nullopt, false, true, 11), Framing::chunked);
+  EXPECT_EQ(response_framing(std::nullopt, false, false, 11), Framing::chunked);  // until the upstream closes
+  EXPECT_EQ(response_framing(std::nullopt, false, true, 10), Framing::close);
+}
+
+TEST(ServeRelayHeads, ResponseToTheClient) {
+  http::response<http::empty_body> up{http::status::ok, 11};
+  up.set(http::field::content_type, "text/event-stream");
+  up.set(http::field::transfer_encoding, "chunked");
+  up.set(http::field::connection, "keep-alive");
+  up.set(http::field::keep_alive, "timeout=5");
+  up.set(http::field::server, "llama.cpp");
+  up.set(http::field::access_control_allow_origin, "*");
+  up.set(http::field::vary, "Accept-Encoding");
+  up.set("X-Accel-Buffering", "yes");
+  up.set("X-Request-Id", "abc");
+  {
+    const std::string h = relayed_response_head(up.base(), Framing::chunked, std::nullopt, true, true, "");
+    EXPECT_EQ(h.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << h;
+    EXPECT_NE(h.find("\r\nContent-Type: text/event-stream\r\n"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nX-Request-Id: abc\r\n"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nVary: Accept-Encoding\r\n"), std::string::npos) << h;  // kept without an origin
+    EXPECT_NE(h.find("\r\nServer: llamactl/"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nX-Accel-Buffering: no\r\n"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nTransfer-Encoding: chunked\r\n"), std::string::npos) << h;
+    for (const char* gone : {"llama.cpp", "Access-Control", "keep-alive", "timeout=5", "yes", "Connection"})
+      EXPECT_EQ(h.find(gone), std::string::npos) << gone << " in\n" << h;
+  }
+  {
+    const std::string h =
+        relayed_response_head(up.base(), Framing::length, uint64_t{7}, false, false, "http://localhost:3000");
+    EXPECT_NE(h.find("\r\nContent-Length: 7\r\n"), std::string::npos) << h;
+    EXPECT_EQ(h.find("Transfer-Encoding"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nAccess-Control-Allow-Origin: http://localhost:3000\r\nVary: Origin\r\n"), std::string::npos)
+        << h;
+    EXPECT_EQ(h.find("Accept-Encoding"), std::string::npos) << h;  // Vary replaced
+    EXPECT_NE(h.find("\r\nConnection: close\r\n"), std::string::npos) << h;
+    // Beast reads it back with the body's length.
+    http::response_parser<http::string_body> parser;
+    error_code ec;
+    parser.put(asio::buffer(h), ec);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(parser.content_length().value_or(0), 7U);
+  }
+  {
+    http::response<http::empty_body> nc{http::status::no_content, 11};
+    nc.set(http::field::server, "llama.cpp");
+    const std::string h = relayed_response_head(nc.base(), Framing::none, std::nullopt, false, true, "");
+    EXPECT_EQ(h, "HTTP/1.1 204 No Content\r\nServer: llamactl/" LLAMACTL_VERSION "\r\n\r\n");
+  }
+}
