@@ -26,7 +26,7 @@
 // stopped with `llamactl unload --all`. A watchdog (--max-seconds) bounds the
 // whole run.
 //
-// usage: bench_serve [--duration S] [--warmup S] [--conns 1,16,64]
+// usage: bench_serve [--duration S] [--warmup S] [--rounds N] [--conns 1,16,64]
 //                    [--sse-tokens N] [--sse-gap-ms MS] [--sse-runs N]
 //                    [--idle-wait S] [--idle-measure S] [--nginx-workers N|auto]
 //                    [--no-nginx] [--no-fake] [--keep] [--max-seconds S]
@@ -591,6 +591,7 @@ bool wait_status(int port, const std::string& req, int want, std::chrono::millis
 struct LoadResult {
   std::string path;
   int conns = 0;
+  int round = 0;
   double rps = 0, p50 = 0, p99 = 0, mean = 0;
   uint64_t n = 0, errors = 0, non200 = 0, reconnects = 0;
   uint64_t total_ok = 0;  // 200s over the whole run, warm-up included (for CPU per request)
@@ -1073,6 +1074,7 @@ std::string loadavg() {
 
 struct Options {
   double duration = 3, warmup = 0.5;
+  int rounds = 3;
   std::vector<int> conns = {1, 16, 64};
   int sse_tokens = 256, sse_runs = 5;
   double sse_gap_ms = 2;
@@ -1084,7 +1086,7 @@ struct Options {
 
 void usage() {
   std::fprintf(stderr,
-               "usage: bench_serve [--duration S] [--warmup S] [--conns 1,16,64] [--sse-tokens N]\n"
+               "usage: bench_serve [--duration S] [--warmup S] [--rounds N] [--conns 1,16,64] [--sse-tokens N]\n"
                "                   [--sse-gap-ms MS] [--sse-runs N] [--idle-wait S] [--idle-measure S]\n"
                "                   [--nginx-workers N|auto] [--no-nginx] [--no-fake] [--keep] [--max-seconds S]\n");
 }
@@ -1094,7 +1096,9 @@ std::optional<Options> parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto val = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--duration")
+    if (a == "--rounds")
+      o.rounds = std::max(1, std::atoi(val().c_str()));
+    else if (a == "--duration")
       o.duration = std::atof(val().c_str());
     else if (a == "--warmup")
       o.warmup = std::atof(val().c_str());
@@ -1162,19 +1166,32 @@ std::string nginx_config(const std::string& dir, const std::string& workers, int
   return c;
 }
 
+/// Of one path's rounds at one concurrency, the one with the median req/s.
+const LoadResult* median_round(const std::vector<LoadResult>& rs, const std::string& path, int conns) {
+  std::vector<const LoadResult*> v;
+  for (const auto& r : rs)
+    if (r.conns == conns && r.path == path) v.push_back(&r);
+  if (v.empty()) return nullptr;
+  std::sort(v.begin(), v.end(), [](const LoadResult* a, const LoadResult* b) { return a->rps < b->rps; });
+  return v[(v.size() - 1) / 2];
+}
+
 void print_load_table(const std::vector<LoadResult>& rs, const Options& o) {
   std::printf(
       "\n== throughput: POST /v1/chat/completions, max_tokens 1, non-streaming; %.1f s per run after %.1f s "
-      "warm-up ==\n",
-      o.duration, o.warmup);
+      "warm-up; of %d rounds, the median one by req/s ==\n",
+      o.duration, o.warmup, o.rounds);
   std::printf("%-6s %5s %8s %8s %8s %8s %9s %8s %21s %7s %s\n", "path", "conns", "req/s", "p50 ms", "p99 ms", "mean ms",
               "vs direct", "+p99 ms", "CPU us/req prx/up/cli", "prx cs", "err/non-200/reconn");
+  std::vector<std::string> order;
+  for (const auto& r : rs)
+    if (std::find(order.begin(), order.end(), r.path) == order.end()) order.push_back(r.path);
   for (int c : o.conns) {
-    const LoadResult* direct = nullptr;
-    for (const auto& r : rs)
-      if (r.conns == c && r.path == "direct") direct = &r;
-    for (const auto& r : rs) {
-      if (r.conns != c) continue;
+    const LoadResult* direct = median_round(rs, "direct", c);
+    for (const auto& path : order) {
+      const LoadResult* m = median_round(rs, path, c);
+      if (!m) continue;
+      const auto& r = *m;
       std::string ratio = "-", added = "-";
       if (direct && &r != direct && direct->rps > 0) {
         char b[32];
@@ -1196,19 +1213,31 @@ void print_load_table(const std::vector<LoadResult>& rs, const Options& o) {
       if (!r.first_error.empty()) std::printf("    first error: %s\n", r.first_error.c_str());
     }
   }
-  // serve against nginx directly.
+  // serve against nginx, round by round (the runs of a round are next to each other in time).
   bool header = false;
   for (int c : o.conns) {
-    const LoadResult *s = nullptr, *n = nullptr;
-    for (const auto& r : rs)
-      if (r.conns == c) {
-        if (r.path == "serve") s = &r;
-        if (r.path == "nginx") n = &r;
-      }
-    if (!s || !n || n->rps <= 0) continue;
-    if (!header) std::printf("serve vs nginx:\n");
+    std::vector<double> tput, cpu, p99;
+    std::string each;
+    for (int round = 0; round < o.rounds; ++round) {
+      const LoadResult *s = nullptr, *n = nullptr;
+      for (const auto& r : rs)
+        if (r.conns == c && r.round == round) {
+          if (r.path == "serve") s = &r;
+          if (r.path == "nginx") n = &r;
+        }
+      if (!s || !n || n->rps <= 0) continue;
+      tput.push_back(s->rps / n->rps);
+      if (s->proxy_us > 0 && n->proxy_us > 0) cpu.push_back(s->proxy_us / n->proxy_us);
+      p99.push_back(s->p99 - n->p99);
+      char b[16];
+      std::snprintf(b, sizeof b, "%s%.2f", each.empty() ? "" : " ", s->rps / n->rps);
+      each += b;
+    }
+    if (tput.empty()) continue;
+    if (!header) std::printf("serve vs nginx (median of the rounds; each round's throughput ratio in brackets):\n");
     header = true;
-    std::printf("  %2d conns: throughput %.2fx nginx's, p99 %+.3f ms vs nginx\n", c, s->rps / n->rps, s->p99 - n->p99);
+    std::printf("  %2d conns: throughput %.2fx nginx's [%s], CPU per request %.2fx nginx's, p99 %+.3f ms vs nginx\n", c,
+                median(tput), each.c_str(), cpu.empty() ? 0.0 : median(cpu), median(p99));
   }
   std::printf(
       "CPU us/req: CPU time per request (warm-up included) of the proxy (serve; nginx master+workers), the\n"
@@ -1396,22 +1425,26 @@ int main_bench(const Options& o) {
                                {"serve", serve_port, serve, false, instance}};
     if (nginx > 0) paths.push_back({"nginx", nginx_port, nginx, true, instance});
     if (fake > 0) paths.push_back({"fake", fake_port, -1, false, fake});
-    for (const auto& p : paths) {
-      std::fprintf(stderr, "load: %s, %d connections...\n", p.name.c_str(), c);
-      const uint64_t cs0 = ctx_switches(p.proxy, p.proxy_tree);
-      const uint64_t px0 = cpu_ns_of(p.proxy, p.proxy_tree), up0 = cpu_ns_of(p.upstream, false), cl0 = self_cpu_ns();
-      LoadResult r = run_load(p.name, p.port, c, o.warmup, o.duration);
-      const uint64_t px1 = cpu_ns_of(p.proxy, p.proxy_tree), up1 = cpu_ns_of(p.upstream, false), cl1 = self_cpu_ns();
-      const uint64_t cs1 = ctx_switches(p.proxy, p.proxy_tree);
-      if (r.total_ok > 0) {
-        const double n = static_cast<double>(r.total_ok) * 1000.0;
-        if (p.proxy > 0) r.proxy_us = static_cast<double>(px1 - px0) / n;
-        if (p.proxy > 0) r.proxy_cs = static_cast<double>(cs1 - cs0) / static_cast<double>(r.total_ok);
-        r.upstream_us = static_cast<double>(up1 - up0) / n;
-        r.client_us = static_cast<double>(cl1 - cl0) / n;
+    // Rounds of all paths one after the other: what the machine's neighbours
+    // do to one run shows in the others' runs of the same round.
+    for (int round = 0; round < o.rounds; ++round)
+      for (const auto& p : paths) {
+        std::fprintf(stderr, "load: %s, %d connections, round %d...\n", p.name.c_str(), c, round + 1);
+        const uint64_t cs0 = ctx_switches(p.proxy, p.proxy_tree);
+        const uint64_t px0 = cpu_ns_of(p.proxy, p.proxy_tree), up0 = cpu_ns_of(p.upstream, false), cl0 = self_cpu_ns();
+        LoadResult r = run_load(p.name, p.port, c, o.warmup, o.duration);
+        const uint64_t px1 = cpu_ns_of(p.proxy, p.proxy_tree), up1 = cpu_ns_of(p.upstream, false), cl1 = self_cpu_ns();
+        const uint64_t cs1 = ctx_switches(p.proxy, p.proxy_tree);
+        if (r.total_ok > 0) {
+          const double n = static_cast<double>(r.total_ok) * 1000.0;
+          if (p.proxy > 0) r.proxy_us = static_cast<double>(px1 - px0) / n;
+          if (p.proxy > 0) r.proxy_cs = static_cast<double>(cs1 - cs0) / static_cast<double>(r.total_ok);
+          r.upstream_us = static_cast<double>(up1 - up0) / n;
+          r.client_us = static_cast<double>(cl1 - cl0) / n;
+        }
+        r.round = round;
+        results.push_back(r);
       }
-      results.push_back(r);
-    }
   }
   if (fake > 0) stop_child(fake, std::chrono::seconds(5));
   fake = -1;

@@ -206,8 +206,9 @@ awaitable<bool> HttpServer::Impl::reply(Stream& client, const http::request<http
 
 awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool) {
   const auto t0 = Clock::now();
-  const std::string target(req.target());
-  const std::string path = target.substr(0, target.find('?'));
+  // Views into the request (alive in the session's frame): no copies per request.
+  const std::string_view target(req.target().data(), req.target().size());
+  const std::string_view path = target.substr(0, target.find('?'));
   const auto method = req.method();
   const std::string req_origin(req[http::field::origin]);
   const std::string origin = !req_origin.empty() && origin_allowed(opts.origins, req_origin) ? req_origin : "";
@@ -227,7 +228,9 @@ awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::str
                                                    "/api/show",
                                                    "/api/version",
                                                    "/api/pull"};
-  const std::string route = std::find(kRoutes.begin(), kRoutes.end(), path) != kRoutes.end() ? path : "other";
+  static const std::string kOther = "other";
+  const auto known = std::find(kRoutes.begin(), kRoutes.end(), path);
+  const std::string& route = known != kRoutes.end() ? *known : kOther;
   int status = 200;
   bool keep = true;
   const auto json_type = "application/json; charset=utf-8";
@@ -267,7 +270,8 @@ awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::str
              (path == "/v1/chat/completions" || path == "/v1/completions" || path == "/v1/embeddings")) {
     keep = co_await proxy(client, req, path, origin, status, pool);
   } else if (starts_with(path, "/api/")) {
-    keep = co_await ollama(client, req, path, origin, status, pool);
+    const std::string api_path(path);
+    keep = co_await ollama(client, req, api_path, origin, status, pool);
   } else {
     status = 404;
     keep = co_await reply(client, req, 404, "text/plain; charset=utf-8", "404 page not found", origin);
@@ -278,7 +282,7 @@ awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::str
   co_return keep;
 }
 
-awaitable<bool> HttpServer::Impl::proxy(Stream& client, http::request<http::string_body>& req, const std::string& route,
+awaitable<bool> HttpServer::Impl::proxy(Stream& client, http::request<http::string_body>& req, std::string_view route,
                                         const std::string& origin, int& status, UpstreamPool& pool) {
   const auto json_type = "application/json; charset=utf-8";
   const auto fail = [&](int code, const std::string& message) -> awaitable<bool> {
@@ -537,6 +541,23 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
   // Not when the whole body is already here (the usual non-streaming reply):
   // arming the watch costs an epoll_ctl, and there is nothing left to wait for.
   const bool whole_body_here = length && ubuf.size() >= *length;
+  if (whole_body_here && !head_sent) {
+    // The usual non-streaming reply: the body came with the header. It goes
+    // out from the read buffer with serve's header, in one send; no copy,
+    // no parsing of the body, no client watch.
+    const std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(ubuf.data().data(), *length)};
+    client.expires_after(opts.write_timeout);
+    co_await asio::async_write(client, out, ec_token(ec));
+    client.expires_never();
+    if (ec) {
+      log::info("client of {} disconnected mid-response; closed the upstream connection", model);
+      upstream.close();
+      co_return false;
+    }
+    // Anything after the body is not ours to make sense of: that connection is not reused.
+    if (p.keep_alive() && ubuf.size() == *length) pool.give(port, upstream.release_socket());
+    co_return keep;
+  }
   bool client_gone = false;
   const auto watch = upstream_cancelling_watch(client.socket(), upstream.socket(), client_gone);
   if (!whole_body_here) arm_watch(client.socket(), watch);
@@ -547,14 +568,16 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
     client.socket().cancel(ignored);
   };
 
-  char buf[16384];
+  // On the heap, not in the coroutine's frame: the fast path above never needs it.
+  constexpr size_t kPiece = 16384;
+  const auto buf = std::make_unique<char[]>(kPiece);
   char chunk_size[24];
   bool upstream_broke = false;
   for (;;) {
     size_t n = 0;
     if (!p.is_done()) {
-      p.get().body().data = buf;
-      p.get().body().size = sizeof buf;
+      p.get().body().data = buf.get();
+      p.get().body().size = kPiece;
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_some(upstream, ubuf, p, ec_token(ec));
       upstream.expires_never();  // next: a client write, under the client's deadline
@@ -564,7 +587,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
         upstream_broke = !client_gone;
         break;
       }
-      n = sizeof buf - p.get().body().size;
+      n = kPiece - p.get().body().size;
       if (n == 0 && !p.is_done()) continue;
     }
     const bool last = p.is_done();
@@ -575,7 +598,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
       const int len = std::snprintf(chunk_size, sizeof chunk_size, "%zx\r\n", n);
       out[1] = asio::buffer(chunk_size, static_cast<size_t>(len));
     }
-    out[2] = asio::buffer(buf, n);
+    out[2] = asio::buffer(buf.get(), n);
     if (chunked_out) {
       static constexpr std::string_view kEnd = "\r\n", kLast = "0\r\n\r\n", kEndLast = "\r\n0\r\n\r\n";
       const std::string_view tail = n > 0 ? (last ? kEndLast : kEnd) : (last ? kLast : std::string_view{});

@@ -391,7 +391,7 @@ struct HttpServer::Impl {
   awaitable<void> sweep(Deadlines& d) const;
   awaitable<void> session(Socket sock, size_t worker);
   awaitable<bool> handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool);
-  awaitable<bool> proxy(Stream& client, http::request<http::string_body>& req, const std::string& route,
+  awaitable<bool> proxy(Stream& client, http::request<http::string_body>& req, std::string_view route,
                         const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<Ticket> wait_for(Stream& client, const std::string& model, Launch needs);
   /// Connects (a pooled connection first, then a fresh one), sends `up` and
