@@ -151,6 +151,10 @@ Status write_file_atomic(const std::string& path, const std::string& content);
 Result<std::string> read_file(const std::string& path);
 bool file_exists(const std::string& path);
 Status remove_file(const std::string& path);
+/// A file's last write time, in nanoseconds since the Unix epoch, at the
+/// file system's precision (std::filesystem in MinGW's libstdc++ rounds it
+/// to seconds on Windows).
+Result<int64_t> file_mtime_ns(const std::string& path);
 Status rename_file(const std::string& from, const std::string& to);
 /// Creates dir (and parents) with owner-only permissions.
 Status make_private_dir(const std::string& path);

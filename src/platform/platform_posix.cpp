@@ -506,6 +506,13 @@ Status remove_file(const std::string& path) {
   return ok_status();
 }
 
+Result<int64_t> file_mtime_ns(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return make_error(ErrorKind::io, "cannot read the mtime of " + path + ": " + errno_text(errno));
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
 Status rename_file(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0)
     return make_error(ErrorKind::io, "cannot rename " + from + " to " + to + ": " + errno_text(errno));

@@ -505,6 +505,17 @@ Status remove_file(const std::string& path) {
   return ok_status();
 }
 
+Result<int64_t> file_mtime_ns(const std::string& path) {
+  WIN32_FILE_ATTRIBUTE_DATA data{};
+  if (!::GetFileAttributesExA(path.c_str(), GetFileExInfoStandard, &data))
+    return make_error(ErrorKind::io, "cannot read the mtime of " + path + ": " + last_error_text());
+  // FILETIME: 100 ns intervals since 1601-01-01.
+  const int64_t ticks = (static_cast<int64_t>(data.ftLastWriteTime.dwHighDateTime) << 32) |
+                        static_cast<int64_t>(data.ftLastWriteTime.dwLowDateTime);
+  constexpr int64_t kUnixEpochTicks = 116444736000000000;
+  return (ticks - kUnixEpochTicks) * 100;
+}
+
 Status rename_file(const std::string& from, const std::string& to) {
   if (!::MoveFileExA(from.c_str(), to.c_str(), MOVEFILE_REPLACE_EXISTING))
     return make_error(ErrorKind::io, "cannot rename " + from + " to " + to + ": " + last_error_text());

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "gguf/gguf.h"
+#include "platform/platform.h"
 #include "util/strings.h"
 
 namespace llamactl::serve {
@@ -29,11 +30,9 @@ Result<FileStat> stat_file(const std::string& path) {
   std::error_code ec;
   const auto size = fs::file_size(path, ec);
   if (ec) return make_error(ErrorKind::model_not_found, "cannot open model file '" + path + "': " + ec.message());
-  const auto mtime = fs::last_write_time(path, ec);
-  if (ec) return make_error(ErrorKind::io, "cannot read the mtime of '" + path + "': " + ec.message());
-  const auto since_epoch = std::chrono::file_clock::to_sys(mtime).time_since_epoch();
-  return FileStat{size, std::chrono::duration_cast<std::chrono::nanoseconds>(since_epoch).count(),
-                  std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count()};
+  const auto mtime_ns = platform::file_mtime_ns(path);
+  if (!mtime_ns) return mtime_ns.error();
+  return FileStat{size, *mtime_ns, *mtime_ns / 1'000'000};
 }
 
 // Ollama's digest is the sha256 of a manifest; clients only need a stable id

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "util/strings.h"
+#include "util/time.h"
 
 namespace llamactl::serve::ollama {
 namespace {
@@ -429,9 +430,7 @@ namespace {
 /// RFC 3339 in UTC from whole seconds and nanoseconds, the fraction as Go
 /// prints it (trailing zeros trimmed, none when zero).
 std::string rfc3339(int64_t secs, int64_t frac_ns) {
-  const auto t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
+  const std::tm tm = utc_tm(static_cast<std::time_t>(secs));
   char buf[40];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
   std::string out = buf;

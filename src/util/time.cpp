@@ -10,14 +10,18 @@ int64_t now_ms() {
       .count();
 }
 
-std::string iso8601(int64_t epoch_ms) {
-  const std::time_t t = static_cast<std::time_t>(epoch_ms / 1000);
+std::tm utc_tm(std::time_t t) {
   std::tm tm{};
 #ifdef _WIN32
   gmtime_s(&tm, &t);
 #else
   gmtime_r(&t, &tm);
 #endif
+  return tm;
+}
+
+std::string iso8601(int64_t epoch_ms) {
+  const std::tm tm = utc_tm(static_cast<std::time_t>(epoch_ms / 1000));
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;

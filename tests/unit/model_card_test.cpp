@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#ifdef _WIN32
+#include <windows.h>
+#endif
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -36,8 +40,19 @@ t::GgufSpec chat_spec() {
 }
 
 void set_mtime_ms(const std::string& path, int64_t ms) {
+#ifdef _WIN32
+  // MinGW's std::filesystem sets whole seconds only: the Win32 call keeps the milliseconds.
+  HANDLE h = ::CreateFileA(path.c_str(), FILE_WRITE_ATTRIBUTES, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                           nullptr, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, nullptr);
+  ASSERT_NE(h, INVALID_HANDLE_VALUE);
+  const int64_t ticks = ms * 10'000 + 116444736000000000;  // 100 ns since 1601
+  const FILETIME ft{static_cast<DWORD>(ticks & 0xffffffff), static_cast<DWORD>(ticks >> 32)};
+  EXPECT_TRUE(::SetFileTime(h, nullptr, nullptr, &ft));
+  ::CloseHandle(h);
+#else
   const auto sys = std::chrono::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(ms));
   fs::last_write_time(path, std::chrono::file_clock::from_sys(sys));
+#endif
 }
 
 }  // namespace
