@@ -12,6 +12,49 @@ bool ignored(const std::string& name, const std::vector<std::string>& list) {
   return std::any_of(list.begin(), list.end(), [&](const std::string& i) { return iequals(base, i); });
 }
 
+// WDDM hides per-process memory and puts the whole desktop on the GPU, so
+// the process list decides (classify.h). Not when the user set this GPU's
+// threshold, and not when the list is missing: then memory still tells.
+bool judged_by_process_list(const GpuReading& r, const GpuSnapshot& snap, const ClassifyOptions& opts) {
+  return iequals(r.driver_model, "WDDM") && snap.processes_known && opts.per_gpu_threshold_mib.count(r.index) == 0;
+}
+
+bool anyone_else(const std::vector<ProcessInfo>& processes) {
+  return std::any_of(processes.begin(), processes.end(), [](const ProcessInfo& p) { return !p.ours; });
+}
+
+// The GPU's processes that are not ignored, ours marked; `ignored_mib` sums
+// what the ignored ones are known to hold.
+std::vector<ProcessInfo> listed_processes(const GpuSnapshot& snap, int index, const ClassifyOptions& opts,
+                                          const std::vector<int64_t>& our_pids, const UserLookup& user_of,
+                                          int64_t& ignored_mib) {
+  std::vector<ProcessInfo> out;
+  for (const auto& p : snap.processes) {
+    if (snap.gpu_of(p) != index) continue;
+    if (ignored(p.name, opts.ignore_processes)) {
+      ignored_mib += p.used_memory_mib.value_or(0);
+      continue;
+    }
+    ProcessInfo info;
+    info.pid = p.pid;
+    info.name = p.name;
+    info.used_memory_mib = p.used_memory_mib;
+    info.ours = p.pid && std::find(our_pids.begin(), our_pids.end(), *p.pid) != our_pids.end();
+    if (p.pid && user_of) info.user = user_of(*p.pid);
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+// Whose the GPU is when none of our instances runs on it.
+GpuState occupancy(const GpuStatus& st, int64_t ignored_mib) {
+  const GpuReading& r = st.reading;
+  // A GPU whose memory we cannot read cannot be called idle.
+  if (!r.error.empty() || !r.memory_used_mib) return GpuState::unavailable;
+  const bool in_use = st.desktop ? anyone_else(st.processes) : *r.memory_used_mib - ignored_mib > st.threshold_mib;
+  return in_use ? GpuState::occupied_by_others : GpuState::idle;
+}
+
 }  // namespace
 
 const char* to_string(GpuState s) {
@@ -40,7 +83,17 @@ const GpuStatus* GpuView::find(int index) const {
 }
 
 std::vector<std::string> default_ignore_processes() {
-  return {"Xorg", "Xwayland", "gnome-shell", "kwin_wayland", "kwin_x11", "plasmashell", "dwm.exe"};
+  return {// Linux compositors and shells.
+          "Xorg", "Xwayland", "gnome-shell", "kwin_wayland", "kwin_x11", "plasmashell",
+          // The Windows desktop: compositor, shell, its hosts, the lock and
+          // logon screens (a machine nobody is logged on to runs those).
+          "dwm.exe", "explorer.exe", "ShellHost.exe", "ShellExperienceHost.exe", "StartMenuExperienceHost.exe",
+          "SearchHost.exe", "SearchApp.exe", "SearchUI.exe", "TextInputHost.exe", "ApplicationFrameHost.exe",
+          "SystemSettings.exe", "LockApp.exe", "LogonUI.exe", "Widgets.exe",
+          // Windows' own background apps (both Windows captures have them).
+          "CrossDeviceResume.exe", "PhoneExperienceHost.exe",
+          // The overlay of NVIDIA's driver software (NVIDIA App, GeForce Experience).
+          "NVIDIA Overlay.exe", "NVIDIA Share.exe"};
 }
 
 GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const std::vector<OurInstance>& ours,
@@ -58,6 +111,7 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
     st.reading = reading;
     const auto per = opts.per_gpu_threshold_mib.find(reading.index);
     st.threshold_mib = per != opts.per_gpu_threshold_mib.end() ? per->second : opts.threshold_mib;
+    st.desktop = judged_by_process_list(reading, probe.snapshot, opts);
 
     std::vector<std::string> our_models;
     std::vector<int64_t> our_pids;
@@ -67,40 +121,19 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
         our_pids.push_back(inst.pid);
       }
     }
-
     int64_t ignored_mib = 0;
-    for (const auto& p : probe.snapshot.processes) {
-      if (probe.snapshot.gpu_of(p) != reading.index) continue;
-      if (ignored(p.name, opts.ignore_processes)) {
-        ignored_mib += p.used_memory_mib.value_or(0);
-        continue;
-      }
-      ProcessInfo info;
-      info.pid = p.pid;
-      info.name = p.name;
-      info.used_memory_mib = p.used_memory_mib;
-      info.ours = p.pid && std::find(our_pids.begin(), our_pids.end(), *p.pid) != our_pids.end();
-      if (p.pid && user_of) info.user = user_of(*p.pid);
-      st.processes.push_back(std::move(info));
-    }
+    st.processes = listed_processes(probe.snapshot, reading.index, opts, our_pids, user_of, ignored_mib);
 
     if (!our_models.empty()) {
       st.state = GpuState::model_loaded;
       st.model_name = join(our_models, ",");
-    } else if (!reading.error.empty() || !reading.memory_used_mib) {
-      // A GPU whose memory we cannot read cannot be called idle.
-      st.state = GpuState::unavailable;
-    } else if (*reading.memory_used_mib - ignored_mib > st.threshold_mib) {
-      st.state = GpuState::occupied_by_others;
-      const bool any_visible =
-          std::any_of(st.processes.begin(), st.processes.end(), [](const ProcessInfo& p) { return !p.ours; });
-      if (!any_visible) {
-        ProcessInfo unknown;
-        unknown.name = "unknown";  // memory in use, owner invisible (container pid namespace, graphics-only)
-        st.processes.push_back(unknown);
-      }
     } else {
-      st.state = GpuState::idle;
+      st.state = occupancy(st, ignored_mib);
+    }
+    if (st.state == GpuState::occupied_by_others && !anyone_else(st.processes)) {
+      ProcessInfo unknown;
+      unknown.name = "unknown";  // memory in use, owner invisible (container pid namespace, graphics-only)
+      st.processes.push_back(unknown);
     }
     st.select_enabled = st.state == GpuState::idle || st.state == GpuState::model_loaded;
     st.loadable = st.state == GpuState::idle;

@@ -2,8 +2,22 @@
 // Decides, per GPU, whether it is idle, runs one of our instances, or is
 // occupied by someone else. Pure: readings, thresholds and our instances in,
 // a view out. Memory decides occupancy, not the process list (containers
-// hide pids, graphics processes are absent from compute-apps, WDDM has no
-// per-process memory).
+// hide pids, graphics processes are absent from compute-apps): a GPU is in
+// use when memory.used, less what ignore_processes are known to hold, is
+// above its threshold.
+//
+// Windows desktop GPUs (driver model WDDM, as nvidia-smi reports it) are
+// the exception: every per-process memory is [N/A] and the idle desktop
+// holds ~1 GiB, so memory cannot tell the desktop from a job, but
+// compute-apps lists the desktop's apps too (C+G). There the process list
+// decides: occupied_by_others when a process that is neither ours nor in
+// ignore_processes (default: the Windows shell) runs on the GPU, else idle.
+// The CSV has no process type, so a browser counts like a CUDA job, and so
+// does a process without a readable name (maybe another user's). Memory
+// decides again on a WDDM GPU with a per-GPU threshold (the user's
+// override) or without a process list. TCC/MCDM and Linux display GPUs
+// (Xorg's memory is known) keep the memory rule. free_mib() stays
+// total - used: the desktop's memory is in use.
 
 #include <functional>
 #include <map>
@@ -45,6 +59,7 @@ struct GpuStatus {
   bool select_enabled = true;
   bool loadable = true;
   int64_t threshold_mib = 30;
+  bool desktop = false;  // a WDDM GPU judged by its process list (see above)
   std::vector<ProcessInfo> processes;
   std::optional<int64_t> free_mib() const;
 };
@@ -61,8 +76,10 @@ struct GpuView {
 
 using UserLookup = std::function<std::optional<std::string>(int64_t pid)>;
 
-/// The default ignore list: desktop compositors whose memory should not make
-/// a display GPU "occupied".
+/// The default ignore list: the desktop's own processes, whose memory should
+/// not make a display GPU "occupied": Linux compositors and the Windows shell
+/// (processes every logged-in or locked Windows desktop runs, plus NVIDIA's
+/// overlay), never apps a user starts.
 std::vector<std::string> default_ignore_processes();
 
 GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const std::vector<OurInstance>& ours,

@@ -13,6 +13,7 @@ namespace llamactl::gpu {
 /// without header and units. Headers pick columns by name; without a header
 /// the columns are llamactl's own queries (see probe.h). Both outputs may be
 /// concatenated in one text. "GPU is lost" lines become GPUs with an error.
+/// A headed GPU table with no compute-apps part leaves processes_known false.
 /// Error (kind parse) when no line could be understood.
 Result<GpuSnapshot> parse_csv(std::string_view text);
 

@@ -37,9 +37,22 @@ Table header_kind(const std::vector<std::string>& cols) {
   return Table::none;
 }
 
-const std::vector<std::string> kDefaultGpuColumns = {"index",       "uuid",         "name",
-                                                     "memory.used", "memory.total", "utilization.gpu"};
+// Header-less GPU rows are llamactl's own query (probe.h): seven columns, or
+// the six it asked for before driver_model.current, as older mocks and saved
+// outputs print them.
+const std::vector<std::string> kDefaultGpuColumns = {
+    "index", "uuid", "name", "memory.used", "memory.total", "utilization.gpu", "driver_model.current"};
+const std::vector<std::string> kSixGpuColumns(kDefaultGpuColumns.begin(), kDefaultGpuColumns.end() - 1);
 const std::vector<std::string> kDefaultAppColumns = {"gpu_uuid", "pid", "process_name", "used_gpu_memory"};
+
+// "WDDM", "TCC", "MCDM" on Windows, "[N/A]" on Linux: the last cell of a
+// seven-column row. A six-column row ends with utilization, a number.
+const std::vector<std::string>& default_gpu_columns(std::string_view row) {
+  const auto parts = split(row, ',');
+  const std::string_view last = trim(parts.back());
+  const bool model = is_unknown_token(last) || last == "WDDM" || last == "TCC" || last == "MCDM";
+  return parts.size() >= kDefaultGpuColumns.size() && model ? kDefaultGpuColumns : kSixGpuColumns;
+}
 
 // Splits a row into exactly cols.size() cells. The cell at `wide` (a name)
 // takes whatever extra commas the row has: fields left of it are counted
@@ -107,6 +120,7 @@ bool parse_gpu_row(std::string_view row, const std::vector<std::string>& cols, i
     if (free) out.memory_total_mib = *out.memory_used_mib + *free + reserved.value_or(0);
   }
   out.utilization_pct = parse_percent(cell(*cells, column_index(cols, {"utilization.gpu"})));
+  out.driver_model = known_or_empty(cell(*cells, column_index(cols, {"driver_model.current"})));
   // A row needs at least something that identifies a GPU and one reading column.
   return idx_col || !out.uuid.empty() || !out.name.empty();
 }
@@ -158,6 +172,7 @@ Result<GpuSnapshot> parse_csv(std::string_view text) {
   Table current = Table::none;
   std::vector<std::string> cols;
   int understood = 0, gpu_ordinal = 0, line_no = 0;
+  bool gpu_header = false, apps_header = false;
   std::string first_bad;
 
   for (std::string_view raw : split_lines(text)) {
@@ -174,6 +189,10 @@ Result<GpuSnapshot> parse_csv(std::string_view text) {
     for (auto c : split(line, ',')) header.push_back(column_name(c));
     if (const Table kind = header_kind(header); kind != Table::none && !parse_int(split(line, ',')[0])) {
       current = kind;
+      if (kind == Table::gpus)
+        gpu_header = true;
+      else
+        apps_header = true;
       cols = std::move(header);
       ++understood;
       continue;
@@ -185,7 +204,7 @@ Result<GpuSnapshot> parse_csv(std::string_view text) {
       // GPU rows start with an index, app rows with a uuid.
       const std::string_view first = trim(split(line, ',')[0]);
       if (parse_int(first))
-        ok = parse_row(line, Table::gpus, kDefaultGpuColumns, gpu_ordinal, snap);
+        ok = parse_row(line, Table::gpus, default_gpu_columns(line), gpu_ordinal, snap);
       else if (starts_with(first, "GPU-") || starts_with(first, "MIG-"))
         ok = parse_row(line, Table::apps, kDefaultAppColumns, gpu_ordinal, snap);
     }
@@ -198,6 +217,9 @@ Result<GpuSnapshot> parse_csv(std::string_view text) {
   }
   if (understood == 0 && !first_bad.empty())
     return make_error(ErrorKind::parse, "unrecognised nvidia-smi output: " + first_bad);
+  // A saved --query-gpu output alone says nothing about processes. (Our own
+  // header-less compute-apps query prints nothing when there are none.)
+  if (gpu_header && !apps_header && snap.processes.empty()) snap.processes_known = false;
   add_lost_gpus(snap, lost);
   dedupe_gpus(snap);
   return snap;

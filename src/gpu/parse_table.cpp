@@ -53,7 +53,11 @@ bool parse_gpu_first_row(std::string_view line, GpuReading& g) {
   g.index = static_cast<int>(*idx);
   size_t name_end = t.size();
   static constexpr std::string_view kModes[] = {"On", "Off", "WDDM", "TCC", "MCDM", "N/A"};
-  if (t.size() >= 3 && std::find(std::begin(kModes), std::end(kModes), t.back()) != std::end(kModes)) --name_end;
+  if (t.size() >= 3 && std::find(std::begin(kModes), std::end(kModes), t.back()) != std::end(kModes)) {
+    --name_end;
+    // Windows tables show the driver model where Linux shows Persistence-M.
+    if (t.back() == "WDDM" || t.back() == "TCC" || t.back() == "MCDM") g.driver_model = std::string(t.back());
+  }
   if (name_end > 1) {
     const char* b = t[1].data();
     const char* e = t[name_end - 1].data() + t[name_end - 1].size();

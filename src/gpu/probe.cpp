@@ -86,6 +86,7 @@ ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform
   res = result_from_text(gpus.out, program);
   // Only GPU rows count from this query; a stray process row would be a mock's bug.
   res.snapshot.processes.clear();
+  res.snapshot.processes_known = true;  // unless the process query below fails
   if (res.cpu_mode) return res;
   if (!procs.started || procs.timed_out || procs.exit_code != 0) {
     res.snapshot.processes_known = false;

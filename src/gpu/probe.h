@@ -31,8 +31,11 @@ class GpuProbe {
   virtual ProbeResult read() = 0;
 };
 
-/// The two queries llamactl runs, at the same time.
-inline constexpr const char* kQueryGpuArg = "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu";
+/// The two queries llamactl runs, at the same time. driver_model.current
+/// ("WDDM" on a Windows desktop GPU, "[N/A]" on Linux) picks the rule that
+/// classify.h describes for display GPUs.
+inline constexpr const char* kQueryGpuArg =
+    "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu,driver_model.current";
 inline constexpr const char* kQueryAppsArg = "--query-compute-apps=gpu_uuid,pid,process_name,used_gpu_memory";
 inline constexpr const char* kCsvFormatArg = "--format=csv,noheader,nounits";
 

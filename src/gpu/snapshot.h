@@ -18,6 +18,7 @@ struct GpuReading {
   std::optional<int64_t> memory_used_mib;
   std::optional<int64_t> memory_total_mib;
   std::optional<int> utilization_pct;  // [N/A] under MIG
+  std::string driver_model;            // Windows: "WDDM", "TCC", "MCDM"; empty where not reported (Linux)
   std::string error;                   // "GPU is lost" etc.; empty when the GPU reported
 };
 

@@ -11,6 +11,7 @@
 
 #include "gpu/parse.h"
 #include "gpu/probe.h"
+#include "platform/platform.h"
 #include "util/strings.h"
 
 using namespace llamactl;
@@ -290,4 +291,62 @@ TEST(GpuParse, GarbageAndEmpty) {
   ASSERT_TRUE(mixed.ok());
   EXPECT_EQ(mixed->gpus.size(), 1u);
   EXPECT_EQ(mixed->warnings.size(), 1u);
+}
+
+TEST(GpuParse, DriverModelFromTablesAndCsv) {
+  // Windows tables show the driver model where Linux tables show Persistence-M ("On"/"Off").
+  EXPECT_EQ(parse_table(fixture("win-rtx2080s-610.62-wddm-table-load.txt"))->gpus[0].driver_model, "WDDM");
+  EXPECT_EQ(parse_table(fixture("win-rtx2080s-591.86-wddm-table-load.txt"))->gpus[0].driver_model, "WDDM");
+  EXPECT_EQ(parse_table(fixture("linux-rtx4080s-595.71.05-table-load.txt"))->gpus[0].driver_model, "");
+  EXPECT_EQ(parse_table(fixture("h100-580-plain-busy.txt"))->gpus[0].driver_model, "");
+  // The wide CSV picks driver_model.current by its header.
+  EXPECT_EQ(parse_csv(fixture("win-rtx2080s-610.62-wddm-query-gpu-load.csv"))->gpus[0].driver_model, "WDDM");
+  EXPECT_EQ(parse_csv(fixture("linux-h100-mig-590.48.01-query-gpu-load.csv"))->gpus[0].driver_model, "");  // [N/A]
+  EXPECT_EQ(parse_csv(fixture("netdata-tesla-p100-query-gpu.csv"))->gpus[0].driver_model, "");  // not asked for
+}
+
+TEST(GpuParse, OwnQueryWithOrWithoutTheDriverModelColumn) {
+  auto r = parse_csv(
+      "0, GPU-w, NVIDIA GeForce RTX 2080 SUPER, 797, 8192, 0, WDDM\n"
+      "1, GPU-t, Tesla V100-PCIE-16GB, 5, 16384, 0, TCC\n"
+      "2, GPU-l, NVIDIA H100 80GB HBM3, 1, 81559, 0, [N/A]\n"            // Linux: always [N/A]
+      "3, GPU-m, NVIDIA H100 80GB HBM3, 11125, 81559, [N/A], [N/A]\n");  // MIG: utilization [N/A] too
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->gpus.size(), 4u);
+  EXPECT_TRUE(r->warnings.empty());
+  EXPECT_EQ(r->gpus[0].driver_model, "WDDM");
+  EXPECT_EQ(r->gpus[0].memory_used_mib, 797);
+  EXPECT_EQ(r->gpus[0].utilization_pct, 0);
+  EXPECT_EQ(r->gpus[1].driver_model, "TCC");
+  EXPECT_EQ(r->gpus[2].driver_model, "");  // unknown, not a model
+  EXPECT_EQ(r->gpus[2].memory_total_mib, 81559);
+  EXPECT_FALSE(r->gpus[3].utilization_pct.has_value());
+  EXPECT_EQ(r->gpus[3].memory_used_mib, 11125);
+  // Six columns, as older mocks and saved outputs print them, still read; MIG's [N/A] utilization
+  // there is the last cell of a six-column row, not a driver model.
+  auto six = parse_csv("0, GPU-a, NVIDIA H100 80GB HBM3, 11125, 81559, [N/A]\n1, GPU-b, RTX, 3, 100, 9\n");
+  ASSERT_TRUE(six.ok());
+  ASSERT_EQ(six->gpus.size(), 2u);
+  EXPECT_EQ(six->gpus[0].memory_used_mib, 11125);
+  EXPECT_EQ(six->gpus[0].driver_model, "");
+  EXPECT_EQ(six->gpus[1].utilization_pct, 9);
+  // The query llamactl runs asks for the seventh column.
+  EXPECT_NE(std::string(kQueryGpuArg).find(",driver_model.current"), std::string::npos);
+}
+
+TEST(GpuParse, ProcessesKnownOnlyWhenSomethingListsThem) {
+  // A saved --query-gpu output (headed) alone says nothing about processes: on a WDDM GPU
+  // the process list would otherwise "prove" that nobody is there.
+  const std::string gpus = fixture("win-rtx2080s-610.62-wddm-query-gpu-load.csv");
+  EXPECT_FALSE(parse_csv(gpus)->processes_known);
+  EXPECT_TRUE(parse_csv(gpus + fixture("win-rtx2080s-610.62-wddm-compute-apps-load.csv"))->processes_known);
+  // Headed compute-apps with no rows: listed, and nobody there.
+  EXPECT_TRUE(parse_csv(gpus + "pid, process_name, used_gpu_memory [MiB]\n")->processes_known);
+  // Our own header-less query: compute-apps prints nothing when no process runs.
+  EXPECT_TRUE(parse_csv("0, GPU-w, NVIDIA GeForce RTX 2080 SUPER, 797, 8192, 0, WDDM\n")->processes_known);
+  // A real probe: the process query ran and printed nothing, whatever form the GPU query had.
+  platform::CaptureResult ok_gpus{true, false, 0, gpus, "", ""}, no_procs{true, false, 0, "", "", ""};
+  EXPECT_TRUE(result_from_runs(ok_gpus, no_procs, "nvidia-smi", std::chrono::seconds(5)).snapshot.processes_known);
+  platform::CaptureResult failed{true, false, 2, "Field \"x\" is not a valid field to query.", "", ""};
+  EXPECT_FALSE(result_from_runs(ok_gpus, failed, "nvidia-smi", std::chrono::seconds(5)).snapshot.processes_known);
 }
