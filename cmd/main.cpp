@@ -116,6 +116,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   // The one place that turns an escaped exception into a message and an exit code.
   try {
+    if (const auto helper = llamactl::platform::run_helper(argc, argv)) return *helper;
     return run(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "llamactl: error: %s\n", e.what());

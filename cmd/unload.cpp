@@ -9,7 +9,8 @@ CLI::App* setup_unload(CLI::App& app, UnloadOptions& o) {
   sub->add_option("model", o.model, "Model name or alias to unload");
   sub->add_option("--gpu", o.gpu, "Unload whatever of ours runs on these GPUs (0, 1, 0,1, both, cpu)");
   sub->add_flag("--all", o.all, "Unload every instance of this state dir");
-  sub->add_option("--timeout", o.timeout_s, "Seconds to wait after SIGTERM before SIGKILL (default 10)")
+  sub->add_option("--timeout", o.timeout_s,
+                  "Seconds to wait for the graceful stop (SIGTERM; Ctrl-C on Windows) before the kill (default 10)")
       ->check(CLI::NonNegativeNumber);
   return sub;
 }

@@ -417,7 +417,7 @@ MonitorOptions monitor_options_from_env(std::chrono::milliseconds interval, std:
   o.timeout = timeout;
   if (auto fixture = platform::env("LLAMACTL_GPU_FIXTURE"); fixture && !fixture->empty()) o.fixture = *fixture;
   o.program = platform::env("LLAMACTL_NVIDIA_SMI").value_or("");
-  if (o.program.empty()) o.program = "nvidia-smi";
+  if (o.program.empty()) o.program = platform::default_nvidia_smi();
   return o;
 }
 

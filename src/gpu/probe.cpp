@@ -120,7 +120,7 @@ std::unique_ptr<GpuProbe> make_probe(std::chrono::milliseconds timeout) {
   if (auto fixture = platform::env("LLAMACTL_GPU_FIXTURE"); fixture && !fixture->empty())
     return std::make_unique<FixtureProbe>(*fixture);
   std::string program = platform::env("LLAMACTL_NVIDIA_SMI").value_or("");
-  if (program.empty()) program = "nvidia-smi";
+  if (program.empty()) program = platform::default_nvidia_smi();
   return std::make_unique<NvidiaSmiProbe>(program, timeout);
 }
 

@@ -72,7 +72,7 @@ ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform
                              const std::string& program, std::chrono::milliseconds timeout);
 
 /// The probe the environment asks for: LLAMACTL_GPU_FIXTURE, else
-/// LLAMACTL_NVIDIA_SMI, else "nvidia-smi" on PATH.
+/// LLAMACTL_NVIDIA_SMI, else platform::default_nvidia_smi().
 std::unique_ptr<GpuProbe> make_probe(std::chrono::milliseconds timeout);
 
 }  // namespace llamactl::gpu

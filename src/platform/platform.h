@@ -124,8 +124,19 @@ std::string current_user();
 int64_t current_pid();
 
 enum class Signal { terminate, kill };
-/// Signals a process group (pgid == leader pid). False when none exists.
+/// Signals a process group (pgid == leader pid). False when none exists or,
+/// for terminate, when it cannot be reached. POSIX: SIGTERM / SIGKILL to the
+/// group. Windows: terminate is a console Ctrl-C to the process's own
+/// (hidden) console, which llama-server handles as SIGINT, delivered by a
+/// helper run of this same executable (see run_helper); kill ends the process
+/// and every process it started.
 bool signal_group(int64_t pgid, Signal sig);
+
+/// The entry point of the helper runs that signal_group needs on Windows:
+/// every program that can call signal_group calls this first in main() and
+/// returns its value when there is one. nullopt: argv is not a helper run
+/// (always, on POSIX).
+std::optional<int> run_helper(int argc, char** argv);
 
 // ---- files and locks ----
 
@@ -165,6 +176,11 @@ std::optional<std::string> env(const char* name);
 /// Absolute path of a program: as given when it contains a separator, else
 /// searched on PATH; nullopt when not found or not executable.
 std::optional<std::string> find_program(const std::string& name);
+/// The nvidia-smi to run when LLAMACTL_NVIDIA_SMI names none: on PATH; on
+/// Windows, else %SystemRoot%\System32 (where the driver puts it), else
+/// %ProgramFiles%\NVIDIA Corporation\NVSMI (older drivers). "nvidia-smi"
+/// when none is found, so the error names the program.
+std::string default_nvidia_smi();
 
 // ---- terminal and network ----
 

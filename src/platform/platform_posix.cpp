@@ -456,6 +456,10 @@ Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::millise
   }
 }
 
+std::optional<int> run_helper(int, char**) {
+  return std::nullopt;
+}
+
 void close_lock_handle(intptr_t handle) {
   ::close(static_cast<int>(handle));
 }  // closing releases the flock
@@ -560,6 +564,10 @@ std::optional<std::string> find_program(const std::string& name) {
       return candidate;
   }
   return std::nullopt;
+}
+
+std::string default_nvidia_smi() {
+  return "nvidia-smi";
 }
 
 bool stdout_is_tty() {

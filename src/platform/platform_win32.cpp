@@ -1,7 +1,7 @@
 // Win32 implementation of platform.h: processes (a job object bounds each
-// nvidia-smi run; llama-server starts detached in its own process group with
-// its output in the log file), locks, atomic files, paths. Compile-checked
-// with MinGW-w64; no Windows machine runs the tests yet.
+// nvidia-smi run; llama-server starts detached on a hidden console of its
+// own with its output in the log file, and stops on that console's Ctrl-C),
+// locks, atomic files, paths. Built with MinGW-w64 and tested under Wine.
 
 #ifndef NOMINMAX
 #define NOMINMAX
@@ -11,6 +11,8 @@
 // winsock2.h must come before windows.h.
 #include <io.h>
 #include <windows.h>
+// tlhelp32.h needs windows.h first.
+#include <tlhelp32.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -152,10 +155,12 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   Handle hout_r(out_r), hout_w(out_w), herr_r(err_r), herr_w(err_w), null_in(open_null(GENERIC_READ));
   ::SetHandleInformation(out_r, HANDLE_FLAG_INHERIT, 0);
   ::SetHandleInformation(err_r, HANDLE_FLAG_INHERIT, 0);
-  // A job holds the process and everything it starts, so a timeout ends them all.
+  // A job holds the process and everything it starts, so a timeout ends them
+  // all; only a process started to outlive it on purpose (breakaway, as
+  // spawn_detached does: llamactl run by a test starting a server) leaves it.
   Handle job(::CreateJobObjectA(nullptr, nullptr));
   JOBOBJECT_EXTENDED_LIMIT_INFORMATION limits{};
-  limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+  limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_BREAKAWAY_OK;
   ::SetInformationJobObject(job.h, JobObjectExtendedLimitInformation, &limits, sizeof limits);
 
   STARTUPINFOA si{};
@@ -360,19 +365,39 @@ Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   if (log.h == INVALID_HANDLE_VALUE)
     return make_error(ErrorKind::state, "cannot open log file " + spec.log_path + ": " + last_error_text());
   Handle null_in(open_null(GENERIC_READ));
-  STARTUPINFOA si{};
-  si.cb = sizeof si;
-  si.dwFlags = STARTF_USESTDHANDLES;
-  si.hStdInput = null_in.h;
-  si.hStdOutput = log.h;
-  si.hStdError = log.h;
+  // Only these two handles are inherited: not a pipe of whoever runs llamactl,
+  // which the server would otherwise hold open for as long as it runs.
+  HANDLE inherit[] = {null_in.h, log.h};
+  SIZE_T attr_size = 0;
+  ::InitializeProcThreadAttributeList(nullptr, 1, 0, &attr_size);
+  std::string attr_buf(attr_size, '\0');
+  auto* attrs = reinterpret_cast<LPPROC_THREAD_ATTRIBUTE_LIST>(attr_buf.data());
+  const bool have_list = ::InitializeProcThreadAttributeList(attrs, 1, 0, &attr_size) &&
+                         ::UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, inherit,
+                                                     sizeof inherit, nullptr, nullptr);
+  STARTUPINFOEXA si{};
+  si.StartupInfo.cb = sizeof si;
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = null_in.h;
+  si.StartupInfo.hStdOutput = log.h;
+  si.StartupInfo.hStdError = log.h;
+  si.lpAttributeList = have_list ? attrs : nullptr;
   PROCESS_INFORMATION pi{};
   std::string cmd = command_line(spec.argv);
   const std::string program = find_program(spec.argv[0]).value_or(spec.argv[0]);
-  // Own process group, no console: it survives llamactl and the terminal closing.
-  if (!::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE,
-                        DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP, block.data(), nullptr, &si, &pi))
-    return make_error(ErrorKind::start_failed, "cannot run '" + spec.argv[0] + "': " + last_error_text());
+  // A hidden console of its own (CREATE_NO_WINDOW): the terminal that ran
+  // llamactl can close, and a Ctrl-C there does not reach the server, but
+  // signal_group() can send one to this console. Not a new process group,
+  // which would turn Ctrl-C off in the server. Out of llamactl's job where the
+  // job allows it (Task Scheduler ends a task's job).
+  const DWORD flags = CREATE_NO_WINDOW | (have_list ? EXTENDED_STARTUPINFO_PRESENT : 0);
+  BOOL started = ::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE,
+                                  flags | CREATE_BREAKAWAY_FROM_JOB, block.data(), nullptr, &si.StartupInfo, &pi);
+  if (!started && ::GetLastError() == ERROR_ACCESS_DENIED)  // a job without breakaway: stay in it
+    started = ::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE, flags, block.data(), nullptr,
+                               &si.StartupInfo, &pi);
+  if (have_list) ::DeleteProcThreadAttributeList(attrs);
+  if (!started) return make_error(ErrorKind::start_failed, "cannot run '" + spec.argv[0] + "': " + last_error_text());
   Handle process(pi.hProcess), thread(pi.hThread);
   Spawned s;
   s.pid = static_cast<int64_t>(pi.dwProcessId);
@@ -439,17 +464,76 @@ int64_t current_pid() {
   return static_cast<int64_t>(::GetCurrentProcessId());
 }
 
+namespace {
+
+constexpr const char* kCtrlCHelper = "__console-ctrl-c";
+
+std::string own_executable() {
+  char buf[MAX_PATH * 2];
+  const DWORD n = ::GetModuleFileNameA(nullptr, buf, sizeof buf);
+  return n > 0 && n < sizeof buf ? std::string(buf, n) : std::string();
+}
+
+// The process and every process it started, parents first: a process is a
+// child when it names the parent's pid and was created after the parent (a
+// pid that was reused is not a parent).
+std::vector<DWORD> process_tree(DWORD root) {
+  std::vector<DWORD> tree;
+  HANDLE snap = ::CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
+  if (snap == INVALID_HANDLE_VALUE) return {root};
+  std::multimap<DWORD, DWORD> children;
+  PROCESSENTRY32 e{};
+  e.dwSize = sizeof e;
+  for (BOOL more = ::Process32First(snap, &e); more; more = ::Process32Next(snap, &e))
+    if (e.th32ProcessID != e.th32ParentProcessID) children.emplace(e.th32ParentProcessID, e.th32ProcessID);
+  ::CloseHandle(snap);
+  tree.push_back(root);
+  for (size_t i = 0; i < tree.size() && tree.size() < 4096; ++i) {
+    const auto parent_start = process_start_time(tree[i]);
+    const auto [from, to] = children.equal_range(tree[i]);
+    for (auto it = from; it != to; ++it) {
+      const auto child_start = process_start_time(it->second);
+      if (parent_start && child_start && *child_start >= *parent_start) tree.push_back(it->second);
+    }
+  }
+  return tree;
+}
+
+}  // namespace
+
+std::optional<int> run_helper(int argc, char** argv) {
+  if (argc != 3 || std::strcmp(argv[1], kCtrlCHelper) != 0) return std::nullopt;
+  const auto pid = parse_int(argv[2]);
+  if (!pid || *pid <= 0) return 2;
+  // Only a process on the same console can send it a Ctrl-C: leave ours (a
+  // hidden one: this helper was started without a window), join the target's,
+  // ignore the Ctrl-C that every process on it gets, including this one.
+  ::FreeConsole();
+  if (!::AttachConsole(static_cast<DWORD>(*pid))) return 3;
+  ::SetConsoleCtrlHandler(nullptr, TRUE);
+  const bool sent = ::GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0) != 0;
+  ::FreeConsole();
+  return sent ? 0 : 4;
+}
+
 bool signal_group(int64_t pgid, Signal sig) {
   if (pgid <= 0) return false;
   if (sig == Signal::terminate) {
-    // A console break reaches a process group started with CREATE_NEW_PROCESS_GROUP.
-    return ::GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, static_cast<DWORD>(pgid)) != 0;
+    if (!process_start_time(pgid)) return false;
+    // A helper run does it, so that this process keeps its own console.
+    const std::string self = own_executable();
+    if (self.empty()) return false;
+    const auto r = run_capture({self, kCtrlCHelper, std::to_string(pgid)}, std::chrono::seconds(5));
+    return r.started && !r.timed_out && r.exit_code == 0;
   }
-  HANDLE h = ::OpenProcess(PROCESS_TERMINATE, FALSE, static_cast<DWORD>(pgid));
-  if (!h) return false;
-  const bool ok = ::TerminateProcess(h, 1) != 0;
-  ::CloseHandle(h);
-  return ok;
+  bool any = false;
+  for (const DWORD pid : process_tree(static_cast<DWORD>(pgid))) {
+    HANDLE h = ::OpenProcess(PROCESS_TERMINATE, FALSE, pid);
+    if (!h) continue;
+    any = ::TerminateProcess(h, 1) != 0 || any;
+    ::CloseHandle(h);
+  }
+  return any;
 }
 
 Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout) {
@@ -487,10 +571,20 @@ Status write_file_atomic(const std::string& path, const std::string& content) {
     ::DeleteFileA(tmp.c_str());
     return make_error(ErrorKind::state, "cannot write " + tmp + ": " + last_error_text());
   }
-  if (!::MoveFileExA(tmp.c_str(), path.c_str(), MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
-    const std::string why = last_error_text();
-    ::DeleteFileA(tmp.c_str());
-    return make_error(ErrorKind::state, "cannot rename " + tmp + " to " + path + ": " + why);
+  // A reader that opened the file without FILE_SHARE_DELETE (most programs,
+  // the C runtime's fopen among them) makes the replace fail with a sharing
+  // error until it closes it: retry for a while, as readers hold it briefly.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!::MoveFileExA(tmp.c_str(), path.c_str(), MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) {
+    const DWORD code = ::GetLastError();
+    const bool held = code == ERROR_ACCESS_DENIED || code == ERROR_SHARING_VIOLATION || code == ERROR_LOCK_VIOLATION;
+    if (!held || std::chrono::steady_clock::now() >= deadline) {
+      ::SetLastError(code);
+      const std::string why = last_error_text();
+      ::DeleteFileA(tmp.c_str());
+      return make_error(ErrorKind::state, "cannot rename " + tmp + " to " + path + ": " + why);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return ok_status();
 }
@@ -551,6 +645,17 @@ std::optional<std::string> find_program(const std::string& name) {
   const std::string exe = ends_with(to_lower(name), ".exe") ? name : name + ".exe";
   if (::SearchPathA(nullptr, exe.c_str(), nullptr, MAX_PATH, buf, nullptr) > 0) return std::string(buf);
   return std::nullopt;
+}
+
+std::string default_nvidia_smi() {
+  if (auto p = find_program("nvidia-smi")) return *p;
+  std::vector<std::string> places;
+  if (auto root = env("SystemRoot"); root && !root->empty()) places.push_back(*root + "\\System32\\nvidia-smi.exe");
+  if (auto pf = env("ProgramFiles"); pf && !pf->empty())
+    places.push_back(*pf + "\\NVIDIA Corporation\\NVSMI\\nvidia-smi.exe");
+  for (const auto& p : places)
+    if (file_exists(p)) return p;
+  return "nvidia-smi";
 }
 
 bool stdout_is_tty() {

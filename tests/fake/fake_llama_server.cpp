@@ -142,7 +142,19 @@
 //   FAKE_EMBED_DIM       embedding length (default 128)
 //   FAKE_THINKING        1: the chat template thinks (reasoning tokens first)
 //   FAKE_FIM             1: the vocabulary has FIM tokens (/infill works)
+//
+// It builds for Windows too (Winsock), for the Wine end-to-end tests. There,
+// as llama-server on Windows does, it stops gracefully on CTRL_C_EVENT once
+// loaded and leaves the rest (CTRL_BREAK_EVENT, a closed console) to the
+// default handler, which ends the process at once.
 
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+// winsock2.h must come before windows.h.
+#include <process.h>
+#include <windows.h>
+#else
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -150,6 +162,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -179,6 +192,47 @@ namespace {
 
 using json = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
+
+// The few socket calls that differ between POSIX and Winsock.
+#ifdef _WIN32
+using Socket = SOCKET;
+constexpr Socket kNoSocket = INVALID_SOCKET;
+void close_socket(Socket s) {
+  ::closesocket(s);
+}
+int poll_one(Socket s, short events, int timeout_ms, short& revents) {
+  WSAPOLLFD p{s, events, 0};
+  const int rc = ::WSAPoll(&p, 1, timeout_ms);
+  revents = p.revents;
+  return rc;
+}
+bool interrupted_call() {
+  return false;
+}
+long current_pid() {
+  return static_cast<long>(::GetCurrentProcessId());
+}
+constexpr int kSendFlags = 0;
+#else
+using Socket = int;
+constexpr Socket kNoSocket = -1;
+void close_socket(Socket s) {
+  ::close(s);
+}
+int poll_one(Socket s, short events, int timeout_ms, short& revents) {
+  pollfd p{s, events, 0};
+  const int rc = ::poll(&p, 1, timeout_ms);
+  revents = p.revents;
+  return rc;
+}
+bool interrupted_call() {
+  return errno == EINTR;
+}
+long current_pid() {
+  return static_cast<long>(::getpid());
+}
+constexpr int kSendFlags = MSG_NOSIGNAL;
+#endif
 
 // The build the observations were made with (llama-server-observed.md).
 constexpr const char* kFingerprint = "b10587-3f545bec";
@@ -357,8 +411,8 @@ std::string sse(const json& j) {
 
 class Conn {
  public:
-  explicit Conn(int fd) : fd_(fd) {}
-  ~Conn() { ::close(fd_); }
+  explicit Conn(Socket fd) : fd_(fd) {}
+  ~Conn() { close_socket(fd_); }
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
 
@@ -396,8 +450,9 @@ class Conn {
   bool send(const std::string& s) {
     size_t done = 0;
     while (done < s.size()) {
-      const ssize_t n = ::send(fd_, s.data() + done, s.size() - done, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
+      const auto n =
+          ::send(fd_, s.data() + done, static_cast<int>(std::min<size_t>(s.size() - done, 1 << 30)), kSendFlags);
+      if (n < 0 && interrupted_call()) continue;
       if (n <= 0) return false;
       done += static_cast<size_t>(n);
     }
@@ -410,10 +465,23 @@ class Conn {
     const auto until = Clock::now() + std::chrono::milliseconds(ms);
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-      pollfd p{fd_, POLLRDHUP, 0};
-      const int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, left)));
+      short revents = 0;
+#ifdef _WIN32
+      // Winsock has no POLLRDHUP: a readable socket is peeked, and 0 bytes is the peer's close.
+      const int rc =
+          poll_one(fd_, POLLRDNORM, static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(left, 20))), revents);
+      if (rc < 0) return false;
+      if (rc > 0 && (revents & (POLLHUP | POLLERR | POLLNVAL))) return false;
+      if (rc > 0 && (revents & POLLRDNORM)) {
+        char c;
+        if (::recv(fd_, &c, 1, MSG_PEEK) <= 0) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+#else
+      const int rc = poll_one(fd_, POLLRDHUP, static_cast<int>(std::max<int64_t>(0, left)), revents);
       if (rc < 0 && errno != EINTR) return false;
-      if (rc > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) return false;
+      if (rc > 0 && (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) return false;
+#endif
       if (left <= 0) return true;
     }
   }
@@ -421,15 +489,15 @@ class Conn {
  private:
   // Waits up to timeout_ms for bytes and appends them: 1 read, 0 timed out, -1 closed.
   int fill(int timeout_ms) {
-    pollfd p{fd_, POLLIN, 0};
+    short revents = 0;
     int rc;
-    do rc = ::poll(&p, 1, timeout_ms);
-    while (rc < 0 && errno == EINTR);
+    do rc = poll_one(fd_, POLLIN, timeout_ms, revents);
+    while (rc < 0 && interrupted_call());
     if (rc <= 0) return rc < 0 ? -1 : 0;
     char tmp[16384];
-    ssize_t n;
-    do n = ::recv(fd_, tmp, sizeof tmp, 0);
-    while (n < 0 && errno == EINTR);
+    int n;
+    do n = static_cast<int>(::recv(fd_, tmp, sizeof tmp, 0));
+    while (n < 0 && interrupted_call());
     if (n <= 0) return -1;
     buf_.append(tmp, static_cast<size_t>(n));
     return 1;
@@ -498,7 +566,7 @@ class Conn {
     return true;
   }
 
-  int fd_;
+  Socket fd_;
   std::string buf_;
 };
 
@@ -1473,7 +1541,7 @@ bool dispatch(Conn& c, const Request& req) {
   }
 }
 
-void serve_connection(int fd) {
+void serve_connection(Socket fd) {
   Conn c(fd);
   for (int left = kKeepAliveMax; left > 0; --left) {
     Request req;
@@ -1498,7 +1566,7 @@ void register_gpu_use(const std::string& visible) {
   if (dir.empty()) return;
   // CUDA_VISIBLE_DEVICES empty: no GPU, no context at all (as measured).
   if (visible.empty()) return;
-  g_reg_file = dir + "/procs/" + std::to_string(::getpid());
+  g_reg_file = dir + "/procs/" + std::to_string(current_pid());
   std::ofstream out(g_reg_file + ".tmp");
   out << visible << " " << env_or("FAKE_SERVER_MEM_MIB", "700") << " llama-server\n";
   out.close();
@@ -1573,9 +1641,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Port first, as the real server does.
-  const int srv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+#ifdef _WIN32
+  WSADATA wsa;
+  ::WSAStartup(MAKEWORD(2, 2), &wsa);
+  const Socket srv = ::socket(AF_INET, SOCK_STREAM, 0);
+  // cpp-httplib on Windows: SO_EXCLUSIVEADDRUSE, so a taken port fails to bind.
+  const BOOL one = TRUE;
+  ::setsockopt(srv, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, reinterpret_cast<const char*>(&one), sizeof one);
+#else
+  const Socket srv = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#endif
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -1587,18 +1664,22 @@ int main(int argc, char** argv) {
   }
   std::thread([srv] {
     for (;;) {
-      const int fd = ::accept4(srv, nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) {
+#ifdef _WIN32
+      const Socket fd = ::accept(srv, nullptr, nullptr);
+#else
+      const Socket fd = ::accept4(srv, nullptr, nullptr, SOCK_CLOEXEC);
+#endif
+      if (fd == kNoSocket) {
         // Out of descriptors or the like: back off instead of spinning.
-        if (errno != EINTR && errno != ECONNABORTED) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (!interrupted_call()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         continue;
       }
       const int nodelay = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&nodelay), sizeof nodelay);
       try {
         std::thread(serve_connection, fd).detach();
       } catch (const std::system_error&) {  // no more threads
-        ::close(fd);
+        close_socket(fd);
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
       }
     }
@@ -1631,6 +1712,20 @@ int main(int argc, char** argv) {
   g_ready = true;
   std::fprintf(stderr, "main: model loaded\n");
   // Handlers only after loading, like the real server; "listening" after them.
+#ifdef _WIN32
+  // llama-server's own handler: CTRL_C_EVENT stops it; everything else goes on to the default (exit at once).
+  if (env_or("FAKE_IGNORE_SIGTERM", "") == "1") {
+    ::SetConsoleCtrlHandler([](DWORD type) -> BOOL { return type == CTRL_C_EVENT; }, TRUE);
+  } else {
+    ::SetConsoleCtrlHandler(
+        [](DWORD type) -> BOOL {
+          if (type != CTRL_C_EVENT) return FALSE;
+          on_term(0);
+          return TRUE;
+        },
+        TRUE);
+  }
+#else
   if (env_or("FAKE_IGNORE_SIGTERM", "") == "1") {
     ::signal(SIGTERM, SIG_IGN);
   } else {
@@ -1639,6 +1734,7 @@ int main(int argc, char** argv) {
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
   }
+#endif
   std::fprintf(stderr, "main: server is listening on http://%s:%d\n", host.c_str(), port);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::fprintf(stderr, "srv operator(): cleaning up before exit...\n");

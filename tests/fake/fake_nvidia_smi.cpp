@@ -16,10 +16,15 @@
 // of each line, and compute-apps prints nothing for an interval with no
 // process. FAKE_SMI_STREAM_DIE_AFTER=K exits (code 0) after K blocks.
 // Written in C++ (not sh) so that its own cost does not hide llamactl's in
-// the benchmarks: it starts in about a millisecond.
+// the benchmarks: it starts in about a millisecond. It builds for Windows too
+// (the Wine end-to-end tests), where "hang" leaves no child behind and
+// "linger" is not available.
 
-#include <sys/wait.h>
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <unistd.h>
+#endif
 
 #include <chrono>
 #include <cstdio>
@@ -55,6 +60,16 @@ std::string env_or(const char* name, const std::string& def) {
   return v ? v : def;
 }
 
+#ifdef _WIN32
+bool alive(long pid) {
+  HANDLE h = ::OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, static_cast<DWORD>(pid));
+  if (!h) return false;
+  DWORD code = 0;
+  const bool running = ::GetExitCodeProcess(h, &code) && code == STILL_ACTIVE;
+  ::CloseHandle(h);
+  return running;
+}
+#else
 bool alive(long pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string stat;
@@ -62,6 +77,7 @@ bool alive(long pid) {
   const auto close = stat.rfind(')');
   return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
 }
+#endif
 
 std::vector<Gpu> gpus(const std::string& dir) {
   std::vector<Gpu> out;
@@ -116,7 +132,11 @@ std::string timestamp() {
   const std::time_t t = std::chrono::system_clock::to_time_t(now);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
+#ifdef _WIN32
+  ::localtime_s(&tm, &t);
+#else
   ::localtime_r(&t, &tm);
+#endif
   char buf[40];
   const size_t n = std::strftime(buf, sizeof buf, "%Y/%m/%d %H:%M:%S", &tm);
   std::snprintf(buf + n, sizeof buf - n, ".%03d, ", static_cast<int>(ms));
@@ -181,9 +201,11 @@ int main(int argc, char** argv) {
   const std::string dir = env_or("FAKE_GPU_DIR", "");
   const std::string mode = env_or("FAKE_SMI_MODE", "");
   if (mode == "hang") {
+#ifndef _WIN32
     // The child keeps stdout open, as a process stuck in a wedged driver does.
     if (::fork() == 0) ::sleep(1000);
-    ::sleep(1000);
+#endif
+    std::this_thread::sleep_for(std::chrono::seconds(1000));
     return 0;
   }
   if (mode == "nodev") {
@@ -205,10 +227,12 @@ int main(int argc, char** argv) {
     std::puts("%%% this is not csv %%%");
     return 0;
   }
+#ifndef _WIN32
   if (mode == "linger" && ::fork() == 0) {
     ::sleep(30);
     return 0;
   }
+#endif
   const double delay = std::atof(env_or("FAKE_SMI_DELAY", "0").c_str());
   if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
 

@@ -1,0 +1,198 @@
+// The platform layer's processes, locks and atomic files, with the same
+// expectations on POSIX and on Windows (run there under Wine). The child is
+// tests/fake/platform_child.cpp; every one a test starts is killed by pid at
+// the end of the test.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "platform/platform.h"
+#include "unit/test_dir.h"
+#include "util/strings.h"
+
+using namespace llamactl;
+using llamactl::testing::TempDir;
+using namespace std::chrono_literals;
+
+namespace {
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A platform_child started detached, with its output in `log`; killed (with
+// its children) when the test ends.
+struct Child {
+  platform::Spawned spawned;
+  std::string log;
+  Child(const TempDir& dir, const std::string& mode) : log(dir / (mode + ".log")) {
+    platform::SpawnSpec spec;
+    spec.argv = {PLATFORM_CHILD, mode};
+    spec.log_path = log;
+    auto r = platform::spawn_detached(spec);
+    if (r)
+      spawned = *r;
+    else
+      ADD_FAILURE() << r.error().message;
+  }
+  ~Child() {
+    if (spawned.pid > 0) platform::signal_group(spawned.pid, platform::Signal::kill);
+    eventually([&] { return !alive(); }, 5s);
+    platform::try_reap(spawned.pid);
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  bool alive() {
+    platform::try_reap(spawned.pid);
+    return platform::process_alive(spawned.pid, spawned.start_time);
+  }
+  bool says(const std::string& line) const { return read_text(log).find(line) != std::string::npos; }
+};
+
+}  // namespace
+
+TEST(Platform, SpawnDetachedRunsTheProgramWithItsOutputInTheLog) {
+  TempDir dir;
+  Child c(dir, "graceful");
+  ASSERT_GT(c.spawned.pid, 0);
+  EXPECT_NE(c.spawned.start_time, 0u);
+  EXPECT_TRUE(eventually([&] { return c.says("started " + std::to_string(c.spawned.pid)); }, 10s)) << read_text(c.log);
+  EXPECT_TRUE(c.alive());
+  // The start time tells a reused pid apart.
+  EXPECT_FALSE(platform::process_alive(c.spawned.pid, c.spawned.start_time + 1));
+  EXPECT_EQ(platform::process_start_time(c.spawned.pid), c.spawned.start_time);
+}
+
+TEST(Platform, SpawnDetachedRefusesAProgramThatDoesNotExist) {
+  TempDir dir;
+  platform::SpawnSpec spec;
+  spec.argv = {dir / "no-such-program"};
+  spec.log_path = dir / "log";
+  auto r = platform::spawn_detached(spec);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::start_failed);
+}
+
+TEST(Platform, TerminateStopsTheProcessGracefully) {
+  TempDir dir;
+  Child c(dir, "graceful");
+  ASSERT_TRUE(eventually([&] { return c.says("started"); }, 10s)) << read_text(c.log);
+  ASSERT_TRUE(platform::signal_group(c.spawned.pid, platform::Signal::terminate));
+  EXPECT_TRUE(eventually([&] { return !c.alive(); }, 10s));
+  // Its handler ran: a graceful stop, not a kill.
+  EXPECT_TRUE(c.says("graceful stop")) << read_text(c.log);
+}
+
+TEST(Platform, KillEndsAProcessThatIgnoresTerminateAndTheProcessesItStarted) {
+  TempDir dir;
+  Child c(dir, "parent");
+  ASSERT_TRUE(eventually([&] { return c.says("child "); }, 10s)) << read_text(c.log);
+  const std::string text = read_text(c.log);
+  const size_t at = text.find("child ") + 6;
+  const auto child_pid = parse_int(trim(text.substr(at, text.find('\n', at) - at)));
+  ASSERT_TRUE(child_pid && *child_pid > 0) << text;
+  const auto child_start = platform::process_start_time(*child_pid);
+  ASSERT_TRUE(child_start);
+
+  platform::signal_group(c.spawned.pid, platform::Signal::terminate);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(c.alive()) << "a process that ignores the graceful stop keeps running";
+
+  EXPECT_TRUE(platform::signal_group(c.spawned.pid, platform::Signal::kill));
+  EXPECT_TRUE(eventually([&] { return !c.alive(); }, 10s));
+  EXPECT_TRUE(eventually([&] { return !platform::process_alive(*child_pid, child_start); }, 10s))
+      << "the process it started is ended too";
+  EXPECT_FALSE(c.says("graceful stop"));
+}
+
+TEST(Platform, SignalingNoProcessIsFalse) {
+  EXPECT_FALSE(platform::signal_group(0, platform::Signal::terminate));
+  EXPECT_FALSE(platform::signal_group(-5, platform::Signal::kill));
+}
+
+TEST(Platform, FileLockIsExclusiveUntilReleased) {
+  TempDir dir;
+  const std::string path = dir / "lock";
+  {
+    auto first = platform::FileLock::acquire(path, 100ms);
+    ASSERT_TRUE(first) << first.error().message;
+    const auto start = std::chrono::steady_clock::now();
+    auto second = platform::FileLock::acquire(path, 200ms);
+    EXPECT_FALSE(second);
+    EXPECT_EQ(second.error().kind, ErrorKind::state);
+    EXPECT_NE(second.error().message.find("another llamactl holds it"), std::string::npos) << second.error().message;
+    EXPECT_GE(std::chrono::steady_clock::now() - start, 190ms) << "it waits for the timeout";
+  }
+  // Released with the first one's scope; a waiter gets it as soon as it is free.
+  auto again = platform::FileLock::acquire(path, 100ms);
+  EXPECT_TRUE(again);
+}
+
+TEST(Platform, FileLockWaiterGetsTheLockWhenItIsReleased) {
+  TempDir dir;
+  const std::string path = dir / "lock";
+  auto acquired = platform::FileLock::acquire(path, 100ms);
+  ASSERT_TRUE(acquired);
+  auto first = std::make_unique<platform::FileLock>(std::move(*acquired));
+  std::thread release([&] {
+    std::this_thread::sleep_for(200ms);
+    first.reset();
+  });
+  auto waiter = platform::FileLock::acquire(path, 5s);
+  release.join();
+  EXPECT_TRUE(waiter);
+}
+
+TEST(Platform, AtomicWriteReplacesTheWholeFile) {
+  TempDir dir;
+  const std::string path = dir / "state.json";
+  ASSERT_TRUE(platform::write_file_atomic(path, std::string(100000, 'a')));
+  ASSERT_TRUE(platform::write_file_atomic(path, "short"));
+  EXPECT_EQ(read_text(path), "short");
+  // No temp file is left beside it.
+  int files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 1);
+}
+
+TEST(Platform, AtomicWriteWaitsForAReaderThatHoldsTheFile) {
+  // On Windows a reader that opened the file without FILE_SHARE_DELETE (as
+  // the C runtime does) makes the replace fail until it closes the file.
+  TempDir dir;
+  const std::string path = dir / "state.json";
+  ASSERT_TRUE(platform::write_file_atomic(path, "old"));
+  auto reader = std::make_unique<std::ifstream>(path, std::ios::binary);
+  ASSERT_TRUE(*reader);
+  std::thread close_later([&] {
+    std::this_thread::sleep_for(300ms);
+    reader.reset();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto written = platform::write_file_atomic(path, "new");
+  const auto took = std::chrono::steady_clock::now() - start;
+  close_later.join();
+  EXPECT_TRUE(written) << (written ? "" : written.error().message);
+#ifdef _WIN32
+  EXPECT_GE(took, 250ms) << "the replace waited for the reader to close the file";
+#else
+  EXPECT_LT(took, 250ms) << "POSIX renames over a file that is open";
+#endif
+  EXPECT_EQ(read_text(path), "new");
+}
