@@ -9,6 +9,7 @@ packages=(
   libboost-dev libgtest-dev
   clang lld libclang-rt-14-dev clang-format clang-tidy
   git curl tmux zsh fish bash-completion
+  g++-mingw-w64-x86-64-posix wine64
 )
 
 missing=()

@@ -2,6 +2,7 @@
 # The whole test suite on a fresh Debian 12 machine: install the packages,
 # then build and run the unit and end-to-end tests (release), again under
 # AddressSanitizer + UBSan, run the official openai npm client against serve,
+# cross-build for Windows and run its unit and end-to-end tests under Wine,
 # fuzz every parser for a bounded time, and check formatting, clang-tidy and
 # the static link.
 set -euo pipefail
@@ -25,6 +26,26 @@ run_ctest() {
   rm -f "$log"
   passed=$((passed + ${total:-0} - ${fails:-0}))
   failed=$((failed + ${fails:-0}))
+  if [ "$rc" != 0 ] || [ -z "$total" ]; then
+    printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
+    exit 1
+  fi
+}
+
+# Runs a GoogleTest binary once (argv: a runner such as wine64, then the
+# binary) and adds its counts to the totals: under Wine one process for the
+# whole suite, not one per test as ctest would start (13 minutes instead of
+# seconds).
+run_gtest() {
+  local log rc=0 total fails
+  log=$(mktemp)
+  timeout 900 "$@" 2>&1 | tee "$log" || rc=$?
+  total=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' "$log" | tail -n 1)
+  fails=$(sed -n 's/^ *\([0-9]*\) FAILED TESTS\{0,1\}$/\1/p' "$log" | tail -n 1)
+  rm -f "$log"
+  fails=${fails:-0}
+  passed=$((passed + ${total:-0} - fails))
+  failed=$((failed + fails))
   if [ "$rc" != 0 ] || [ -z "$total" ]; then
     printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
     exit 1
@@ -76,6 +97,21 @@ step "asan+ubsan build + tests"
 scripts/build.sh asan
 run_ctest build/asan ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 
+step "windows: MinGW-w64 cross-build; unit and end-to-end tests under Wine"
+scripts/build.sh windows llamactl unit_tests windows_e2e_tests
+# Static: the exe needs no MinGW DLL (libstdc++, libgcc, libwinpthread), only Windows' own.
+dlls=$(x86_64-w64-mingw32-objdump -p build/windows/llamactl.exe | sed -n 's/^\s*DLL Name: //p' | tr '[:upper:]' '[:lower:]')
+for dll in $dlls; do
+  case "$dll" in
+    kernel32.dll | advapi32.dll | ws2_32.dll | mswsock.dll | msvcrt.dll) ;;
+    *) echo "llamactl.exe imports $dll (only Windows' own DLLs are allowed)"; exit 1 ;;
+  esac
+done
+# A Wine prefix of the build's own; no Mono or Gecko prompts.
+export WINEPREFIX="$root/build/wine-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree=;mshtml="
+run_gtest /usr/lib/wine/wine64 build/windows/tests/unit_tests.exe
+run_gtest /usr/lib/wine/wine64 build/windows/tests/windows_e2e_tests.exe
+
 step "fuzz (${fuzz_seconds}s per parser)"
 fuzz/run.sh "$fuzz_seconds" build/fuzz
 
@@ -83,5 +119,5 @@ step "clang-tidy"
 mapfile -t tidy < <(list_sources 'src/*.cpp' 'cmd/*.cpp' | grep -v '_win32\.cpp$')
 clang-tidy -p build/release --quiet "${tidy[@]}"
 
-step "done: all checks passed (tests counted twice: release and sanitizer builds)"
+step "done: all checks passed (unit and end-to-end tests counted for each build: release, sanitizers, Windows)"
 printf '%d passed, %d failed\n' "$passed" "$failed"
