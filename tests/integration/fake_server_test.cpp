@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "unit/test_dir.h"
+#include "unit/wait.h"
 
 extern char** environ;
 
@@ -39,14 +40,7 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-  const auto until = Clock::now() + timeout;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
+using llamactl::testing::eventually;
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -96,15 +96,6 @@ bool pid_alive(int64_t pid) {
   return platform::process_start_time(pid).has_value();
 }
 
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return pred();
-}
-
 Sandbox::Sandbox() {
   std::filesystem::create_directories(gpu_dir() + "/procs");
   base_port_ = pick_base_port();

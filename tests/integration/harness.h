@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "unit/test_dir.h"
+#include "unit/wait.h"  // eventually(), read_text()
 
 namespace llamactl::testing {
 
@@ -97,7 +98,5 @@ bool pid_alive(int64_t pid);
 /// Starts argv (PATH lookup) with stdin, stdout and stderr on /dev/null; the
 /// caller waits for it. -1 when it cannot start.
 int64_t spawn_quiet(const std::vector<std::string>& argv);
-/// Waits until `pred` is true or the timeout passes.
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 }  // namespace llamactl::testing

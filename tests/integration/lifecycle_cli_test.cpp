@@ -31,13 +31,6 @@ std::string numbered(const char* prefix, int i) {
   return buf;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 RunResult load(const Sandbox& sb, const std::string& model, const std::vector<std::string>& extra = {},
                const std::vector<std::string>& env = {}) {
   std::vector<std::string> args = {"load", sb.model(model), "--json"};

@@ -13,29 +13,16 @@
 
 #include "platform/platform.h"
 #include "unit/test_dir.h"
+#include "unit/wait.h"
 #include "util/strings.h"
 
 using namespace llamactl;
+using llamactl::testing::eventually;
+using llamactl::testing::read_text;
 using llamactl::testing::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
-
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A platform_child started detached, with its output in `log`; killed (with
 // its children) when the test ends.

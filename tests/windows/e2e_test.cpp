@@ -22,29 +22,16 @@
 #include "platform/platform.h"
 #include "unit/gguf_writer.h"
 #include "unit/test_dir.h"
+#include "unit/wait.h"
 
 using nlohmann::json;
 using namespace std::chrono_literals;
 namespace platform = llamactl::platform;
+using llamactl::testing::eventually;
+using llamactl::testing::read_text;
 using llamactl::testing::TempDir;
 
 namespace {
-
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 json parse(const std::string& out) {
   try {
