@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -169,6 +170,12 @@ Result<int64_t> file_mtime_ns(const std::string& path);
 Status rename_file(const std::string& from, const std::string& to);
 /// Creates dir (and parents) with owner-only permissions.
 Status make_private_dir(const std::string& path);
+/// A path in llamactl's encoding (UTF-8, as every string here) as
+/// std::filesystem takes it, and back. Never std::filesystem::path(string) or
+/// .string(): on Windows those read and write the bytes in the C runtime's
+/// locale, not as UTF-8, and mangle any name beyond ASCII.
+std::filesystem::path fs_path(const std::string& utf8);
+std::string utf8_path(const std::filesystem::path& p);
 
 std::string default_state_dir();
 std::string default_config_path();

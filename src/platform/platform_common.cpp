@@ -35,6 +35,15 @@ Result<std::string> read_file(const std::string& path) {
   return ss.str();
 }
 
+std::filesystem::path fs_path(const std::string& utf8) {
+  return std::filesystem::path(std::u8string(utf8.begin(), utf8.end()));
+}
+
+std::string utf8_path(const std::filesystem::path& p) {
+  const std::u8string s = p.u8string();
+  return std::string(s.begin(), s.end());
+}
+
 std::optional<std::string> env(const char* name) {
   const char* v = std::getenv(name);
   if (!v) return std::nullopt;

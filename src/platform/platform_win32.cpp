@@ -34,8 +34,17 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 
 BOOL WINAPI on_console_event(DWORD type) {
-  if (type == CTRL_C_EVENT || type == CTRL_BREAK_EVENT || type == CTRL_CLOSE_EVENT) {
+  if (type == CTRL_C_EVENT || type == CTRL_BREAK_EVENT) {
     g_interrupted = true;
+    return TRUE;
+  }
+  if (type == CTRL_CLOSE_EVENT) {
+    // The console window is closing. Windows ends the process as soon as this
+    // handler returns, and at the latest after about 5 s: wait here so that
+    // the main thread can stop what it runs (serve's servers, watch's screen)
+    // and exit, which ends this thread too.
+    g_interrupted = true;
+    ::Sleep(10000);
     return TRUE;
   }
   return FALSE;
@@ -138,6 +147,40 @@ struct PipeReader {
   }
 };
 
+// Starts a child of run_capture or LineStream inside `job` (which ends it
+// and whatever it starts). The process is in the job from its creation
+// (PROC_THREAD_ATTRIBUTE_JOB_LIST), so that no instant exists in which
+// llamactl could be killed and leave it outside; where the attribute is not
+// honoured it is created suspended, assigned, then resumed.
+bool create_in_job(const std::string& program, std::string& cmd, STARTUPINFOA& base, HANDLE job,
+                   PROCESS_INFORMATION& pi) {
+  SIZE_T attr_size = 0;
+  ::InitializeProcThreadAttributeList(nullptr, 1, 0, &attr_size);
+  std::string attr_buf(attr_size, '\0');
+  auto* attrs = reinterpret_cast<LPPROC_THREAD_ATTRIBUTE_LIST>(attr_buf.data());
+  HANDLE jobs[] = {job};
+  const bool have_list =
+      ::InitializeProcThreadAttributeList(attrs, 1, 0, &attr_size) &&
+      ::UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_JOB_LIST, jobs, sizeof jobs, nullptr, nullptr);
+  STARTUPINFOEXA si{};
+  si.StartupInfo = base;
+  si.StartupInfo.cb = sizeof si;
+  si.lpAttributeList = attrs;
+  const DWORD flags = CREATE_SUSPENDED | CREATE_NO_WINDOW;
+  BOOL started =
+      have_list && ::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE,
+                                    flags | EXTENDED_STARTUPINFO_PRESENT, nullptr, nullptr, &si.StartupInfo, &pi);
+  if (have_list) ::DeleteProcThreadAttributeList(attrs);
+  if (!started)
+    started =
+        ::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE, flags, nullptr, nullptr, &base, &pi);
+  if (!started) return false;
+  BOOL in_job = FALSE;
+  if (!::IsProcessInJob(pi.hProcess, job, &in_job) || !in_job) ::AssignProcessToJobObject(job, pi.hProcess);
+  ::ResumeThread(pi.hThread);
+  return true;
+}
+
 }  // namespace
 
 CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
@@ -172,14 +215,11 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   PROCESS_INFORMATION pi{};
   std::string cmd = command_line(argv);
   const std::string program = find_program(argv[0]).value_or(argv[0]);
-  if (!::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE, CREATE_SUSPENDED | CREATE_NO_WINDOW,
-                        nullptr, nullptr, &si, &pi)) {
+  if (!create_in_job(program, cmd, si, job.h, pi)) {
     r.error = argv[0] + ": " + last_error_text();
     return r;
   }
   Handle process(pi.hProcess), thread(pi.hThread);
-  ::AssignProcessToJobObject(job.h, pi.hProcess);
-  ::ResumeThread(pi.hThread);
   r.started = true;
   hout_w.reset();  // only the child holds the write ends now
   herr_w.reset();
@@ -289,12 +329,9 @@ Status LineStream::start(const std::vector<std::string>& argv) {
   PROCESS_INFORMATION pi{};
   std::string cmd = command_line(argv);
   const std::string program = find_program(argv[0]).value_or(argv[0]);
-  if (!::CreateProcessA(program.c_str(), cmd.data(), nullptr, nullptr, TRUE, CREATE_SUSPENDED | CREATE_NO_WINDOW,
-                        nullptr, nullptr, &si, &pi))
+  if (!create_in_job(program, cmd, si, job.h, pi))
     return make_error(ErrorKind::start_failed, argv[0] + ": " + last_error_text());
   Handle thread(pi.hThread);
-  ::AssignProcessToJobObject(job.h, pi.hProcess);
-  ::ResumeThread(pi.hThread);
   impl_->process.h = pi.hProcess;
   impl_->pid = static_cast<int64_t>(pi.dwProcessId);
   std::swap(impl_->job.h, job.h);
@@ -436,7 +473,10 @@ std::optional<std::string> process_user(int64_t pid) {
   if (!h) return std::nullopt;
   HANDLE token = nullptr;
   std::optional<std::string> name;
-  if (::OpenProcessToken(h, TOKEN_QUERY, &token)) {
+  DWORD code = 0;
+  // A process that has exited can still be opened while a handle to it is open somewhere.
+  const bool running = ::GetExitCodeProcess(h, &code) && code == STILL_ACTIVE;
+  if (running && ::OpenProcessToken(h, TOKEN_QUERY, &token)) {
     DWORD len = 0;
     ::GetTokenInformation(token, TokenUser, nullptr, 0, &len);
     std::string buf(len, '\0');
@@ -469,9 +509,9 @@ namespace {
 constexpr const char* kCtrlCHelper = "__console-ctrl-c";
 
 std::string own_executable() {
-  char buf[MAX_PATH * 2];
-  const DWORD n = ::GetModuleFileNameA(nullptr, buf, sizeof buf);
-  return n > 0 && n < sizeof buf ? std::string(buf, n) : std::string();
+  std::string buf(32768, '\0');  // UTF-8 bytes of a long path
+  const DWORD n = ::GetModuleFileNameA(nullptr, buf.data(), static_cast<DWORD>(buf.size()));
+  return n > 0 && n < buf.size() ? buf.substr(0, n) : std::string();
 }
 
 // The process and every process it started, parents first: a process is a
@@ -641,9 +681,33 @@ std::string default_config_path() {
 }
 
 std::optional<std::string> find_program(const std::string& name) {
-  char buf[MAX_PATH];
+  if (name.empty()) return std::nullopt;
   const std::string exe = ends_with(to_lower(name), ".exe") ? name : name + ".exe";
-  if (::SearchPathA(nullptr, exe.c_str(), nullptr, MAX_PATH, buf, nullptr) > 0) return std::string(buf);
+  const auto is_file = [](const std::string& p) {
+    const DWORD a = ::GetFileAttributesA(p.c_str());
+    return a != INVALID_FILE_ATTRIBUTES && !(a & FILE_ATTRIBUTE_DIRECTORY);
+  };
+  if (name.find_first_of("/\\:") != std::string::npos) {
+    if (is_file(name)) return name;
+    if (is_file(exe)) return exe;
+    return std::nullopt;
+  }
+  // llamactl.exe's own folder (llama-server.exe unzipped beside it needs no
+  // config), then PATH. Not the current directory, nor the system folders
+  // before PATH, where SearchPath looks: a llama-server.exe or nvidia-smi.exe
+  // lying in the working directory is never picked up.
+  std::vector<std::string> dirs;
+  const std::string self = own_executable();
+  if (const size_t slash = self.find_last_of("/\\"); slash != std::string::npos) dirs.push_back(self.substr(0, slash));
+  for (const auto& dir : split(env("PATH").value_or(""), ';')) {
+    std::string d(trim(dir));
+    if (d.size() >= 2 && d.front() == '"' && d.back() == '"') d = d.substr(1, d.size() - 2);
+    if (!d.empty()) dirs.push_back(d);
+  }
+  for (const auto& d : dirs) {
+    const std::string candidate = d + (d.back() == '\\' || d.back() == '/' ? "" : "\\") + exe;
+    if (is_file(candidate)) return candidate;
+  }
   return std::nullopt;
 }
 
@@ -658,11 +722,59 @@ std::string default_nvidia_smi() {
   return "nvidia-smi";
 }
 
+namespace {
+
+// The console as llamactl found it, put back at exit: its output code page
+// and the modes of standard output and error.
+struct ConsoleState {
+  UINT output_cp = 0;
+  HANDLE handles[2] = {nullptr, nullptr};
+  DWORD modes[2] = {0, 0};
+  bool vt[2] = {false, false};  // escape codes work on standard output / error
+};
+ConsoleState g_console;
+
+void restore_console() {
+  for (int i = 0; i < 2; ++i)
+    if (g_console.handles[i]) ::SetConsoleMode(g_console.handles[i], g_console.modes[i]);
+  if (g_console.output_cp) ::SetConsoleOutputCP(g_console.output_cp);
+}
+
+// Where standard output or error is a console: UTF-8 output (bars, sparklines,
+// box lines) and VT processing (colour, the progress line, watch's screen),
+// both for the life of this process only. A console too old for VT mode
+// (before Windows 10 1511) does not count as a terminal: plain text, no colour.
+void setup_console() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  const DWORD ids[2] = {STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  bool any = false;
+  for (int i = 0; i < 2; ++i) {
+    HANDLE h = ::GetStdHandle(ids[i]);
+    DWORD mode = 0;
+    if (h == nullptr || h == INVALID_HANDLE_VALUE || !::GetConsoleMode(h, &mode)) continue;
+    any = true;
+    g_console.handles[i] = h;
+    g_console.modes[i] = mode;
+    g_console.vt[i] = (mode & ENABLE_VIRTUAL_TERMINAL_PROCESSING) ||
+                      ::SetConsoleMode(h, mode | ENABLE_PROCESSED_OUTPUT | ENABLE_VIRTUAL_TERMINAL_PROCESSING);
+  }
+  if (!any) return;
+  g_console.output_cp = ::GetConsoleOutputCP();
+  if (g_console.output_cp != CP_UTF8) ::SetConsoleOutputCP(CP_UTF8);
+  std::atexit(restore_console);
+}
+
+}  // namespace
+
 bool stdout_is_tty() {
-  return ::_isatty(1) != 0;
+  setup_console();
+  return g_console.vt[0];
 }
 bool stderr_is_tty() {
-  return ::_isatty(2) != 0;
+  setup_console();
+  return g_console.vt[1];
 }
 
 int terminal_columns() {
@@ -693,27 +805,107 @@ bool port_available(int port) {
 
 void install_signal_handlers() {
   ::SetConsoleCtrlHandler(on_console_event, TRUE);
+  setup_console();
 }
 
 bool interrupted() {
   return g_interrupted.load();
 }
 
-// The full-screen terminal (console VT mode) is not built for Windows yet:
-// open() answers nullptr and `watch` prints plain frames.
-struct TerminalSession::Impl {};
+// ---------------------------------------------------------------------------
+// TerminalSession: the console in VT mode (set up by setup_console) with its
+// input read as key and window events. A console without VT mode, or output
+// that is not a console, gets no session: watch prints plain frames.
+
+struct TerminalSession::Impl {
+  HANDLE in = nullptr, out = nullptr;
+  DWORD in_mode = 0;
+  Size last{};
+};
+
 TerminalSession::TerminalSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
 std::unique_ptr<TerminalSession> TerminalSession::open() {
-  return nullptr;
+  setup_console();
+  auto impl = std::make_unique<Impl>();
+  impl->in = ::GetStdHandle(STD_INPUT_HANDLE);
+  impl->out = ::GetStdHandle(STD_OUTPUT_HANDLE);
+  if (!g_console.vt[0] || !::GetConsoleMode(impl->in, &impl->in_mode)) return nullptr;
+  // Keys at once and not echoed; Ctrl-C stays a console event (interrupted());
+  // window size changes arrive as input events. No mouse: a click must not
+  // start a selection that freezes the screen's output.
+  DWORD raw = impl->in_mode;
+  raw &= ~static_cast<DWORD>(ENABLE_LINE_INPUT | ENABLE_ECHO_INPUT | ENABLE_MOUSE_INPUT | ENABLE_QUICK_EDIT_MODE);
+  raw |= ENABLE_PROCESSED_INPUT | ENABLE_WINDOW_INPUT | ENABLE_EXTENDED_FLAGS;
+  if (!::SetConsoleMode(impl->in, raw)) return nullptr;
+  std::unique_ptr<TerminalSession> t(new TerminalSession(std::move(impl)));
+  t->impl_->last = t->size();
+  t->write("\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J");  // alternate screen, cursor hidden, cleared
+  return t;
 }
-TerminalSession::~TerminalSession() = default;
+
+TerminalSession::~TerminalSession() {
+  write("\x1b[0m\x1b[?25h\x1b[?1049l");  // attributes reset, cursor shown, main screen back
+  ::SetConsoleMode(impl_->in, impl_->in_mode);
+}
+
 TerminalSession::Size TerminalSession::size() const {
-  return {terminal_columns(), 24};
+  CONSOLE_SCREEN_BUFFER_INFO info;
+  if (!::GetConsoleScreenBufferInfo(impl_->out, &info)) return {};
+  const int cols = info.srWindow.Right - info.srWindow.Left + 1, rows = info.srWindow.Bottom - info.srWindow.Top + 1;
+  if (cols <= 0 || rows <= 0) return {};
+  return {cols, rows};
 }
-TerminalSession::Event TerminalSession::wait(std::chrono::milliseconds timeout, char&) {
-  sleep_for(timeout);
-  return interrupted() ? Event::interrupted : Event::timeout;
+
+TerminalSession::Event TerminalSession::wait(std::chrono::milliseconds timeout, char& key) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (interrupted()) return Event::interrupted;
+    // The console reports a change of its buffer, not always of the visible
+    // window (conhost with a tall buffer): the window is compared too.
+    const Size now = size();
+    if (now.cols != impl_->last.cols || now.rows != impl_->last.rows) {
+      impl_->last = now;
+      return Event::resize;
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now()).count();
+    if (left <= 0) return Event::timeout;
+    // Bounded slices, as on POSIX: a Ctrl-C is seen within 100 ms.
+    const DWORD w = ::WaitForSingleObject(impl_->in, static_cast<DWORD>(std::min<int64_t>(left, 100)));
+    if (w == WAIT_FAILED) return Event::interrupted;  // the console went away
+    if (w != WAIT_OBJECT_0) continue;
+    INPUT_RECORD rec;
+    DWORD n = 0;
+    if (!::ReadConsoleInputW(impl_->in, &rec, 1, &n)) return Event::interrupted;
+    if (n != 1) continue;
+    if (rec.EventType == WINDOW_BUFFER_SIZE_EVENT) {
+      impl_->last = size();
+      return Event::resize;
+    }
+    if (rec.EventType != KEY_EVENT || !rec.Event.KeyEvent.bKeyDown) continue;
+    const wchar_t c = rec.Event.KeyEvent.uChar.UnicodeChar;
+    if (c > 0 && c < 0x80) {  // the view's keys are ASCII; arrows and the like carry none
+      key = static_cast<char>(c);
+      return Event::key;
+    }
+  }
 }
-void TerminalSession::write(std::string_view) {}
+
+void TerminalSession::write(std::string_view s) {
+  // WriteConsoleW: the text is UTF-8 whatever code page the console has.
+  const int n = ::MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), nullptr, 0);
+  if (n <= 0) return;
+  std::wstring w(static_cast<size_t>(n), L'\0');
+  ::MultiByteToWideChar(CP_UTF8, 0, s.data(), static_cast<int>(s.size()), w.data(), n);
+  const wchar_t* p = w.data();
+  DWORD left = static_cast<DWORD>(w.size());
+  while (left > 0) {
+    DWORD written = 0;
+    if (!::WriteConsoleW(impl_->out, p, left, &written, nullptr) || written == 0) return;
+    p += written;
+    left -= written;
+  }
+}
 
 }  // namespace llamactl::platform

@@ -30,16 +30,16 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
     if (mc->context) m.context = *mc->context;
   } else if (ends_with(to_lower(wanted), ".gguf") || wanted.find('/') != std::string::npos) {
     m.path = wanted;
-    m.name = fs::path(wanted).stem().string();
+    m.name = platform::utf8_path(platform::fs_path(wanted).stem());
   } else {
     return make_error(ErrorKind::model_not_found, "model '" + wanted + "' is not in the config" +
                                                       (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
                                                       " and is not a path to a .gguf file");
   }
   std::error_code ec;
-  const auto abs = fs::absolute(m.path, ec);
-  if (!ec) m.path = abs.lexically_normal().string();
-  if (!fs::is_regular_file(m.path, ec))
+  const auto abs = fs::absolute(platform::fs_path(m.path), ec);
+  if (!ec) m.path = platform::utf8_path(abs.lexically_normal());
+  if (!fs::is_regular_file(platform::fs_path(m.path), ec))
     return make_error(ErrorKind::model_not_found, "model file not found: " + m.path);
   return m;
 }
@@ -134,7 +134,7 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   if (!header) return header.error();
   add_embedding_args(*model, *header, req.extra_args);
   std::error_code ec;
-  const auto file_bytes = fs::file_size(model->path, ec);
+  const auto file_bytes = fs::file_size(platform::fs_path(model->path), ec);
   LoadOutcome out;
   out.estimate = placement::estimate(ec ? 0 : file_bytes, &*header, model->context);
 
@@ -381,7 +381,7 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
     if (req.model) {
       const auto* mc = cfg_.find_model(*req.model);
       wanted = mc ? mc->name : *req.model;
-      if (!mc && ends_with(to_lower(wanted), ".gguf")) wanted = fs::path(wanted).stem().string();
+      if (!mc && ends_with(to_lower(wanted), ".gguf")) wanted = platform::utf8_path(platform::fs_path(wanted).stem());
     }
     for (const auto& i : st.instances) {
       if (req.only_pid && i.pid != req.only_pid) continue;

@@ -28,7 +28,7 @@ struct FileStat {
 
 Result<FileStat> stat_file(const std::string& path) {
   std::error_code ec;
-  const auto size = fs::file_size(path, ec);
+  const auto size = fs::file_size(platform::fs_path(path), ec);
   if (ec) return make_error(ErrorKind::model_not_found, "cannot open model file '" + path + "': " + ec.message());
   const auto mtime_ns = platform::file_mtime_ns(path);
   if (!mtime_ns) return mtime_ns.error();

@@ -185,8 +185,8 @@ std::string resolve_dir(const std::string& flag_value) {
   if (dir.empty()) dir = platform::default_state_dir();
   // Absolute, so the log paths recorded in the state work from any directory.
   std::error_code ec;
-  const auto abs = std::filesystem::absolute(dir, ec);
-  return ec ? dir : abs.lexically_normal().string();
+  const auto abs = std::filesystem::absolute(platform::fs_path(dir), ec);
+  return ec ? dir : platform::utf8_path(abs.lexically_normal());
 }
 
 }  // namespace llamactl::state

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -29,9 +30,10 @@ namespace {
 struct Child {
   platform::Spawned spawned;
   std::string log;
-  Child(const TempDir& dir, const std::string& mode) : log(dir / (mode + ".log")) {
+  Child(const TempDir& dir, const std::string& mode) : Child(PLATFORM_CHILD, dir / (mode + ".log"), mode) {}
+  Child(const std::string& program, std::string log_path, const std::string& mode) : log(std::move(log_path)) {
     platform::SpawnSpec spec;
-    spec.argv = {PLATFORM_CHILD, mode};
+    spec.argv = {program, mode};
     spec.log_path = log;
     auto r = platform::spawn_detached(spec);
     if (r)
@@ -182,4 +184,86 @@ TEST(Platform, AtomicWriteWaitsForAReaderThatHoldsTheFile) {
   EXPECT_LT(took, 250ms) << "POSIX renames over a file that is open";
 #endif
   EXPECT_EQ(read_text(path), "new");
+}
+
+TEST(Platform, ProcessUserIsTheOwnersLoginName) {
+  TempDir dir;
+  Child c(dir, "graceful");
+  ASSERT_TRUE(eventually([&] { return c.says("started"); }, 10s)) << read_text(c.log);
+  const std::string me = platform::current_user();
+  EXPECT_FALSE(me.empty());
+  EXPECT_EQ(platform::process_user(platform::current_pid()), me);
+  EXPECT_EQ(platform::process_user(c.spawned.pid), me) << "a process this user started is this user's";
+  platform::signal_group(c.spawned.pid, platform::Signal::kill);
+  ASSERT_TRUE(eventually([&] { return !c.alive(); }, 5s));
+  EXPECT_EQ(platform::process_user(c.spawned.pid), std::nullopt) << "no process, no owner";
+}
+
+// Paths are UTF-8 everywhere. "è" is in the Western code pages, "日本" and "ж"
+// are not: on Windows they work only because the executables declare UTF-8
+// as their code page (cmake/windows/llamactl.manifest).
+TEST(Platform, PathsBeyondAsciiWork) {
+  TempDir dir;
+  const std::string sub = dir / "mod\u00e8les-\u65e5\u672c-\u0436";
+  const auto on_disk = [](const std::string& utf8) {
+    // std::filesystem takes the name as UTF-8 and asks the OS in UTF-16: the
+    // name on disk is these characters, not their bytes read in a code page.
+    return std::filesystem::path(std::u8string(utf8.begin(), utf8.end()));
+  };
+  ASSERT_TRUE(platform::make_private_dir(sub + "/state"));
+  EXPECT_TRUE(std::filesystem::is_directory(on_disk(sub + "/state")));
+
+  const std::string file = sub + "/state/\u00e9tat.json";
+  ASSERT_TRUE(platform::write_file_atomic(file, "{}"));
+  EXPECT_TRUE(std::filesystem::exists(on_disk(file)));
+  EXPECT_TRUE(platform::file_exists(file));
+  const auto content = platform::read_file(file);
+  ASSERT_TRUE(content);
+  EXPECT_EQ(*content, "{}");
+  EXPECT_TRUE(platform::file_mtime_ns(file));
+  auto lock = platform::FileLock::acquire(sub + "/state/\u00e9tat.lock", 1s);
+  EXPECT_TRUE(lock) << (lock ? "" : lock.error().message);
+
+  // A program in such a folder, with its log there too.
+  const std::string child_name = std::filesystem::path(PLATFORM_CHILD).filename().string();
+  const std::string program = sub + "/\u0436-" + child_name;
+  std::filesystem::copy_file(std::filesystem::path(PLATFORM_CHILD), on_disk(program));
+  Child c(program, sub + "/\u0436.log", "graceful");
+  ASSERT_GT(c.spawned.pid, 0);
+  EXPECT_TRUE(eventually([&] { return c.says("started"); }, 10s)) << read_text(c.log);
+  EXPECT_TRUE(std::filesystem::exists(on_disk(sub + "/\u0436.log")));
+}
+
+namespace {
+void set_env(const char* name, const std::string& value) {
+#ifdef _WIN32
+  ::_putenv_s(name, value.c_str());
+#else
+  ::setenv(name, value.c_str(), 1);
+#endif
+}
+}  // namespace
+
+// A program is looked up on PATH, never in the working directory: a
+// llama-server or nvidia-smi lying where llamactl happens to run is not it.
+TEST(Platform, FindProgramLooksOnPathNotInTheWorkingDirectory) {
+  TempDir dir;
+  const auto child = std::filesystem::path(PLATFORM_CHILD);
+  const std::string name = "llamactl-probe-" + std::to_string(platform::current_pid());
+  std::filesystem::copy_file(child, std::filesystem::path(dir.path()) / (name + child.extension().string()));
+  const auto saved_cwd = std::filesystem::current_path();
+  const std::string saved_path = platform::env("PATH").value_or("");
+  std::filesystem::current_path(dir.path());
+  EXPECT_EQ(platform::find_program(name), std::nullopt) << "not from the working directory";
+#ifdef _WIN32
+  set_env("PATH", saved_path + ";" + dir.path());
+#else
+  set_env("PATH", saved_path + ":" + dir.path());
+#endif
+  const auto found = platform::find_program(name);
+  ASSERT_TRUE(found) << "found on PATH";
+  EXPECT_TRUE(
+      std::filesystem::equivalent(*found, std::filesystem::path(dir.path()) / (name + child.extension().string())));
+  set_env("PATH", saved_path);
+  std::filesystem::current_path(saved_cwd);
 }
