@@ -107,7 +107,14 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   gpu::GpuMonitor monitor(gpu::monitor_options_from_env(std::chrono::seconds(1), smi_timeout));
   serve::Metrics metrics;
   serve::Router router(**rt, metrics, settings->router);
-  serve::HttpServer server(settings->server, router, metrics, monitor);
+  // Never destroyed: once stop() has returned nothing runs in it, and the
+  // process ends right after. On Windows an io_context's destructor waits for
+  // every overlapped socket operation to report back, without a deadline;
+  // one that never does (seen under Wine) would keep serve from exiting.
+  // The static pointer keeps it reachable: LeakSanitizer does not count it.
+  static serve::HttpServer* for_life = nullptr;
+  for_life = new serve::HttpServer(settings->server, router, metrics, monitor);
+  auto& server = *for_life;
   if (auto s = server.bind(); !s) return fail(ctx, s.error());
   const auto address = server.bound().text();
   const nlohmann::json info = {

@@ -111,6 +111,10 @@ done
 export WINEPREFIX="$root/build/wine-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree=;mshtml="
 run_gtest /usr/lib/wine/wine64 build/windows/tests/unit_tests.exe
 run_gtest /usr/lib/wine/wine64 build/windows/tests/windows_e2e_tests.exe
+# In a console: run on a pseudo-terminal, a Windows program gets one from Wine
+# (watch's full screen and keys, Ctrl-C typed at the keyboard).
+run_gtest env LLAMACTL_WINDOWS_EXE=build/windows/llamactl.exe WINE=/usr/lib/wine/wine64 \
+  build/asan/tests/windows_console_tests
 
 step "fuzz (${fuzz_seconds}s per parser)"
 fuzz/run.sh "$fuzz_seconds" build/fuzz
