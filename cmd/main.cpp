@@ -38,9 +38,8 @@ int run(int argc, char** argv) {
 
   cmd::GlobalOptions g;
   app.add_flag("--json", g.json, "Machine-readable JSON on stdout");
-  app.add_option("--config", g.config,
-                 "Config file (default: $LLAMACTL_CONFIG, ./llamactl.toml, ~/.config/llamactl/config.toml)");
-  app.add_option("--state-dir", g.state_dir, "State dir (default: $LLAMACTL_STATE_DIR, ~/.local/state/llamactl)");
+  app.add_option("--config", g.config, "Config file (default: " + platform::config_path_help() + ")");
+  app.add_option("--state-dir", g.state_dir, "State dir (default: " + platform::state_dir_help() + ")");
   app.add_flag("-v,--verbose", g.verbose, "More diagnostics on stderr (repeat for debug)");
   app.add_flag("-q,--quiet", g.quiet, "Only errors on stderr");
   app.add_option("--smi-timeout", g.smi_timeout_s, "Seconds to wait for nvidia-smi (default 5)")

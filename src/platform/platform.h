@@ -175,10 +175,17 @@ Status make_private_dir(const std::string& path);
 /// .string(): on Windows those read and write the bytes in the C runtime's
 /// locale, not as UTF-8, and mangle any name beyond ASCII.
 std::filesystem::path fs_path(const std::string& utf8);
+/// `dir`/`name` with the OS's separator throughout `name` ("logs/a.log" is
+/// logs\a.log on Windows, where paths are pasted into Explorer and cmd).
+std::string join_path(const std::string& dir, std::string name);
 std::string utf8_path(const std::filesystem::path& p);
 
 std::string default_state_dir();
 std::string default_config_path();
+/// How --help names where the state dir and the config are looked for, in
+/// the OS's own notation (~/.config/... and $VAR; %APPDATA%\... and %VAR%).
+std::string state_dir_help();
+std::string config_path_help();
 std::optional<std::string> env(const char* name);
 /// Absolute path of a program: as given when it contains a separator, else
 /// searched on PATH; nullopt when not found or not executable.

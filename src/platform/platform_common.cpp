@@ -1,5 +1,6 @@
-// The parts of platform.h that standard C++ does the same way on every OS.
+// The parts of platform.h that standard C++ does (nearly) the same way on every OS.
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -37,6 +38,17 @@ Result<std::string> read_file(const std::string& path) {
 
 std::filesystem::path fs_path(const std::string& utf8) {
   return std::filesystem::path(std::u8string(utf8.begin(), utf8.end()));
+}
+
+std::string join_path(const std::string& dir, std::string name) {
+#ifdef _WIN32
+  std::replace(name.begin(), name.end(), '/', '\\');
+  constexpr char sep = '\\';
+#else
+  constexpr char sep = '/';
+#endif
+  if (dir.empty()) return name;
+  return dir.back() == sep || dir.back() == '/' ? dir + name : dir + sep + name;
 }
 
 std::string utf8_path(const std::filesystem::path& p) {

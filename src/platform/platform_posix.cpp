@@ -545,6 +545,14 @@ std::string default_state_dir() {
   return "/tmp/llamactl-" + std::to_string(::getuid());
 }
 
+std::string state_dir_help() {
+  return "$LLAMACTL_STATE_DIR, $XDG_STATE_HOME/llamactl, ~/.local/state/llamactl";
+}
+
+std::string config_path_help() {
+  return "$LLAMACTL_CONFIG, ./llamactl.toml, $XDG_CONFIG_HOME/llamactl/config.toml, ~/.config/llamactl/config.toml";
+}
+
 std::string default_config_path() {
   if (auto x = env("XDG_CONFIG_HOME"); x && !x->empty()) return *x + "/llamactl/config.toml";
   if (auto h = env("HOME"); h && !h->empty()) return *h + "/.config/llamactl/config.toml";

@@ -675,6 +675,14 @@ std::string default_state_dir() {
   return ".\\llamactl-state";
 }
 
+std::string state_dir_help() {
+  return "%LLAMACTL_STATE_DIR%, %LOCALAPPDATA%\\llamactl";
+}
+
+std::string config_path_help() {
+  return "%LLAMACTL_CONFIG%, .\\llamactl.toml, %APPDATA%\\llamactl\\config.toml";
+}
+
 std::string default_config_path() {
   if (auto a = env("APPDATA"); a && !a->empty()) return *a + "\\llamactl\\config.toml";
   return {};

@@ -41,14 +41,14 @@ std::string file_safe(const std::string& model) {
 }
 
 std::string StateDir::pid_path(const std::string& model) const {
-  return dir_ + "/pids/" + file_safe(model) + ".pid";
+  return platform::join_path(dir_, "pids/" + file_safe(model) + ".pid");
 }
 std::string StateDir::log_path(const std::string& model) const {
-  return dir_ + "/logs/" + file_safe(model) + ".log";
+  return platform::join_path(dir_, "logs/" + file_safe(model) + ".log");
 }
 
 Status StateDir::ensure() const {
-  for (const std::string& d : {dir_, dir_ + "/logs", dir_ + "/pids"})
+  for (const std::string& d : {dir_, platform::join_path(dir_, "logs"), platform::join_path(dir_, "pids")})
     if (auto s = platform::make_private_dir(d); !s) return s;
   return ok_status();
 }

@@ -63,8 +63,8 @@ class StateDir {
  public:
   explicit StateDir(std::string dir) : dir_(std::move(dir)) {}
   const std::string& dir() const { return dir_; }
-  std::string state_path() const { return dir_ + "/state.json"; }
-  std::string lock_path() const { return dir_ + "/state.lock"; }
+  std::string state_path() const { return platform::join_path(dir_, "state.json"); }
+  std::string lock_path() const { return platform::join_path(dir_, "state.lock"); }
   std::string pid_path(const std::string& model) const;
   std::string log_path(const std::string& model) const;
 

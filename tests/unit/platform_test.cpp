@@ -267,3 +267,14 @@ TEST(Platform, FindProgramLooksOnPathNotInTheWorkingDirectory) {
   set_env("PATH", saved_path);
   std::filesystem::current_path(saved_cwd);
 }
+
+TEST(Platform, JoinPathUsesTheOsSeparator) {
+#ifdef _WIN32
+  EXPECT_EQ(platform::join_path("C:\\state", "logs/a.log"), "C:\\state\\logs\\a.log");
+  EXPECT_EQ(platform::join_path("C:\\state\\", "a.pid"), "C:\\state\\a.pid");
+#else
+  EXPECT_EQ(platform::join_path("/state", "logs/a.log"), "/state/logs/a.log");
+  EXPECT_EQ(platform::join_path("/state/", "a.pid"), "/state/a.pid");
+#endif
+  EXPECT_EQ(platform::join_path("", "a.pid"), "a.pid");
+}

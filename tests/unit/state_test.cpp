@@ -168,7 +168,7 @@ TEST(State, PidfilesFollowInstances) {
   int64_t pid = 0;
   std::ifstream(dir.pid_path("llama/7b")) >> pid;  // closed at once: Windows cannot delete an open file
   EXPECT_EQ(pid, 4321);
-  EXPECT_EQ(dir.pid_path("llama/7b"), tmp.path() + "/pids/llama_7b.pid");
+  EXPECT_EQ(dir.pid_path("llama/7b"), platform::join_path(tmp.path(), "pids/llama_7b.pid"));
   ASSERT_TRUE(dir.remove_pidfile(*lock, "llama/7b").ok());
   EXPECT_FALSE(std::filesystem::exists(dir.pid_path("llama/7b")));
 }

@@ -286,6 +286,7 @@ TEST(WindowsE2e, LoadStatusUnloadStopsTheServerGracefully) {
   const int64_t pid = j["pid"];
   EXPECT_TRUE(alive(pid));
   const std::string log_path = j["log"];
+  EXPECT_EQ(log_path.find('/'), std::string::npos) << "a Windows path, as Explorer and cmd take it: " << log_path;
   const std::string log = read_text(log_path);
   EXPECT_NE(log.find("CUDA_VISIBLE_DEVICES=0 CUDA_DEVICE_ORDER=PCI_BUS_ID"), std::string::npos) << log;
 
@@ -401,4 +402,22 @@ TEST(WindowsE2e, LoadAndStatusWorkInFoldersNamedBeyondAscii) {
   EXPECT_EQ(s.j()["instances"][0]["path"], platform::utf8_path(platform::fs_path(model).lexically_normal())) << s.out;
   EXPECT_EQ(s.j()["instances"][0]["healthy"], true) << s.out;
   EXPECT_EQ(sb.run({"unload", "mod\u00e8le"}).exit_code, 0);
+}
+
+TEST(WindowsE2e, WatchPrintsPlainFramesWhenNotOnAConsole) {
+  WinSandbox sb;
+  auto r = sb.run({"watch", "--once"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "a pipe gets no escape codes: " << r.out;
+  EXPECT_NE(r.out.find("GPU 0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("H100"), std::string::npos) << r.out;
+}
+
+TEST(WindowsE2e, HelpNamesTheWindowsPlaces) {
+  WinSandbox sb;
+  auto r = sb.run({"--help"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("%LOCALAPPDATA%\\llamactl"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("%APPDATA%\\llamactl\\config.toml"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("~/"), std::string::npos) << r.out;
 }
