@@ -37,14 +37,15 @@ run_ctest() {
 # whole suite, not one per test as ctest would start (13 minutes instead of
 # seconds).
 run_gtest() {
-  local log rc=0 total fails
+  local log rc=0 total fails skipped
   log=$(mktemp)
   timeout 900 "$@" 2>&1 | tee "$log" || rc=$?
   total=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' "$log" | tail -n 1)
   fails=$(sed -n 's/^ *\([0-9]*\) FAILED TESTS\{0,1\}$/\1/p' "$log" | tail -n 1)
+  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}, listed below:$/\1/p' "$log" | tail -n 1)
   rm -f "$log"
   fails=${fails:-0}
-  passed=$((passed + ${total:-0} - fails))
+  passed=$((passed + ${total:-0} - fails - ${skipped:-0}))
   failed=$((failed + fails))
   if [ "$rc" != 0 ] || [ -z "$total" ]; then
     printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"

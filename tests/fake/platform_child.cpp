@@ -6,6 +6,10 @@
 //   platform_child stubborn   ignores both (only a kill ends it)
 //   platform_child parent     starts "platform_child stubborn", prints
 //                             "child PID" and is stubborn itself
+//   platform_child ctrl-break PID   (Windows) sends a Ctrl-Break to the
+//                             console of process PID, as the Break key does;
+//                             exits 0 when it was sent, 5 when the console
+//                             cannot send one (Wine)
 // Output is flushed line by line: the tests read it from the log file.
 
 #ifdef _WIN32
@@ -20,6 +24,7 @@ extern char** environ;
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -78,6 +83,22 @@ long start_stubborn_child(const char* self) {
 
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
+#ifdef _WIN32
+  if (mode == "ctrl-break" && argc == 3) {
+    // Only a process on that console can send it; every process there gets
+    // it, this one too, and a Ctrl-Break cannot be ignored with
+    // SetConsoleCtrlHandler(nullptr, TRUE): a handler takes it instead.
+    ::FreeConsole();
+    if (!::AttachConsole(static_cast<DWORD>(std::atol(argv[2])))) return 3;
+    ::SetConsoleCtrlHandler([](DWORD type) -> BOOL { return type == CTRL_BREAK_EVENT; }, TRUE);
+    // Wine 8 sends only Ctrl-C events (its console answers others with an
+    // error): exit 5 tells the test that it cannot be done here.
+    if (!::GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, 0)) return 5;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // ours arrives on its own thread
+    ::FreeConsole();
+    return 0;
+  }
+#endif
   if (mode != "graceful" && mode != "stubborn" && mode != "parent") {
     std::fprintf(stderr, "usage: platform_child graceful|stubborn|parent\n");
     return 2;

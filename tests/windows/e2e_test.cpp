@@ -209,6 +209,15 @@ class WinServe {
   /// Ctrl-C on its console, then its exit code (-1 when it has not exited within `timeout`).
   int stop(std::chrono::milliseconds timeout = 20s) {
     if (!platform::signal_group(pid_, platform::Signal::terminate)) return -2;
+    return wait_exit(timeout);
+  }
+  /// Sends a Ctrl-Break to its console (the Break key): the helper's exit
+  /// code, 0 when sent, 5 when this console cannot send one (Wine).
+  int ctrl_break() const {
+    return platform::run_capture({PLATFORM_CHILD, "ctrl-break", std::to_string(pid_)}, 10s).exit_code;
+  }
+  /// Its exit code once it has exited within `timeout`; -1 when it has not.
+  int wait_exit(std::chrono::milliseconds timeout) {
     if (!process_ || ::WaitForSingleObject(process_, static_cast<DWORD>(timeout.count())) != WAIT_OBJECT_0) return -1;
     DWORD code = 0;
     ::GetExitCodeProcess(process_, &code);
@@ -420,4 +429,17 @@ TEST(WindowsE2e, HelpNamesTheWindowsPlaces) {
   EXPECT_NE(r.out.find("%LOCALAPPDATA%\\llamactl"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("%APPDATA%\\llamactl\\config.toml"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("~/"), std::string::npos) << r.out;
+}
+
+TEST(WindowsE2e, ServeStopsOnCtrlBreak) {
+  WinSandbox sb;
+  WinServe serve(sb, {});
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  const int sent = serve.ctrl_break();
+  // Wine 8's console sends Ctrl-C events only; on Windows this runs.
+  if (sent == 5) GTEST_SKIP() << "this console cannot send a Ctrl-Break (Wine)";
+  ASSERT_EQ(sent, 0);
+  EXPECT_EQ(serve.wait_exit(20s), 0) << serve.log();
+  EXPECT_NE(serve.log().find("stopping"), std::string::npos) << serve.log();
+  EXPECT_EQ(http(serve.port(), "GET", "/health").status, 0) << "nothing listens any more";
 }
