@@ -128,8 +128,11 @@ int run_serve(const ServeOptions& o, Context& ctx) {
 
   std::thread loop([&router] { router.run(); });
   while (!platform::interrupted()) platform::sleep_for(std::chrono::milliseconds(50));
-  log::info("stopping: letting requests in flight finish (up to {} s)", o.grace_s);
-  server.stop(std::chrono::milliseconds(static_cast<int64_t>(o.grace_s * 1000)));
+  // A console window being closed leaves about 5 s in all (Windows): keep
+  // most of them for unloading (--unload-on-exit) and removing serve.json.
+  const double grace_s = platform::console_closing() ? std::min(o.grace_s, 1.0) : o.grace_s;
+  log::info("stopping: letting requests in flight finish (up to {} s)", grace_s);
+  server.stop(std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
   router.stop(o.unload_on_exit);
   loop.join();
   (void)platform::remove_file(platform::join_path(dir.dir(), "serve.json"));

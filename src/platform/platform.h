@@ -237,6 +237,10 @@ bool port_available(int port);
 /// SIGINT/SIGTERM set a flag that long waits poll; SIGPIPE is ignored.
 void install_signal_handlers();
 bool interrupted();
+/// True once the console window llamactl runs in is being closed: Windows
+/// ends the process about 5 s after telling it, so whatever is left to do
+/// must be quick. Always false on POSIX.
+bool console_closing();
 
 void sleep_for(std::chrono::milliseconds d);
 

@@ -620,6 +620,10 @@ bool interrupted() {
   return g_interrupted.load();
 }
 
+bool console_closing() {
+  return false;
+}
+
 // ---------------------------------------------------------------------------
 // TerminalSession
 

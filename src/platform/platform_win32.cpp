@@ -32,6 +32,7 @@ namespace llamactl::platform {
 namespace {
 
 std::atomic<bool> g_interrupted{false};
+std::atomic<bool> g_closing{false};
 
 BOOL WINAPI on_console_event(DWORD type) {
   if (type == CTRL_C_EVENT || type == CTRL_BREAK_EVENT) {
@@ -43,6 +44,7 @@ BOOL WINAPI on_console_event(DWORD type) {
     // handler returns, and at the latest after about 5 s: wait here so that
     // the main thread can stop what it runs (serve's servers, watch's screen)
     // and exit, which ends this thread too.
+    g_closing = true;
     g_interrupted = true;
     ::Sleep(10000);
     return TRUE;
@@ -151,17 +153,25 @@ struct PipeReader {
 // and whatever it starts). The process is in the job from its creation
 // (PROC_THREAD_ATTRIBUTE_JOB_LIST), so that no instant exists in which
 // llamactl could be killed and leave it outside; where the attribute is not
-// honoured it is created suspended, assigned, then resumed.
+// honoured it is created suspended, assigned, then resumed. It inherits its
+// standard handles only (PROC_THREAD_ATTRIBUTE_HANDLE_LIST), not the pipes of
+// another run going on at the same time, which would keep those open.
 bool create_in_job(const std::string& program, std::string& cmd, STARTUPINFOA& base, HANDLE job,
                    PROCESS_INFORMATION& pi) {
+  std::vector<HANDLE> inherit;
+  for (HANDLE h : {base.hStdInput, base.hStdOutput, base.hStdError})
+    if (h && h != INVALID_HANDLE_VALUE && std::find(inherit.begin(), inherit.end(), h) == inherit.end())
+      inherit.push_back(h);
   SIZE_T attr_size = 0;
-  ::InitializeProcThreadAttributeList(nullptr, 1, 0, &attr_size);
+  ::InitializeProcThreadAttributeList(nullptr, 2, 0, &attr_size);
   std::string attr_buf(attr_size, '\0');
   auto* attrs = reinterpret_cast<LPPROC_THREAD_ATTRIBUTE_LIST>(attr_buf.data());
   HANDLE jobs[] = {job};
   const bool have_list =
-      ::InitializeProcThreadAttributeList(attrs, 1, 0, &attr_size) &&
-      ::UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_JOB_LIST, jobs, sizeof jobs, nullptr, nullptr);
+      ::InitializeProcThreadAttributeList(attrs, 2, 0, &attr_size) &&
+      ::UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_JOB_LIST, jobs, sizeof jobs, nullptr, nullptr) &&
+      ::UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST, inherit.data(),
+                                  inherit.size() * sizeof(HANDLE), nullptr, nullptr);
   STARTUPINFOEXA si{};
   si.StartupInfo = base;
   si.StartupInfo.cb = sizeof si;
@@ -180,6 +190,9 @@ bool create_in_job(const std::string& program, std::string& cmd, STARTUPINFOA& b
   ::ResumeThread(pi.hThread);
   return true;
 }
+
+// Where llamactl looks for a program named without a folder (find_program).
+constexpr const char* kNotFound = "not found (looked in llamactl's folder and on PATH)";
 
 }  // namespace
 
@@ -214,8 +227,12 @@ CaptureResult run_capture(const std::vector<std::string>& argv, std::chrono::mil
   si.hStdError = err_w;
   PROCESS_INFORMATION pi{};
   std::string cmd = command_line(argv);
-  const std::string program = find_program(argv[0]).value_or(argv[0]);
-  if (!create_in_job(program, cmd, si, job.h, pi)) {
+  const auto program = find_program(argv[0]);
+  if (!program) {
+    r.error = argv[0] + ": " + kNotFound;
+    return r;
+  }
+  if (!create_in_job(*program, cmd, si, job.h, pi)) {
     r.error = argv[0] + ": " + last_error_text();
     return r;
   }
@@ -328,8 +345,9 @@ Status LineStream::start(const std::vector<std::string>& argv) {
   si.hStdError = null_err.h;
   PROCESS_INFORMATION pi{};
   std::string cmd = command_line(argv);
-  const std::string program = find_program(argv[0]).value_or(argv[0]);
-  if (!create_in_job(program, cmd, si, job.h, pi))
+  const auto program = find_program(argv[0]);
+  if (!program) return make_error(ErrorKind::start_failed, argv[0] + ": " + kNotFound);
+  if (!create_in_job(*program, cmd, si, job.h, pi))
     return make_error(ErrorKind::start_failed, argv[0] + ": " + last_error_text());
   Handle thread(pi.hThread);
   impl_->process.h = pi.hProcess;
@@ -421,7 +439,9 @@ Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   si.lpAttributeList = have_list ? attrs : nullptr;
   PROCESS_INFORMATION pi{};
   std::string cmd = command_line(spec.argv);
-  const std::string program = find_program(spec.argv[0]).value_or(spec.argv[0]);
+  const auto found = find_program(spec.argv[0]);
+  if (!found) return make_error(ErrorKind::start_failed, "cannot run '" + spec.argv[0] + "': " + kNotFound);
+  const std::string& program = *found;
   // A hidden console of its own (CREATE_NO_WINDOW): the terminal that ran
   // llamactl can close, and a Ctrl-C there does not reach the server, but
   // signal_group() can send one to this console. Not a new process group,
@@ -707,10 +727,13 @@ std::optional<std::string> find_program(const std::string& name) {
   std::vector<std::string> dirs;
   const std::string self = own_executable();
   if (const size_t slash = self.find_last_of("/\\"); slash != std::string::npos) dirs.push_back(self.substr(0, slash));
-  for (const auto& dir : split(env("PATH").value_or(""), ';')) {
+  const std::string path = env("PATH").value_or("");  // split() gives views into it: it must outlive the loop
+  for (const auto& dir : split(path, ';')) {
     std::string d(trim(dir));
     if (d.size() >= 2 && d.front() == '"' && d.back() == '"') d = d.substr(1, d.size() - 2);
-    if (!d.empty()) dirs.push_back(d);
+    // Only absolute folders ("C:\\..." or "\\\\server\\..."): a relative one is the working directory again.
+    const bool absolute = (d.size() >= 3 && d[1] == ':' && (d[2] == '\\' || d[2] == '/')) || starts_with(d, "\\\\");
+    if (absolute) dirs.push_back(d);
   }
   for (const auto& d : dirs) {
     const std::string candidate = d + (d.back() == '\\' || d.back() == '/' ? "" : "\\") + exe;
@@ -743,7 +766,7 @@ struct ConsoleState {
 ConsoleState g_console;
 
 void restore_console() {
-  for (int i = 0; i < 2; ++i)
+  for (int i = 1; i >= 0; --i)  // standard output's mode, read first, is put back last
     if (g_console.handles[i]) ::SetConsoleMode(g_console.handles[i], g_console.modes[i]);
   if (g_console.output_cp) ::SetConsoleOutputCP(g_console.output_cp);
 }
@@ -758,6 +781,8 @@ void setup_console() {
   done = true;
   const DWORD ids[2] = {STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   bool any = false;
+  // Both modes are read before either is changed: standard output and error
+  // are often the same console, whose mode is one.
   for (int i = 0; i < 2; ++i) {
     HANDLE h = ::GetStdHandle(ids[i]);
     DWORD mode = 0;
@@ -765,10 +790,15 @@ void setup_console() {
     any = true;
     g_console.handles[i] = h;
     g_console.modes[i] = mode;
-    g_console.vt[i] = (mode & ENABLE_VIRTUAL_TERMINAL_PROCESSING) ||
-                      ::SetConsoleMode(h, mode | ENABLE_PROCESSED_OUTPUT | ENABLE_VIRTUAL_TERMINAL_PROCESSING);
   }
   if (!any) return;
+  for (int i = 0; i < 2; ++i) {
+    if (!g_console.handles[i]) continue;
+    const DWORD mode = g_console.modes[i];
+    g_console.vt[i] =
+        (mode & ENABLE_VIRTUAL_TERMINAL_PROCESSING) ||
+        ::SetConsoleMode(g_console.handles[i], mode | ENABLE_PROCESSED_OUTPUT | ENABLE_VIRTUAL_TERMINAL_PROCESSING);
+  }
   g_console.output_cp = ::GetConsoleOutputCP();
   if (g_console.output_cp != CP_UTF8) ::SetConsoleOutputCP(CP_UTF8);
   std::atexit(restore_console);
@@ -820,6 +850,10 @@ bool interrupted() {
   return g_interrupted.load();
 }
 
+bool console_closing() {
+  return g_closing.load();
+}
+
 // ---------------------------------------------------------------------------
 // TerminalSession: the console in VT mode (set up by setup_console) with its
 // input read as key and window events. A console without VT mode, or output
@@ -827,7 +861,7 @@ bool interrupted() {
 
 struct TerminalSession::Impl {
   HANDLE in = nullptr, out = nullptr;
-  DWORD in_mode = 0;
+  DWORD in_mode = 0, out_mode = 0;
   Size last{};
 };
 
@@ -846,6 +880,11 @@ std::unique_ptr<TerminalSession> TerminalSession::open() {
   raw &= ~static_cast<DWORD>(ENABLE_LINE_INPUT | ENABLE_ECHO_INPUT | ENABLE_MOUSE_INPUT | ENABLE_QUICK_EDIT_MODE);
   raw |= ENABLE_PROCESSED_INPUT | ENABLE_WINDOW_INPUT | ENABLE_EXTENDED_FLAGS;
   if (!::SetConsoleMode(impl->in, raw)) return nullptr;
+  // A full-width row leaves the cursor on its last column until the next
+  // character, as on a VT terminal, so the "\r\n" after it does not add a
+  // blank line (screen_update draws rows as wide as the window).
+  if (::GetConsoleMode(impl->out, &impl->out_mode))
+    ::SetConsoleMode(impl->out, impl->out_mode | DISABLE_NEWLINE_AUTO_RETURN);
   std::unique_ptr<TerminalSession> t(new TerminalSession(std::move(impl)));
   t->impl_->last = t->size();
   t->write("\x1b[?1049h\x1b[?25l\x1b[H\x1b[2J");  // alternate screen, cursor hidden, cleared
@@ -855,6 +894,7 @@ std::unique_ptr<TerminalSession> TerminalSession::open() {
 TerminalSession::~TerminalSession() {
   write("\x1b[0m\x1b[?25h\x1b[?1049l");  // attributes reset, cursor shown, main screen back
   ::SetConsoleMode(impl_->in, impl_->in_mode);
+  if (impl_->out_mode) ::SetConsoleMode(impl_->out, impl_->out_mode);
 }
 
 TerminalSession::Size TerminalSession::size() const {

@@ -28,7 +28,7 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
     m.args = mc->args;
     m.embeddings = mc->embeddings;
     if (mc->context) m.context = *mc->context;
-  } else if (ends_with(to_lower(wanted), ".gguf") || wanted.find('/') != std::string::npos) {
+  } else if (ends_with(to_lower(wanted), ".gguf") || wanted.find_first_of("/\\") != std::string::npos) {
     m.path = wanted;
     m.name = platform::utf8_path(platform::fs_path(wanted).stem());
   } else {

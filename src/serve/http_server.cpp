@@ -8,6 +8,8 @@
 
 #include "serve/http_server.h"
 
+#include <future>
+
 #include "serve/http_session.h"
 #include "serve/openai.h"
 
@@ -68,16 +70,23 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   auto& s = *impl_;
   if (s.threads.empty()) return;
   s.stopping = true;
-  asio::post(*s.iocs[0], [&s] {
+  // Nothing new is accepted from here on: the port is closed before the
+  // grace starts (and before the router's stop, which may take seconds).
+  auto closed = std::make_shared<std::promise<void>>();
+  asio::post(*s.iocs[0], [&s, closed] {
     error_code ignored;
     s.acceptor->close(ignored);
+    closed->set_value();
   });
+  closed->get_future().wait_for(std::chrono::seconds(1));
   const auto until = Clock::now() + grace;
   while (s.active.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   if (s.active.load() > 0) log::warn("stopping with {} request(s) still open: cut", s.active.load());
   for (auto& ioc : s.iocs) ioc->stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
+  error_code ignored;
+  s.acceptor->close(ignored);  // if the posted close never ran; no thread runs now
 }
 
 awaitable<void> HttpServer::Impl::listen() {

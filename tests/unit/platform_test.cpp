@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -235,6 +236,7 @@ TEST(Platform, PathsBeyondAsciiWork) {
 }
 
 namespace {
+
 void set_env(const char* name, const std::string& value) {
 #ifdef _WIN32
   ::_putenv_s(name, value.c_str());
@@ -242,30 +244,42 @@ void set_env(const char* name, const std::string& value) {
   ::setenv(name, value.c_str(), 1);
 #endif
 }
+
+// PATH and the working directory as they were, whatever way the test ends.
+struct RestorePathAndCwd {
+  std::optional<std::string> path = platform::env("PATH");
+  std::filesystem::path cwd = std::filesystem::current_path();
+  ~RestorePathAndCwd() {
+    std::filesystem::current_path(cwd);
+#ifdef _WIN32
+    ::_putenv_s("PATH", path.value_or("").c_str());
+#else
+    if (path)
+      ::setenv("PATH", path->c_str(), 1);
+    else
+      ::unsetenv("PATH");
+#endif
+  }
+};
+
 }  // namespace
 
 // A program is looked up on PATH, never in the working directory: a
 // llama-server or nvidia-smi lying where llamactl happens to run is not it.
 TEST(Platform, FindProgramLooksOnPathNotInTheWorkingDirectory) {
-  TempDir dir;
+  TempDir dir, elsewhere;
   const auto child = std::filesystem::path(PLATFORM_CHILD);
   const std::string name = "llamactl-probe-" + std::to_string(platform::current_pid());
-  std::filesystem::copy_file(child, std::filesystem::path(dir.path()) / (name + child.extension().string()));
-  const auto saved_cwd = std::filesystem::current_path();
-  const std::string saved_path = platform::env("PATH").value_or("");
+  const auto copy = std::filesystem::path(dir.path()) / (name + child.extension().string());
+  std::filesystem::copy_file(child, copy);
+  RestorePathAndCwd restore;
   std::filesystem::current_path(dir.path());
+  set_env("PATH", elsewhere.path());
   EXPECT_EQ(platform::find_program(name), std::nullopt) << "not from the working directory";
-#ifdef _WIN32
-  set_env("PATH", saved_path + ";" + dir.path());
-#else
-  set_env("PATH", saved_path + ":" + dir.path());
-#endif
+  set_env("PATH", dir.path());
   const auto found = platform::find_program(name);
-  ASSERT_TRUE(found) << "found on PATH";
-  EXPECT_TRUE(
-      std::filesystem::equivalent(*found, std::filesystem::path(dir.path()) / (name + child.extension().string())));
-  set_env("PATH", saved_path);
-  std::filesystem::current_path(saved_cwd);
+  ASSERT_TRUE(found) << "found on PATH " << platform::env("PATH").value_or("(unset)");
+  EXPECT_TRUE(std::filesystem::equivalent(*found, copy));
 }
 
 TEST(Platform, JoinPathUsesTheOsSeparator) {

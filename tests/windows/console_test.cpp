@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -132,7 +133,10 @@ class WindowsConsole : public ::testing::Test {
   // wine64 llamactl.exe --state-dir DIR ARGS, on a terminal, reading GPUs
   // from a saved Windows nvidia-smi screen.
   std::unique_ptr<PtyProcess> run(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {wine_, exe_, "--state-dir", dir_ / "state"};
+    // An empty config of the test's own: not a llamactl.toml of the working
+    // directory, $LLAMACTL_CONFIG or one in the Wine prefix.
+    std::ofstream(dir_ / "llamactl.toml").flush();
+    std::vector<std::string> argv = {wine_, exe_, "--state-dir", dir_ / "state", "--config", dir_ / "llamactl.toml"};
     argv.insert(argv.end(), args.begin(), args.end());
     const std::string fixture = std::string(LLAMACTL_FIXTURES) + "/nvidia-smi/win-rtx2080s-610.62-wddm-table-load.txt";
     return std::make_unique<PtyProcess>(
@@ -195,8 +199,7 @@ TEST_F(WindowsConsole, CtrlCEndsWatch) {
   auto p = run({"watch", "--interval", "1"});
   ASSERT_TRUE(p->read_until("q quit", 1, 60s)) << p->output();
   p->type("\x03");  // Ctrl-C at the keyboard: a console Ctrl-C event
-  const int code = p->wait_exit(20s);
-  EXPECT_GE(code, 0) << "watch ended" << p->output();
+  EXPECT_EQ(p->wait_exit(20s), 0) << "watch ended as after q" << p->output();
   EXPECT_NE(p->output().find("\x1b[?1049l"), std::string::npos) << "the main screen back";
 }
 

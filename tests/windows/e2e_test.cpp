@@ -49,6 +49,7 @@ int free_base_port() {
     const int base = 20000 + static_cast<int>(rd() % 400) * 100;
     bool ok = true;
     for (int p = base; p < base + 10 && ok; ++p) ok = platform::port_available(p);
+    ok = ok && platform::port_available(base + 50);  // serve's (WinServe)
     if (ok) return base;
   }
   return 45000;
