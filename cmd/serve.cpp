@@ -79,10 +79,10 @@ Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
 // says who holds it, for the second one's message.
 Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
   if (auto s = dir.ensure(); !s) return s.error();
-  auto lock = platform::FileLock::acquire(platform::join_path(dir.dir(), "serve.lock"), std::chrono::milliseconds(0));
+  auto lock = platform::FileLock::acquire(dir.serve_lock_path(), std::chrono::milliseconds(0));
   if (lock) return lock;
   std::string who = "another llamactl serve";
-  if (auto text = platform::read_file(platform::join_path(dir.dir(), "serve.json"))) {
+  if (auto text = platform::read_file(dir.serve_info_path())) {
     const auto j = nlohmann::json::parse(*text, nullptr, false);
     if (j.is_object())
       who += " (pid " + std::to_string(j.value("pid", int64_t{0})) + ", listening on " +
@@ -119,7 +119,7 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   const auto address = server.bound().text();
   const nlohmann::json info = {
       {"pid", platform::current_pid()}, {"address", address}, {"started_at", iso8601(now_ms())}};
-  if (auto s = platform::write_file_atomic(platform::join_path(dir.dir(), "serve.json"), info.dump() + "\n"); !s)
+  if (auto s = platform::write_file_atomic(dir.serve_info_path(), info.dump() + "\n"); !s)
     log::warn("{}", s.error().message);
   // serve.json is written before the first connection is accepted: whoever
   // sees this serve answer also finds who it is.
@@ -135,7 +135,7 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   server.stop(std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
   router.stop(o.unload_on_exit);
   loop.join();
-  (void)platform::remove_file(platform::join_path(dir.dir(), "serve.json"));
+  (void)platform::remove_file(dir.serve_info_path());
   return code(Exit::ok);
 }
 

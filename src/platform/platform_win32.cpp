@@ -528,10 +528,14 @@ namespace {
 
 constexpr const char* kCtrlCHelper = "__console-ctrl-c";
 
-std::string own_executable() {
-  std::string buf(32768, '\0');  // UTF-8 bytes of a long path
-  const DWORD n = ::GetModuleFileNameA(nullptr, buf.data(), static_cast<DWORD>(buf.size()));
-  return n > 0 && n < buf.size() ? buf.substr(0, n) : std::string();
+// Read once: find_program asks on every nvidia-smi run.
+const std::string& own_executable() {
+  static const std::string self = [] {
+    std::string buf(32768, '\0');  // UTF-8 bytes of a long path
+    const DWORD n = ::GetModuleFileNameA(nullptr, buf.data(), static_cast<DWORD>(buf.size()));
+    return n > 0 && n < buf.size() ? buf.substr(0, n) : std::string();
+  }();
+  return self;
 }
 
 // The process and every process it started, parents first: a process is a
@@ -581,7 +585,7 @@ bool signal_group(int64_t pgid, Signal sig) {
   if (sig == Signal::terminate) {
     if (!process_start_time(pgid)) return false;
     // A helper run does it, so that this process keeps its own console.
-    const std::string self = own_executable();
+    const std::string& self = own_executable();
     if (self.empty()) return false;
     const auto r = run_capture({self, kCtrlCHelper, std::to_string(pgid)}, std::chrono::seconds(5));
     return r.started && !r.timed_out && r.exit_code == 0;
@@ -725,7 +729,7 @@ std::optional<std::string> find_program(const std::string& name) {
   // before PATH, where SearchPath looks: a llama-server.exe or nvidia-smi.exe
   // lying in the working directory is never picked up.
   std::vector<std::string> dirs;
-  const std::string self = own_executable();
+  const std::string& self = own_executable();
   if (const size_t slash = self.find_last_of("/\\"); slash != std::string::npos) dirs.push_back(self.substr(0, slash));
   const std::string path = env("PATH").value_or("");  // split() gives views into it: it must outlive the loop
   for (const auto& dir : split(path, ';')) {
@@ -815,10 +819,21 @@ bool stderr_is_tty() {
   return g_console.vt[1];
 }
 
-int terminal_columns() {
+namespace {
+
+// The visible window of a console screen buffer; nullopt when `out` is not one.
+std::optional<TerminalSession::Size> console_window(HANDLE out) {
   CONSOLE_SCREEN_BUFFER_INFO info;
-  if (::GetConsoleScreenBufferInfo(::GetStdHandle(STD_OUTPUT_HANDLE), &info))
-    return info.srWindow.Right - info.srWindow.Left + 1;
+  if (!::GetConsoleScreenBufferInfo(out, &info)) return std::nullopt;
+  const int cols = info.srWindow.Right - info.srWindow.Left + 1, rows = info.srWindow.Bottom - info.srWindow.Top + 1;
+  if (cols <= 0 || rows <= 0) return std::nullopt;
+  return TerminalSession::Size{cols, rows};
+}
+
+}  // namespace
+
+int terminal_columns() {
+  if (const auto w = console_window(::GetStdHandle(STD_OUTPUT_HANDLE))) return w->cols;
   return 80;
 }
 
@@ -898,11 +913,7 @@ TerminalSession::~TerminalSession() {
 }
 
 TerminalSession::Size TerminalSession::size() const {
-  CONSOLE_SCREEN_BUFFER_INFO info;
-  if (!::GetConsoleScreenBufferInfo(impl_->out, &info)) return {};
-  const int cols = info.srWindow.Right - info.srWindow.Left + 1, rows = info.srWindow.Bottom - info.srWindow.Top + 1;
-  if (cols <= 0 || rows <= 0) return {};
-  return {cols, rows};
+  return console_window(impl_->out).value_or(Size{});
 }
 
 TerminalSession::Event TerminalSession::wait(std::chrono::milliseconds timeout, char& key) {

@@ -65,6 +65,9 @@ class StateDir {
   const std::string& dir() const { return dir_; }
   std::string state_path() const { return platform::join_path(dir_, "state.json"); }
   std::string lock_path() const { return platform::join_path(dir_, "state.lock"); }
+  /// serve's: held for its lifetime, and who it is (pid, address) while it runs.
+  std::string serve_lock_path() const { return platform::join_path(dir_, "serve.lock"); }
+  std::string serve_info_path() const { return platform::join_path(dir_, "serve.json"); }
   std::string pid_path(const std::string& model) const;
   std::string log_path(const std::string& model) const;
 
