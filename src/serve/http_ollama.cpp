@@ -50,15 +50,15 @@ awaitable<error_code> collect(UpstreamExchange& x, std::string& out, std::chrono
   char buf[16384];
   error_code ec;
   while (!p.is_done()) {
-    p.get().body().data = buf;
-    p.get().body().size = sizeof buf;
+    p.body_data = buf;
+    p.body_size = sizeof buf;
     x.stream->expires_after(timeout);
     co_await http::async_read_some(*x.stream, x.buf, p, ec_token(ec));
     x.stream->expires_never();
     if (ec == http::error::need_buffer) ec = {};
     ec = x.stream->why(ec);
     if (ec) co_return ec;
-    out.append(buf, sizeof buf - p.get().body().size);
+    out.append(buf, sizeof buf - p.body_size);
     if (out.size() > kMaxCollect) co_return http::error::body_limit;
   }
   co_return ec;
@@ -302,7 +302,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
     }
     auto& p = *x.parser;
     auto& upstream = *x.stream;
-    const int up_status = static_cast<int>(p.get().result_int());
+    const int up_status = p.status;
     if (up_status != 200) {
       std::string text;
       ec = co_await collect(x, text, opts.upstream_timeout);
@@ -348,8 +348,8 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
     char buf[16384];
     std::string broken;
     while (!p.is_done()) {
-      p.get().body().data = buf;
-      p.get().body().size = sizeof buf;
+      p.body_data = buf;
+      p.body_size = sizeof buf;
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_some(upstream, x.buf, p, ec_token(ec));
       upstream.expires_never();  // next: a client write, under the client's deadline
@@ -359,7 +359,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
         broken = "llama-server for '" + *model + "' stopped mid-response: " + ec.message();
         break;
       }
-      const size_t n = sizeof buf - p.get().body().size;
+      const size_t n = sizeof buf - p.body_size;
       std::string out = tr.feed(std::string_view(buf, n), wall_ns());
       if (r.stream && !out.empty() && !co_await send(out, false)) {
         client_gone = true;
@@ -416,7 +416,7 @@ awaitable<JsonExchange> HttpServer::Impl::post_json(UpstreamPool& pool, int port
     co_return r;
   }
   if (x.parser->keep_alive()) pool.give(port, x.stream->release_socket());
-  r.status = static_cast<int>(x.parser->get().result_int());
+  r.status = x.parser->status;
   co_return r;
 }
 

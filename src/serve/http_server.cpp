@@ -8,6 +8,7 @@
 
 #include "serve/http_server.h"
 
+#include <cstring>
 #include <future>
 
 #include "serve/http_session.h"
@@ -308,7 +309,13 @@ awaitable<bool> HttpServer::Impl::proxy(Stream& client, http::request<http::stri
 
   for (int attempt = 0;; ++attempt) {
     const auto t0 = Clock::now();
-    const Ticket t = co_await wait_for(client, *model, Launch{route == "/v1/embeddings", 0, 0});
+    const Launch needs{route == "/v1/embeddings", 0, 0};
+    // Most requests find their model ready: no coroutine frame for the wait.
+    Ticket t{Ticket::Kind::ready, 0, 0, 0, {}};
+    if (const auto ready = router.admit_ready(*model, needs))
+      t.port = *ready;
+    else
+      t = co_await wait_for(client, *model, needs);        // not in a ?: (GCC 12 miscompiles co_await there)
     if (t.kind == Ticket::Kind::pending) co_return false;  // the client went away while waiting
     if (t.kind == Ticket::Kind::failed) co_return co_await fail(t.status, t.error);
     metrics.queue_wait(std::chrono::duration<double>(Clock::now() - t0).count());
@@ -379,6 +386,16 @@ std::string& add(std::string& h, beast::string_view v) {
   return h.append(v.data(), v.size());
 }
 
+/// "NAME: VALUE\r\n".
+void add_field(std::string& h, beast::string_view name, beast::string_view value) {
+  add(add(h, name).append(": ", 2), value).append("\r\n", 2);
+}
+
+/// "METHOD TARGET HTTP/1.1\r\n".
+void add_request_line(std::string& h, const http::request<http::string_body>& req) {
+  add(add(h, req.method_string()).append(" ", 1), req.target()).append(" HTTP/1.1\r\n", 11);
+}
+
 }  // namespace
 
 namespace detail {
@@ -386,57 +403,86 @@ namespace detail {
 std::string request_head(const http::request<http::string_body>& up) {
   std::string h;
   h.reserve(256);
-  add(h, up.method_string()).append(" ");
-  add(h, up.target()).append(" HTTP/1.1\r\n");
-  for (const auto& f : up) add(add(h, f.name_string()).append(": "), f.value()).append("\r\n");
-  h.append("\r\n");
+  add_request_line(h, up);
+  for (const auto& f : up) add_field(h, f.name_string(), f.value());
+  h.append("\r\n", 2);
   return h;
 }
 
 std::string relay_head(const http::request<http::string_body>& req, int port) {
   std::string h;
   h.reserve(512);
-  add(h, req.method_string()).append(" ");
-  add(h, req.target()).append(" HTTP/1.1\r\n");
+  add_request_line(h, req);
   for (const auto& f : req)
     if (!hop_by_hop(f.name()) && f.name() != http::field::authorization && f.name() != http::field::origin)
-      add(add(h, f.name_string()).append(": "), f.value()).append("\r\n");
-  h.append("Host: 127.0.0.1:").append(std::to_string(port)).append("\r\n");
-  h.append("Content-Length: ").append(std::to_string(req.body().size())).append("\r\n\r\n");
+      add_field(h, f.name_string(), f.value());
+  add_field(h, "Host", "127.0.0.1:" + std::to_string(port));
+  add_field(h, "Content-Length", std::to_string(req.body().size()));
+  h.append("\r\n", 2);
   return h;
 }
 
-std::string relayed_response_head(const http::response_header<>& up, Framing framing,
-                                  const std::optional<uint64_t>& length, bool sse, bool keep_alive,
-                                  const std::string& origin) {
-  std::string h;
-  h.reserve(512);
-  const beast::string_view reason = up.reason().empty() ? http::obsolete_reason(up.result()) : up.reason();
-  add(h.append("HTTP/1.1 ").append(std::to_string(up.result_int())).append(" "), reason).append("\r\n");
-  for (const auto& f : up) {
-    switch (f.name()) {
-      case http::field::server:
-      // CORS is serve's policy (OLLAMA_ORIGINS), not the upstream's.
-      case http::field::access_control_allow_origin:
-      case http::field::access_control_allow_methods:
-      case http::field::access_control_allow_headers:
-      case http::field::access_control_allow_credentials:
-        continue;
-      case http::field::vary:
-        if (!origin.empty()) continue;  // replaced below
-        break;
-      default:
-        if (hop_by_hop(f.name()) || (sse && beast::iequals(f.name_string(), "X-Accel-Buffering"))) continue;
-    }
-    add(add(h, f.name_string()).append(": "), f.value()).append("\r\n");
+void UpstreamParser::on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
+                                   error_code& /*ec*/) {
+  switch (name) {
+    case http::field::content_type:
+      if (content_type.empty()) content_type.assign(value.data(), value.size());  // the first, as fields[] gives
+      break;
+    case http::field::server:
+    // CORS is serve's policy (OLLAMA_ORIGINS), not the upstream's.
+    case http::field::access_control_allow_origin:
+    case http::field::access_control_allow_methods:
+    case http::field::access_control_allow_headers:
+    case http::field::access_control_allow_credentials:
+      return;
+    case http::field::vary:
+      add_field(vary, name_string, value);
+      return;
+    case http::field::unknown:
+      if (beast::iequals(name_string, "X-Accel-Buffering")) {
+        add_field(accel, name_string, value);
+        return;
+      }
+      break;
+    default:
+      if (hop_by_hop(name)) return;
   }
-  h.append("Server: llamactl/" LLAMACTL_VERSION "\r\n");
-  if (!origin.empty()) h.append("Access-Control-Allow-Origin: ").append(origin).append("\r\nVary: Origin\r\n");
-  if (sse) h.append("X-Accel-Buffering: no\r\n");
-  if (framing == Framing::length) h.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
-  if (framing == Framing::chunked) h.append("Transfer-Encoding: chunked\r\n");
-  if (!keep_alive) h.append("Connection: close\r\n");
-  h.append("\r\n");
+  add_field(fields, name_string, value);
+}
+
+size_t UpstreamParser::on_body_impl(beast::string_view body, error_code& ec) {
+  if (body_size == 0) {
+    ec = http::error::need_buffer;
+    return 0;
+  }
+  const size_t n = std::min(body_size, body.size());
+  std::memcpy(body_data, body.data(), n);
+  body_data += n;
+  body_size -= n;
+  if (n < body.size()) ec = http::error::need_buffer;
+  return n;
+}
+
+std::string relayed_response_head(const UpstreamParser& up, Framing framing, const std::optional<uint64_t>& length,
+                                  bool sse, bool keep_alive, const std::string& origin) {
+  std::string h;
+  h.reserve(256 + up.fields.size());
+  const beast::string_view reason =
+      up.reason.empty() ? http::obsolete_reason(static_cast<http::status>(up.status)) : beast::string_view(up.reason);
+  add(h.append("HTTP/1.1 ", 9).append(std::to_string(up.status)).append(" ", 1), reason).append("\r\n", 2);
+  h.append(up.fields);
+  if (origin.empty()) h.append(up.vary);  // else replaced below
+  if (!sse) h.append(up.accel);
+  add_field(h, "Server", "llamactl/" LLAMACTL_VERSION);
+  if (!origin.empty()) {
+    add_field(h, "Access-Control-Allow-Origin", origin);
+    add_field(h, "Vary", "Origin");
+  }
+  if (sse) add_field(h, "X-Accel-Buffering", "no");
+  if (framing == Framing::length) add_field(h, "Content-Length", std::to_string(*length));
+  if (framing == Framing::chunked) add_field(h, "Transfer-Encoding", "chunked");
+  if (!keep_alive) add_field(h, "Connection", "close");
+  h.append("\r\n", 2);
   return h;
 }
 
@@ -482,8 +528,6 @@ awaitable<error_code> HttpServer::Impl::open_upstream(UpstreamPool& pool, int po
     co_await asio::async_write(upstream, request, ec_token(ec));
     if (!ec) {
       x.parser.emplace();
-      // Unlimited: Beast 1.74 treats body_limit(none) as "exceeded" for any Content-Length.
-      x.parser->body_limit(std::numeric_limits<std::uint64_t>::max());
       x.buf.clear();
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_header(upstream, x.buf, *x.parser, ec_token(ec));
@@ -523,8 +567,9 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
   auto& p = *x.parser;
   auto& upstream = *x.stream;
   auto& ubuf = x.buf;
-  status = static_cast<int>(p.get().result_int());
-  const bool sse = starts_with(to_lower(std::string(p.get()[http::field::content_type])), "text/event-stream");
+  status = p.status;
+  constexpr std::string_view kSse = "text/event-stream";
+  const bool sse = p.content_type.size() >= kSse.size() && iequals(p.content_type.substr(0, kSse.size()), kSse);
   // A body of known length goes on with that length; any other (chunked, or
   // until the upstream closes) goes on in chunks of what arrived.
   const std::optional<uint64_t> length =
@@ -532,7 +577,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
   const Framing framing = response_framing(length, p.is_done(), p.chunked(), req.version());
   const bool chunked_out = framing == Framing::chunked;
   const bool keep = req.keep_alive() && framing != Framing::close;
-  const std::string head = relayed_response_head(p.get().base(), framing, length, sse, keep, origin);
+  const std::string head = relayed_response_head(p, framing, length, sse, keep, origin);
   bool head_sent = false;
   // A stream's header goes out at once (the client learns it is streaming
   // while the prompt is processed). Any other response's header goes out with
@@ -585,8 +630,8 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
   for (;;) {
     size_t n = 0;
     if (!p.is_done()) {
-      p.get().body().data = buf.get();
-      p.get().body().size = kPiece;
+      p.body_data = buf.get();
+      p.body_size = kPiece;
       upstream.expires_after(opts.upstream_timeout);
       co_await http::async_read_some(upstream, ubuf, p, ec_token(ec));
       upstream.expires_never();  // next: a client write, under the client's deadline
@@ -596,7 +641,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
         upstream_broke = !client_gone;
         break;
       }
-      n = kPiece - p.get().body().size;
+      n = kPiece - p.body_size;
       if (n == 0 && !p.is_done()) continue;
     }
     const bool last = p.is_done();

@@ -322,13 +322,57 @@ enum class Framing {
 };
 Framing response_framing(const std::optional<uint64_t>& length, bool done_at_header, bool upstream_chunked,
                          unsigned client_version);
-/// The client's response head for an upstream response header: without
-/// hop-by-hop fields, the upstream's Server and CORS fields; with serve's
+/// llama-server's response as serve reads it. Beast parses; the header is
+/// kept as the field lines serve may pass on and the few values it reads,
+/// not as a basic_fields (a node, an allocation and a tree insert per field,
+/// and lookups after: a tenth of serve's CPU per relayed request). The body
+/// goes to the caller's buffer, as with http::buffer_body: set `body_data`
+/// and `body_size` before each read; `body_size` is what is left of it.
+class UpstreamParser final : public http::basic_parser<false> {
+ public:
+  UpstreamParser() {
+    // Unlimited: Beast 1.74 treats body_limit(none) as "exceeded" for any Content-Length.
+    body_limit(std::numeric_limits<std::uint64_t>::max());
+  }
+  UpstreamParser(const UpstreamParser&) = delete;
+  UpstreamParser& operator=(const UpstreamParser&) = delete;
+  UpstreamParser(UpstreamParser&&) = delete;
+  UpstreamParser& operator=(UpstreamParser&&) = delete;
+  ~UpstreamParser() override = default;
+
+  int status = 0;
+  std::string reason;        // as sent (often empty: llama-server's httplib sends one)
+  std::string content_type;  // the first Content-Type
+  /// "Name: value\r\n" lines of the fields that may go on to the client:
+  /// all but hop-by-hop ones, Server and CORS (serve's policy). Vary and
+  /// X-Accel-Buffering are apart: whether they go on depends on the request.
+  std::string fields, vary, accel;
+  char* body_data = nullptr;
+  size_t body_size = 0;
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int, error_code&) override {}
+  void on_response_impl(int code, beast::string_view why, int, error_code&) override {
+    status = code;
+    reason.assign(why.data(), why.size());
+  }
+  void on_field_impl(http::field name, beast::string_view name_string, beast::string_view value, error_code&) override;
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+  size_t on_body_impl(beast::string_view body, error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(error_code&) override {}
+};
+
+/// The client's response head for an upstream response: its fields but
+/// hop-by-hop ones and the upstream's Server and CORS fields; with serve's
 /// Server, CORS for an allowed `origin`, `X-Accel-Buffering: no` on SSE, the
 /// framing's field and `Connection: close` when not `keep_alive`.
-std::string relayed_response_head(const http::response_header<>& up, Framing framing,
-                                  const std::optional<uint64_t>& length, bool sse, bool keep_alive,
-                                  const std::string& origin);
+std::string relayed_response_head(const UpstreamParser& up, Framing framing, const std::optional<uint64_t>& length,
+                                  bool sse, bool keep_alive, const std::string& origin);
 
 }  // namespace detail
 
@@ -338,7 +382,7 @@ using namespace detail;  // NOLINT(google-build-using-namespace): internal heade
 struct UpstreamExchange {
   std::optional<Stream> stream;
   beast::flat_buffer buf;
-  std::optional<http::response_parser<http::buffer_body>> parser;
+  std::optional<UpstreamParser> parser;
 };
 
 namespace ollama {

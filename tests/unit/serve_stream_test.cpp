@@ -158,19 +158,26 @@ TEST(ServeRelayHeads, ResponseFraming) {
   EXPECT_EQ(response_framing(std::nullopt, false, true, 10), Framing::close);
 }
 
+/// An upstream response as serve's relay reads it, from its bytes.
+std::unique_ptr<UpstreamParser> parsed(const std::string& bytes) {
+  auto p = std::make_unique<UpstreamParser>();
+  error_code ec;
+  p->put(asio::buffer(bytes), ec);
+  EXPECT_TRUE(!ec || ec == http::error::need_more || ec == http::error::need_buffer) << ec.message();
+  EXPECT_TRUE(p->is_header_done());
+  return p;
+}
+
 TEST(ServeRelayHeads, ResponseToTheClient) {
-  http::response<http::empty_body> up{http::status::ok, 11};
-  up.set(http::field::content_type, "text/event-stream");
-  up.set(http::field::transfer_encoding, "chunked");
-  up.set(http::field::connection, "keep-alive");
-  up.set(http::field::keep_alive, "timeout=5");
-  up.set(http::field::server, "llama.cpp");
-  up.set(http::field::access_control_allow_origin, "*");
-  up.set(http::field::vary, "Accept-Encoding");
-  up.set("X-Accel-Buffering", "yes");
-  up.set("X-Request-Id", "abc");
+  const auto up = parsed(
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+      "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nServer: llama.cpp\r\n"
+      "Access-Control-Allow-Origin: *\r\nVary: Accept-Encoding\r\nX-Accel-Buffering: yes\r\n"
+      "X-Request-Id: abc\r\n\r\n");
+  EXPECT_EQ(up->status, 200);
+  EXPECT_EQ(up->content_type, "text/event-stream");
   {
-    const std::string h = relayed_response_head(up.base(), Framing::chunked, std::nullopt, true, true, "");
+    const std::string h = relayed_response_head(*up, Framing::chunked, std::nullopt, true, true, "");
     EXPECT_EQ(h.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << h;
     EXPECT_NE(h.find("\r\nContent-Type: text/event-stream\r\n"), std::string::npos) << h;
     EXPECT_NE(h.find("\r\nX-Request-Id: abc\r\n"), std::string::npos) << h;
@@ -183,13 +190,14 @@ TEST(ServeRelayHeads, ResponseToTheClient) {
   }
   {
     const std::string h =
-        relayed_response_head(up.base(), Framing::length, uint64_t{7}, false, false, "http://localhost:3000");
+        relayed_response_head(*up, Framing::length, uint64_t{7}, false, false, "http://localhost:3000");
     EXPECT_NE(h.find("\r\nContent-Length: 7\r\n"), std::string::npos) << h;
     EXPECT_EQ(h.find("Transfer-Encoding"), std::string::npos) << h;
     EXPECT_NE(h.find("\r\nAccess-Control-Allow-Origin: http://localhost:3000\r\nVary: Origin\r\n"), std::string::npos)
         << h;
     EXPECT_EQ(h.find("Accept-Encoding"), std::string::npos) << h;  // Vary replaced
     EXPECT_NE(h.find("\r\nConnection: close\r\n"), std::string::npos) << h;
+    EXPECT_NE(h.find("\r\nX-Accel-Buffering: yes\r\n"), std::string::npos) << h;  // not a stream: the upstream's
     // Beast reads it back with the body's length.
     http::response_parser<http::string_body> parser;
     error_code ec;
@@ -198,9 +206,43 @@ TEST(ServeRelayHeads, ResponseToTheClient) {
     EXPECT_EQ(parser.content_length().value_or(0), 7U);
   }
   {
-    http::response<http::empty_body> nc{http::status::no_content, 11};
-    nc.set(http::field::server, "llama.cpp");
-    const std::string h = relayed_response_head(nc.base(), Framing::none, std::nullopt, false, true, "");
+    const auto nc = parsed("HTTP/1.1 204 No Content\r\nServer: llama.cpp\r\n\r\n");
+    const std::string h = relayed_response_head(*nc, Framing::none, std::nullopt, false, true, "");
     EXPECT_EQ(h, "HTTP/1.1 204 No Content\r\nServer: llamactl/" LLAMACTL_VERSION "\r\n\r\n");
+    // No reason phrase from the upstream: the standard one.
+    const auto bare = parsed("HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n");
+    EXPECT_EQ(relayed_response_head(*bare, Framing::length, uint64_t{0}, false, true, "")
+                  .rfind("HTTP/1.1 404 Not Found\r\n", 0),
+              0U);
   }
+}
+
+TEST(ServeRelayHeads, UpstreamBodyGoesToTheCallersBufferPieceByPiece) {
+  for (const std::string& bytes : {std::string("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"),
+                                   std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                               "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")}) {
+    UpstreamParser p;
+    asio::const_buffer in = asio::buffer(bytes);
+    std::string body;
+    char piece[4];
+    for (int guard = 0; !p.is_done() && guard < 100; ++guard) {
+      p.body_data = piece;
+      p.body_size = sizeof piece;
+      error_code ec;
+      const size_t used = p.put(in, ec);
+      ASSERT_TRUE(!ec || ec == http::error::need_buffer) << ec.message();
+      in += used;
+      body.append(piece, sizeof piece - p.body_size);
+    }
+    EXPECT_TRUE(p.is_done()) << bytes;
+    EXPECT_EQ(body, "hello world") << bytes;
+  }
+  // Without a buffer it takes no body bytes.
+  const std::string bytes = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world";
+  UpstreamParser q;
+  error_code ec;
+  const size_t used = q.put(asio::buffer(bytes), ec);
+  ASSERT_TRUE(q.is_header_done());
+  EXPECT_EQ(q.put(asio::buffer(bytes) + used, ec), 0U);
+  EXPECT_EQ(ec, http::error::need_buffer);
 }
