@@ -426,7 +426,11 @@ void UpstreamParser::on_field_impl(http::field name, beast::string_view name_str
                                    error_code& /*ec*/) {
   switch (name) {
     case http::field::content_type:
-      if (content_type.empty()) content_type.assign(value.data(), value.size());  // the first, as fields[] gives
+      if (!seen_type_) {  // the first, as fields[] gives
+        constexpr std::string_view kSse = "text/event-stream";
+        event_stream = value.size() >= kSse.size() && iequals(std::string_view(value.data(), kSse.size()), kSse);
+        seen_type_ = true;
+      }
       break;
     case http::field::server:
     // CORS is serve's policy (OLLAMA_ORIGINS), not the upstream's.
@@ -568,8 +572,7 @@ awaitable<bool> HttpServer::Impl::relay(Stream& client, http::request<http::stri
   auto& upstream = *x.stream;
   auto& ubuf = x.buf;
   status = p.status;
-  constexpr std::string_view kSse = "text/event-stream";
-  const bool sse = p.content_type.size() >= kSse.size() && iequals(p.content_type.substr(0, kSse.size()), kSse);
+  const bool sse = p.event_stream;
   // A body of known length goes on with that length; any other (chunked, or
   // until the upstream closes) goes on in chunks of what arrived.
   const std::optional<uint64_t> length =

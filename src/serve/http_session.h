@@ -331,6 +331,7 @@ Framing response_framing(const std::optional<uint64_t>& length, bool done_at_hea
 class UpstreamParser final : public http::basic_parser<false> {
  public:
   UpstreamParser() {
+    fields.reserve(256);  // one allocation for llama-server's few fields
     // Unlimited: Beast 1.74 treats body_limit(none) as "exceeded" for any Content-Length.
     body_limit(std::numeric_limits<std::uint64_t>::max());
   }
@@ -341,8 +342,8 @@ class UpstreamParser final : public http::basic_parser<false> {
   ~UpstreamParser() override = default;
 
   int status = 0;
-  std::string reason;        // as sent (often empty: llama-server's httplib sends one)
-  std::string content_type;  // the first Content-Type
+  std::string reason;         // as sent (often empty: llama-server's httplib sends one)
+  bool event_stream = false;  // its (first) Content-Type is text/event-stream
   /// "Name: value\r\n" lines of the fields that may go on to the client:
   /// all but hop-by-hop ones, Server and CORS (serve's policy). Vary and
   /// X-Accel-Buffering are apart: whether they go on depends on the request.
@@ -365,6 +366,8 @@ class UpstreamParser final : public http::basic_parser<false> {
     return on_body_impl(body, ec);
   }
   void on_finish_impl(error_code&) override {}
+
+  bool seen_type_ = false;
 };
 
 /// The client's response head for an upstream response: its fields but

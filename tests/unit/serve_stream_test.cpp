@@ -175,7 +175,7 @@ TEST(ServeRelayHeads, ResponseToTheClient) {
       "Access-Control-Allow-Origin: *\r\nVary: Accept-Encoding\r\nX-Accel-Buffering: yes\r\n"
       "X-Request-Id: abc\r\n\r\n");
   EXPECT_EQ(up->status, 200);
-  EXPECT_EQ(up->content_type, "text/event-stream");
+  EXPECT_TRUE(up->event_stream);
   {
     const std::string h = relayed_response_head(*up, Framing::chunked, std::nullopt, true, true, "");
     EXPECT_EQ(h.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << h;
@@ -207,6 +207,9 @@ TEST(ServeRelayHeads, ResponseToTheClient) {
   }
   {
     const auto nc = parsed("HTTP/1.1 204 No Content\r\nServer: llama.cpp\r\n\r\n");
+    EXPECT_FALSE(nc->event_stream);
+    EXPECT_TRUE(parsed("HTTP/1.1 200 OK\r\ncontent-type: Text/Event-Stream; charset=utf-8\r\n\r\n")->event_stream);
+    EXPECT_FALSE(parsed("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")->event_stream);
     const std::string h = relayed_response_head(*nc, Framing::none, std::nullopt, false, true, "");
     EXPECT_EQ(h, "HTTP/1.1 204 No Content\r\nServer: llamactl/" LLAMACTL_VERSION "\r\n\r\n");
     // No reason phrase from the upstream: the standard one.
