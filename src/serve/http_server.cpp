@@ -64,7 +64,7 @@ Endpoint HttpServer::bound() const {
 }
 
 int HttpServer::active() const {
-  return impl_->active.load();
+  return impl_->active();
 }
 
 void HttpServer::stop(std::chrono::milliseconds grace) {
@@ -81,8 +81,8 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   });
   closed->get_future().wait_for(std::chrono::seconds(1));
   const auto until = Clock::now() + grace;
-  while (s.active.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  if (s.active.load() > 0) log::warn("stopping with {} request(s) still open: cut", s.active.load());
+  while (s.active() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (const int n = s.active(); n > 0) log::warn("stopping with {} request(s) still open: cut", n);
   for (auto& ioc : s.iocs) ioc->stop();
   for (auto& t : s.threads) t.join();
   s.threads.clear();
@@ -125,6 +125,7 @@ awaitable<void> HttpServer::Impl::sweep(Deadlines& d) const {
 awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
   UpstreamPool& pool = *pools[worker];
   Stream client(std::move(sock), *deadlines[worker]);
+  std::atomic<int>& in_flight = active_by_worker[worker].n;
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -138,7 +139,7 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
       break;
     }
     if (ec) break;  // closed, timed out, or not HTTP
-    ++active;
+    ++in_flight;
     // curl waits a second for this before sending a large body.
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       http::response<http::empty_body> cont{http::status::continue_, 11};
@@ -148,11 +149,11 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     co_await http::async_read(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
       co_await too_large(client, parser.get());
-      --active;
+      --in_flight;
       break;
     }
     if (ec) {
-      --active;
+      --in_flight;
       break;
     }
     client.expires_never();  // the request is in: what follows may wait on a load or llama-server
@@ -163,7 +164,7 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     } catch (const std::exception& e) {
       log::error("request {} failed: {}", std::string(req.target()), e.what());
     }
-    --active;
+    --in_flight;
     if (!keep || !req.keep_alive() || stopping) break;
   }
   error_code ignored;

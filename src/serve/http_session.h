@@ -415,7 +415,16 @@ struct HttpServer::Impl {
   std::vector<std::unique_ptr<UpstreamPool>> pools;
   std::unique_ptr<Acceptor> acceptor;
   std::vector<std::thread> threads;
-  std::atomic<int> active{0};
+  /// Requests being answered, counted per I/O thread (no cache line shared per request).
+  struct alignas(64) ActiveCount {
+    std::atomic<int> n{0};
+  };
+  std::unique_ptr<ActiveCount[]> active_by_worker;
+  int active() const {
+    int n = 0;
+    for (size_t i = 0; i < iocs.size(); ++i) n += active_by_worker[i].n.load();
+    return n;
+  }
   std::atomic<bool> stopping{false};
   Endpoint bound;
   ModelCatalog cards;  // GGUF headers for /api/tags, /api/show, /api/ps
@@ -430,6 +439,7 @@ struct HttpServer::Impl {
       deadlines.push_back(std::make_unique<Deadlines>());
       pools.push_back(std::make_unique<UpstreamPool>(*deadlines.back()));
     }
+    active_by_worker = std::make_unique<ActiveCount[]>(iocs.size());
     acceptor = std::make_unique<Acceptor>(*iocs[0]);
   }
 

@@ -100,13 +100,25 @@ std::string render(const MetricsSnapshot& m) {
   return out;
 }
 
+Metrics::Shard& Metrics::shard() {
+  // Per Metrics object and thread (tests make several Metrics in one thread).
+  thread_local const Metrics* owner = nullptr;
+  thread_local size_t index = 0;
+  if (owner != this) {
+    owner = this;
+    index = next_shard_.fetch_add(1, std::memory_order_relaxed) % kShards;
+  }
+  return shards_[index];
+}
+
 void Metrics::request(const std::string& route, int status) {
   // The key is built in a string kept per thread: no allocation per request.
   thread_local std::pair<std::string, int> key;
   key.first.assign(route);
   key.second = status;
-  std::lock_guard lock(mu_);
-  ++s_.requests[key];
+  Shard& s = shard();
+  std::lock_guard lock(s.mu);
+  ++s.requests[key];
 }
 
 void Metrics::load(bool ok, double seconds) {
@@ -121,13 +133,26 @@ void Metrics::unload(const std::string& reason) {
 }
 
 void Metrics::queue_wait(double seconds) {
-  std::lock_guard lock(mu_);
-  s_.queue_wait_seconds.observe(seconds);
+  Shard& s = shard();
+  std::lock_guard lock(s.mu);
+  s.queue_wait_seconds.observe(seconds);
 }
 
 MetricsSnapshot Metrics::snapshot() const {
-  std::lock_guard lock(mu_);
-  return s_;
+  MetricsSnapshot out;
+  {
+    std::lock_guard lock(mu_);
+    out = s_;
+  }
+  for (auto& s : shards_) {
+    std::lock_guard lock(s.mu);
+    for (const auto& [key, n] : s.requests) out.requests[key] += n;
+    auto& h = out.queue_wait_seconds;
+    for (size_t i = 0; i < h.counts.size(); ++i) h.counts[i] += s.queue_wait_seconds.counts[i];
+    h.sum += s.queue_wait_seconds.sum;
+    h.count += s.queue_wait_seconds.count;
+  }
+  return out;
 }
 
 }  // namespace llamactl::serve

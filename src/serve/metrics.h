@@ -4,6 +4,7 @@
 // a label set); render() is a pure function of a snapshot.
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -50,8 +51,21 @@ class Metrics {
   MetricsSnapshot snapshot() const;
 
  private:
+  /// The counters every request updates, one set per thread (a thread takes
+  /// a shard on its first request): serve's I/O threads then share no mutex
+  /// and no cache line per request. snapshot() adds them up.
+  struct alignas(64) Shard {
+    std::mutex mu;
+    std::map<std::pair<std::string, int>, uint64_t> requests;
+    Histogram queue_wait_seconds = MetricsSnapshot{}.queue_wait_seconds;
+  };
+  static constexpr size_t kShards = 16;
+  Shard& shard();
+
   mutable std::mutex mu_;
-  MetricsSnapshot s_;
+  MetricsSnapshot s_;  // all but the sharded counters
+  mutable std::array<Shard, kShards> shards_;
+  std::atomic<size_t> next_shard_{0};
 };
 
 }  // namespace llamactl::serve

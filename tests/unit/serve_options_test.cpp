@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "config/config.h"
 #include "serve/metrics.h"
 #include "serve/openai.h"
@@ -87,6 +89,32 @@ TEST(ServeOptions, OriginsAndSizes) {
   EXPECT_EQ(*parse_size("2 GB"), 2000000000u);
   EXPECT_FALSE(parse_size("lots").ok());
   EXPECT_FALSE(parse_size("5 parsecs").ok());
+}
+
+TEST(ServeMetrics, CountsFromManyThreadsAddUp) {
+  // Each thread counts in a shard of its own; the snapshot adds them up.
+  Metrics m;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 20; ++t)  // more threads than shards: some share one
+    threads.emplace_back([&m, t] {
+      for (int i = 0; i < 500; ++i) {
+        m.request("/v1/chat/completions", t % 2 ? 200 : 404);
+        m.queue_wait(0.005);
+      }
+    });
+  for (auto& t : threads) t.join();
+  m.request("/api/tags", 200);
+  const auto s = m.snapshot();
+  EXPECT_EQ((s.requests.at({"/v1/chat/completions", 200})), 5000U);
+  EXPECT_EQ((s.requests.at({"/v1/chat/completions", 404})), 5000U);
+  EXPECT_EQ((s.requests.at({"/api/tags", 200})), 1U);
+  EXPECT_EQ(s.queue_wait_seconds.count, 10000U);
+  EXPECT_EQ(s.queue_wait_seconds.counts[1], 10000U);  // 0.005 s: in the 0.01 bucket
+  EXPECT_NEAR(s.queue_wait_seconds.sum, 50.0, 1e-6);
+  // A second Metrics in the same threads starts from zero.
+  Metrics other;
+  other.request("/health", 200);
+  EXPECT_EQ(other.snapshot().requests.size(), 1U);
 }
 
 TEST(ServeMetrics, PrometheusTextHasHelpTypeAndLabels) {
