@@ -29,7 +29,9 @@
 // usage: bench_serve [--duration S] [--warmup S] [--rounds N] [--conns 1,16,64]
 //                    [--sse-tokens N] [--sse-gap-ms MS] [--sse-runs N]
 //                    [--idle-wait S] [--idle-measure S] [--nginx-workers N|auto]
-//                    [--no-nginx] [--no-fake] [--keep] [--max-seconds S]
+//                    [--no-nginx] [--no-fake] [--pin] [--keep] [--max-seconds S]
+//
+// --pin: the proxy under test alone on the last CPU, all else on the others.
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -37,6 +39,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/epoll.h>
@@ -1081,14 +1084,16 @@ struct Options {
   double idle_wait = 5, idle_measure = 10;
   std::string nginx_workers = "auto";
   bool nginx = true, fake = true, keep = false;
+  bool pin = false;  // the proxy on the last CPU, everything else on the others
   int max_seconds = 170;
 };
 
 void usage() {
-  std::fprintf(stderr,
-               "usage: bench_serve [--duration S] [--warmup S] [--rounds N] [--conns 1,16,64] [--sse-tokens N]\n"
-               "                   [--sse-gap-ms MS] [--sse-runs N] [--idle-wait S] [--idle-measure S]\n"
-               "                   [--nginx-workers N|auto] [--no-nginx] [--no-fake] [--keep] [--max-seconds S]\n");
+  std::fprintf(
+      stderr,
+      "usage: bench_serve [--duration S] [--warmup S] [--rounds N] [--conns 1,16,64] [--sse-tokens N]\n"
+      "                   [--sse-gap-ms MS] [--sse-runs N] [--idle-wait S] [--idle-measure S]\n"
+      "                   [--nginx-workers N|auto] [--no-nginx] [--no-fake] [--pin] [--keep] [--max-seconds S]\n");
 }
 
 std::optional<Options> parse_args(int argc, char** argv) {
@@ -1126,6 +1131,8 @@ std::optional<Options> parse_args(int argc, char** argv) {
       o.fake = false;
     else if (a == "--keep")
       o.keep = true;
+    else if (a == "--pin")
+      o.pin = true;
     else if (a == "--max-seconds")
       o.max_seconds = std::atoi(val().c_str());
     else
@@ -1139,6 +1146,15 @@ std::optional<Options> parse_args(int argc, char** argv) {
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
+}
+
+/// Every thread of a process (not its children) onto `cpus`.
+void pin_threads(pid_t pid, const cpu_set_t& cpus) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& t : fs::directory_iterator(dir)) {
+    const pid_t tid = std::atoi(t.path().filename().c_str());
+    if (tid > 0 && ::sched_setaffinity(tid, sizeof cpus, &cpus) != 0) std::perror("sched_setaffinity");
+  }
 }
 
 std::string self_path() {
@@ -1287,6 +1303,24 @@ int main_bench(const Options& o) {
 
   std::printf("bench_serve: %u CPUs, load average at start %s; temp dir %s\n", std::thread::hardware_concurrency(),
               loadavg().c_str(), tmp.c_str());
+  // --pin: this program (the load generator) and what it starts run on all
+  // CPUs but the last; the proxy under test (serve, nginx) gets the last to
+  // itself. On a small machine the proxies otherwise compete with the load
+  // they serve, and the scheduler's choices weigh as much as their work.
+  const unsigned ncpu = std::thread::hardware_concurrency();
+  cpu_set_t proxy_cpus, other_cpus;
+  CPU_ZERO(&proxy_cpus);
+  CPU_ZERO(&other_cpus);
+  if (o.pin && ncpu >= 2) {
+    CPU_SET(ncpu - 1, &proxy_cpus);
+    for (unsigned c = 0; c + 1 < ncpu; ++c) CPU_SET(c, &other_cpus);
+    if (::sched_setaffinity(0, sizeof other_cpus, &other_cpus) != 0) std::perror("sched_setaffinity");
+    std::printf("pinned: serve and nginx on CPU %u; the load generator, the upstream and the rest on CPU 0-%u\n",
+                ncpu - 1, ncpu - 2);
+  } else if (o.pin) {
+    std::printf("pinned: no (one CPU)\n");
+  }
+  const bool pinning = o.pin && ncpu >= 2;
   std::printf("llamactl: %s\n", LLAMACTL_BIN);
 
   const int serve_port = free_port();
@@ -1366,6 +1400,10 @@ int main_bench(const Options& o) {
       return 1;
     }
   }
+  if (pinning) {
+    pin_threads(serve, proxy_cpus);
+    pin_threads(instance, other_cpus);  // started by serve: it had serve's CPUs
+  }
   const long rss_after_load = status_kb(serve, "VmRSS");
   std::printf("upstream: this program as an epoll responder (instance pid %d, port %d); serve pid %d, port %d\n",
               instance, direct_port, serve, serve_port);
@@ -1390,6 +1428,10 @@ int main_bench(const Options& o) {
       nginx = -1;
       g_nginx = -1;
     } else {
+      if (pinning) {
+        pin_threads(nginx, proxy_cpus);
+        for (pid_t w : descendants(nginx)) pin_threads(w, proxy_cpus);
+      }
       std::printf(
           "nginx: /usr/sbin/nginx, worker_processes %s (%zu workers), upstream keepalive 64, "
           "proxy_buffering off, HTTP/1.1 upstream, access_log off\n",
