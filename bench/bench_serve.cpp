@@ -1148,13 +1148,18 @@ void write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
 }
 
-/// Every thread of a process (not its children) onto `cpus`.
-void pin_threads(pid_t pid, const cpu_set_t& cpus) {
-  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  for (const auto& t : fs::directory_iterator(dir)) {
-    const pid_t tid = std::atoi(t.path().filename().c_str());
-    if (tid > 0 && ::sched_setaffinity(tid, sizeof cpus, &cpus) != 0) std::perror("sched_setaffinity");
+/// Every thread of a process (not its children) onto `cpus`; false if one could not be pinned.
+bool pin_threads(pid_t pid, const cpu_set_t& cpus) {
+  std::error_code ec;
+  bool ok = true;
+  for (fs::directory_iterator t("/proc/" + std::to_string(pid) + "/task", ec), end; !ec && t != end; t.increment(ec)) {
+    const pid_t tid = std::atoi(t->path().filename().c_str());
+    if (tid > 0 && ::sched_setaffinity(tid, sizeof cpus, &cpus) != 0) {
+      std::fprintf(stderr, "cannot pin thread %d of %d: %s\n", tid, pid, std::strerror(errno));
+      ok = false;
+    }
   }
+  return ok && !ec;
 }
 
 std::string self_path() {
@@ -1307,16 +1312,30 @@ int main_bench(const Options& o) {
   // CPUs but the last; the proxy under test (serve, nginx) gets the last to
   // itself. On a small machine the proxies otherwise compete with the load
   // they serve, and the scheduler's choices weigh as much as their work.
-  const unsigned ncpu = std::thread::hardware_concurrency();
-  cpu_set_t proxy_cpus, other_cpus;
+  // The CPUs this process may use (taskset, cpusets), not all the machine's.
+  cpu_set_t allowed, proxy_cpus, other_cpus;
+  CPU_ZERO(&allowed);
   CPU_ZERO(&proxy_cpus);
   CPU_ZERO(&other_cpus);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) std::perror("sched_getaffinity");
+  const int ncpu = CPU_COUNT(&allowed);
   if (o.pin && ncpu >= 2) {
-    CPU_SET(ncpu - 1, &proxy_cpus);
-    for (unsigned c = 0; c + 1 < ncpu; ++c) CPU_SET(c, &other_cpus);
-    if (::sched_setaffinity(0, sizeof other_cpus, &other_cpus) != 0) std::perror("sched_setaffinity");
-    std::printf("pinned: serve and nginx on CPU %u; the load generator, the upstream and the rest on CPU 0-%u\n",
-                ncpu - 1, ncpu - 2);
+    int last = -1;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) last = c;
+    other_cpus = allowed;
+    CPU_CLR(last, &other_cpus);
+    CPU_SET(last, &proxy_cpus);
+    if (::sched_setaffinity(0, sizeof other_cpus, &other_cpus) != 0) {
+      std::perror("sched_setaffinity");
+      std::error_code ignored;
+      fs::remove_all(tmp, ignored);
+      return 1;
+    }
+    std::printf(
+        "pinned: serve and nginx (their default threads and workers) on CPU %d; the load generator, the upstream and "
+        "the rest on the other %d CPU(s)\n",
+        last, ncpu - 1);
   } else if (o.pin) {
     std::printf("pinned: no (one CPU)\n");
   }
@@ -1400,9 +1419,11 @@ int main_bench(const Options& o) {
       return 1;
     }
   }
-  if (pinning) {
-    pin_threads(serve, proxy_cpus);
-    pin_threads(instance, other_cpus);  // started by serve: it had serve's CPUs
+  if (pinning &&
+      !(pin_threads(serve, proxy_cpus) && pin_threads(instance, other_cpus))) {  // the instance had serve's CPUs
+    std::printf("--pin: could not pin serve or its instance\n");
+    cleanup();
+    return 1;
   }
   const long rss_after_load = status_kb(serve, "VmRSS");
   std::printf("upstream: this program as an epoll responder (instance pid %d, port %d); serve pid %d, port %d\n",
@@ -1428,10 +1449,9 @@ int main_bench(const Options& o) {
       nginx = -1;
       g_nginx = -1;
     } else {
-      if (pinning) {
-        pin_threads(nginx, proxy_cpus);
-        for (pid_t w : descendants(nginx)) pin_threads(w, proxy_cpus);
-      }
+      bool pinned = !pinning || pin_threads(nginx, proxy_cpus);
+      for (pid_t w : pinning ? descendants(nginx) : std::vector<pid_t>{}) pinned = pin_threads(w, proxy_cpus) && pinned;
+      if (!pinned) std::printf("--pin: could not pin nginx; its figures are not pinned\n");
       std::printf(
           "nginx: /usr/sbin/nginx, worker_processes %s (%zu workers), upstream keepalive 64, "
           "proxy_buffering off, HTTP/1.1 upstream, access_log off\n",

@@ -425,6 +425,7 @@ std::string relay_head(const http::request<http::string_body>& req, int port) {
 
 void UpstreamParser::on_field_impl(http::field name, beast::string_view name_string, beast::string_view value,
                                    error_code& /*ec*/) {
+  if (is_header_done()) return;  // a chunked body's trailer: not passed on
   switch (name) {
     case http::field::content_type:
       if (!seen_type_) {  // the first, as fields[] gives

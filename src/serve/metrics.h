@@ -1,7 +1,8 @@
 #pragma once
 // serve's counters and their Prometheus text form. Updating is thread-safe
-// and cheap (one mutex, no allocation on the hot path after the first use of
-// a label set); render() is a pure function of a snapshot.
+// and cheap (per-request counters in a shard per thread, each with its own
+// mutex; no allocation on the hot path after the first use of a label set);
+// render() is a pure function of a snapshot.
 
 #include <array>
 #include <atomic>

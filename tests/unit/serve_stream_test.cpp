@@ -222,8 +222,8 @@ TEST(ServeRelayHeads, ResponseToTheClient) {
 
 TEST(ServeRelayHeads, UpstreamBodyGoesToTheCallersBufferPieceByPiece) {
   for (const std::string& bytes : {std::string("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"),
-                                   std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                               "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")}) {
+                                   std::string("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+                                               "5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: late\r\n\r\n")}) {
     UpstreamParser p;
     asio::const_buffer in = asio::buffer(bytes);
     std::string body;
@@ -239,6 +239,7 @@ TEST(ServeRelayHeads, UpstreamBodyGoesToTheCallersBufferPieceByPiece) {
     }
     EXPECT_TRUE(p.is_done()) << bytes;
     EXPECT_EQ(body, "hello world") << bytes;
+    EXPECT_EQ(p.fields.find("late"), std::string::npos) << p.fields;  // a trailer is not a header field
   }
   // Without a buffer it takes no body bytes.
   const std::string bytes = "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world";
