@@ -49,6 +49,12 @@ void Histogram::observe(double v) {
   ++count;
 }
 
+void Histogram::merge(const Histogram& other) {
+  for (size_t i = 0; i < counts.size() && i < other.counts.size(); ++i) counts[i] += other.counts[i];
+  sum += other.sum;
+  count += other.count;
+}
+
 std::string render(const MetricsSnapshot& m) {
   std::string out;
   family(out, "llamactl_requests_total", "counter", "HTTP requests answered, by route and status.");
@@ -123,13 +129,13 @@ void Metrics::request(const std::string& route, int status) {
 
 void Metrics::load(bool ok, double seconds) {
   std::lock_guard lock(mu_);
-  ++s_.loads[ok ? "ok" : "failed"];
-  if (ok) s_.load_seconds.observe(seconds);
+  ++totals_.loads[ok ? "ok" : "failed"];
+  if (ok) totals_.load_seconds.observe(seconds);
 }
 
 void Metrics::unload(const std::string& reason) {
   std::lock_guard lock(mu_);
-  ++s_.unloads[reason];
+  ++totals_.unloads[reason];
 }
 
 void Metrics::queue_wait(double seconds) {
@@ -142,15 +148,14 @@ MetricsSnapshot Metrics::snapshot() const {
   MetricsSnapshot out;
   {
     std::lock_guard lock(mu_);
-    out = s_;
+    out.loads = totals_.loads;
+    out.unloads = totals_.unloads;
+    out.load_seconds = totals_.load_seconds;
   }
   for (auto& s : shards_) {
     std::lock_guard lock(s.mu);
     for (const auto& [key, n] : s.requests) out.requests[key] += n;
-    auto& h = out.queue_wait_seconds;
-    for (size_t i = 0; i < h.counts.size(); ++i) h.counts[i] += s.queue_wait_seconds.counts[i];
-    h.sum += s.queue_wait_seconds.sum;
-    h.count += s.queue_wait_seconds.count;
+    out.queue_wait_seconds.merge(s.queue_wait_seconds);
   }
   return out;
 }

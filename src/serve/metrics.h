@@ -25,6 +25,8 @@ struct Histogram {
   uint64_t count = 0;
   explicit Histogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size(), 0) {}
   void observe(double v);
+  /// Adds another histogram's observations (same bounds).
+  void merge(const Histogram& other);
 };
 
 struct MetricsSnapshot {
@@ -63,8 +65,15 @@ class Metrics {
   static constexpr size_t kShards = 16;
   Shard& shard();
 
+  /// The counters of loads and unloads: a few per minute, one mutex.
+  struct Totals {
+    std::map<std::string, uint64_t> loads;
+    std::map<std::string, uint64_t> unloads;
+    Histogram load_seconds = MetricsSnapshot{}.load_seconds;
+  };
+
   mutable std::mutex mu_;
-  MetricsSnapshot s_;  // all but the sharded counters
+  Totals totals_;
   mutable std::array<Shard, kShards> shards_;
   std::atomic<size_t> next_shard_{0};
 };
