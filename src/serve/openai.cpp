@@ -57,66 +57,73 @@ class Scan {
     bool at_model = false;
     std::string key;
     for (;;) {
-      // A value.
       ws();
       if (p_ == end_) return false;
       const bool model_value = at_model && open.size() == 1;
       at_model = false;
-      switch (*p_) {
-        case '{':
-        case '[': {
-          const unsigned char c = *p_++;
-          if (model_value) out.model.clear();
-          open.push_back(static_cast<char>(c));
-          ws();
-          if (p_ == end_) return false;
-          if (*p_ == static_cast<unsigned char>(c == '{' ? '}' : ']')) {  // empty: closed at once
-            ++p_;
-            open.pop_back();
-          } else if (c == '{') {
-            if (!member_key(open.size() == 1, key, at_model)) return false;
-            continue;  // to its value
-          } else {
-            continue;  // to the first element
-          }
-          break;
-        }
-        case '"':
-          if (model_value) out.model.clear();
-          if (!string(model_value ? &out.model : nullptr)) return false;
-          break;
-        case 't':
-          if (!literal("true")) return false;
-          if (model_value) out.model.clear();
-          break;
-        case 'f':
-          if (!literal("false")) return false;
-          if (model_value) out.model.clear();
-          break;
-        case 'n':
-          if (!literal("null")) return false;
-          if (model_value) out.model.clear();
-          break;
-        default:
-          if (!number()) return false;
-          if (model_value) out.model.clear();
-      }
-      // After a value: a separator, or the end of one or more containers.
-      for (;;) {
-        if (open.empty()) return true;
+      if (*p_ == '{' || *p_ == '[') {
+        const unsigned char c = *p_++;
+        if (model_value) out.model.clear();
+        open.push_back(static_cast<char>(c));
         ws();
         if (p_ == end_) return false;
-        const char c = static_cast<char>(*p_++);
-        if (c == ',') {
-          if (open.back() == '{') {
-            ws();
-            if (!member_key(open.size() == 1, key, at_model)) return false;
-          }
-          break;  // to the next value
+        if (*p_ != static_cast<unsigned char>(c == '{' ? '}' : ']')) {
+          if (c == '{' && !member_key(open.size() == 1, key, at_model)) return false;
+          continue;  // to the first member's value or the first element
         }
-        if (c != (open.back() == '{' ? '}' : ']')) return false;
+        ++p_;  // empty: closed at once
         open.pop_back();
+      } else if (!scalar(model_value ? &out.model : nullptr)) {
+        return false;
       }
+      switch (after_value(open, key, at_model)) {
+        case Next::value:
+          continue;
+        case Next::done:
+          return true;
+        case Next::bad:
+          return false;
+      }
+    }
+  }
+
+  /// A string, true, false, null or a number. `model`: the top-level
+  /// "model"'s value, which holds the string read, or nothing.
+  bool scalar(std::string* model) {
+    if (model) model->clear();
+    switch (*p_) {
+      case '"':
+        return string(model);
+      case 't':
+        return literal("true");
+      case 'f':
+        return literal("false");
+      case 'n':
+        return literal("null");
+      default:
+        return number();
+    }
+  }
+
+  enum class Next { value, done, bad };
+
+  /// After a value: a separator (and the next member's key), or the end of
+  /// one or more containers.
+  Next after_value(std::string& open, std::string& key, bool& at_model) {
+    for (;;) {
+      if (open.empty()) return Next::done;
+      ws();
+      if (p_ == end_) return Next::bad;
+      const char c = static_cast<char>(*p_++);
+      if (c == ',') {
+        if (open.back() == '{') {
+          ws();
+          if (!member_key(open.size() == 1, key, at_model)) return Next::bad;
+        }
+        return Next::value;
+      }
+      if (c != (open.back() == '{' ? '}' : ']')) return Next::bad;
+      open.pop_back();
     }
   }
 
