@@ -1,5 +1,6 @@
 #include "serve/model_card.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #ifdef _WIN32
@@ -211,7 +212,7 @@ TEST(ModelCard, LargeArraysAreEmptyInModelInfo) {
   t::TempDir dir;
   const std::string path = dir / "m.gguf";
   t::GgufSpec spec;
-  for (int i = 0; i < 65; ++i) spec.tokens.push_back("x" + std::to_string(i));
+  for (int i = 0; i < 65; ++i) spec.tokens.push_back(fmt::format("x{}", i));
   spec.extra = {t::kv_strings("tokenizer.ggml.merges", std::vector<std::string>(64, "a b"))};
   t::write_gguf(path, spec);
   auto card = serve::describe("m", path, 4096);
@@ -350,7 +351,7 @@ TEST(ModelCard, CatalogIsThreadSafe) {
   t::TempDir dir;
   std::vector<std::string> paths;
   for (int i = 0; i < 3; ++i) {
-    paths.push_back(dir / ("m" + std::to_string(i) + ".gguf"));
+    paths.push_back(dir / fmt::format("m{}.gguf", i));
     t::write_gguf(paths.back(), chat_spec());
   }
   serve::ModelCatalog catalog;
@@ -360,8 +361,8 @@ TEST(ModelCard, CatalogIsThreadSafe) {
     threads.emplace_back([&, th] {
       for (int i = 0; i < 50; ++i) {
         const int m = (th + i) % 3;
-        auto card = catalog.get("m" + std::to_string(m), paths[m], 4096);
-        if (!card.ok() || (*card)->name != "m" + std::to_string(m) + ":latest") ++failures;
+        auto card = catalog.get(fmt::format("m{}", m), paths[m], 4096);
+        if (!card.ok() || (*card)->name != fmt::format("m{}:latest", m)) ++failures;
       }
     });
   }
