@@ -600,6 +600,7 @@ struct LoadResult {
   uint64_t total_ok = 0;  // 200s over the whole run, warm-up included (for CPU per request)
   double proxy_us = -1, upstream_us = -1, client_us = -1;  // CPU per request
   double proxy_cs = -1;                                    // the proxy's context switches per request
+  double idle_pct = -1, steal_pct = -1;                    // the machine's, over the run (all CPUs)
   std::string first_error;
 };
 
@@ -1051,6 +1052,27 @@ uint64_t ctx_switches(pid_t pid, bool tree) {
   return sum;
 }
 
+/// The machine's CPU time from /proc/stat's first line, in ticks: idle
+/// (idle + iowait), stolen by the hypervisor, and all of it.
+struct MachineCpu {
+  uint64_t idle = 0, steal = 0, total = 0;
+};
+
+MachineCpu machine_cpu() {
+  std::istringstream in(slurp("/proc/stat"));
+  std::string cpu;
+  in >> cpu;
+  MachineCpu m;
+  if (cpu != "cpu") return m;
+  // user nice system idle iowait irq softirq steal (guest time is inside user)
+  uint64_t v[8] = {};
+  for (auto& x : v) in >> x;
+  for (auto x : v) m.total += x;
+  m.idle = v[3] + v[4];
+  m.steal = v[7];
+  return m;
+}
+
 uint64_t self_cpu_ns() {
   timespec ts{};
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -1202,8 +1224,8 @@ void print_load_table(const std::vector<LoadResult>& rs, const Options& o) {
       "\n== throughput: POST /v1/chat/completions, max_tokens 1, non-streaming; %.1f s per run after %.1f s "
       "warm-up; of %d rounds, the median one by req/s ==\n",
       o.duration, o.warmup, o.rounds);
-  std::printf("%-6s %5s %8s %8s %8s %8s %9s %8s %21s %7s %s\n", "path", "conns", "req/s", "p50 ms", "p99 ms", "mean ms",
-              "vs direct", "+p99 ms", "CPU us/req prx/up/cli", "prx cs", "err/non-200/reconn");
+  std::printf("%-6s %5s %8s %8s %8s %8s %9s %8s %21s %7s %10s %s\n", "path", "conns", "req/s", "p50 ms", "p99 ms",
+              "mean ms", "vs direct", "+p99 ms", "CPU us/req prx/up/cli", "prx cs", "idle/steal", "err/non-200/reconn");
   std::vector<std::string> order;
   for (const auto& r : rs)
     if (std::find(order.begin(), order.end(), r.path) == order.end()) order.push_back(r.path);
@@ -1227,8 +1249,10 @@ void print_load_table(const std::vector<LoadResult>& rs, const Options& o) {
                     us(r.client_us).c_str());
       char cs[32] = "-";
       if (r.proxy_cs >= 0) std::snprintf(cs, sizeof cs, "%.1f", r.proxy_cs);
-      std::printf("%-6s %5d %8.0f %8.3f %8.3f %8.3f %9s %8s %21s %7s %llu/%llu/%llu\n", r.path.c_str(), r.conns, r.rps,
-                  r.p50, r.p99, r.mean, ratio.c_str(), added.c_str(), cpu, cs,
+      char idle[32] = "-";
+      if (r.idle_pct >= 0) std::snprintf(idle, sizeof idle, "%.0f%%/%.0f%%", r.idle_pct, r.steal_pct);
+      std::printf("%-6s %5d %8.0f %8.3f %8.3f %8.3f %9s %8s %21s %7s %10s %llu/%llu/%llu\n", r.path.c_str(), r.conns,
+                  r.rps, r.p50, r.p99, r.mean, ratio.c_str(), added.c_str(), cpu, cs, idle,
                   static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.non200),
                   static_cast<unsigned long long>(r.reconnects));
       if (!r.first_error.empty()) std::printf("    first error: %s\n", r.first_error.c_str());
@@ -1264,6 +1288,8 @@ void print_load_table(const std::vector<LoadResult>& rs, const Options& o) {
       "CPU us/req: CPU time per request (warm-up included) of the proxy (serve; nginx master+workers), the\n"
       "upstream process and this load generator; with N cores, req/s <= N x 1e6 / (their sum).\n"
       "prx cs: the proxy's context switches per request (all its threads).\n"
+      "idle/steal: the machine's CPU time over the run (warm-up included, all CPUs) that was idle, and that the\n"
+      "hypervisor took; a run that leaves CPUs idle is bound by wake-ups and latency, not by CPU.\n"
       "fake: the repo's fake llama-server alone (thread per connection, 100 requests per connection).\n");
 }
 
@@ -1494,9 +1520,16 @@ int main_bench(const Options& o) {
         std::fprintf(stderr, "load: %s, %d connections, round %d...\n", p.name.c_str(), c, round + 1);
         const uint64_t cs0 = ctx_switches(p.proxy, p.proxy_tree);
         const uint64_t px0 = cpu_ns_of(p.proxy, p.proxy_tree), up0 = cpu_ns_of(p.upstream, false), cl0 = self_cpu_ns();
+        const MachineCpu m0 = machine_cpu();
         LoadResult r = run_load(p.name, p.port, c, o.warmup, o.duration);
+        const MachineCpu m1 = machine_cpu();
         const uint64_t px1 = cpu_ns_of(p.proxy, p.proxy_tree), up1 = cpu_ns_of(p.upstream, false), cl1 = self_cpu_ns();
         const uint64_t cs1 = ctx_switches(p.proxy, p.proxy_tree);
+        if (m1.total > m0.total) {
+          const auto total = static_cast<double>(m1.total - m0.total);
+          r.idle_pct = 100.0 * static_cast<double>(m1.idle - m0.idle) / total;
+          r.steal_pct = 100.0 * static_cast<double>(m1.steal - m0.steal) / total;
+        }
         if (r.total_ok > 0) {
           const double n = static_cast<double>(r.total_ok) * 1000.0;
           if (p.proxy > 0) r.proxy_us = static_cast<double>(px1 - px0) / n;
