@@ -183,6 +183,27 @@ inline Stream::~Stream() {
   if (owner_) owner_->remove(this);
 }
 
+/// Writes all of `buffers` to `s`, whose socket is in non-blocking mode: what
+/// the socket takes at once goes now, and only a rest waits for the reactor.
+/// An async_write that completes at once (the usual case: the socket's send
+/// buffer has room) has its completion posted behind all the work queued on
+/// this I/O thread, and the request's next step (reading llama-server's
+/// answer, or the client's next request) waits that long.
+template <class Buffers>
+awaitable<void> write_all(Stream& s, const Buffers& buffers, error_code& ec) {
+  ec = {};
+  if (!s.socket().non_blocking()) {  // a send now could block the thread
+    co_await asio::async_write(s, buffers, ec_token(ec));
+    co_return;
+  }
+  const size_t sent = s.socket().send(buffers, 0, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  if (ec || sent == asio::buffer_size(buffers)) co_return;
+  beast::buffers_suffix<Buffers> rest(buffers);
+  rest.consume(sent);
+  co_await asio::async_write(s, rest, ec_token(ec));
+}
+
 /// Idle keep-alive connections to llama-servers, by port. A connection per
 /// request would cost a connect and leave TIME_WAIT sockets under load. One
 /// pool per I/O thread: a socket never changes threads, so no lock and no

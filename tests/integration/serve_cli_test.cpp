@@ -427,6 +427,72 @@ TEST(Serve, ErrorPaths) {
   EXPECT_EQ(http_request(s.port(), "OPTIONS", "/v1/models", "", {"Origin: https://evil.example"}).status, 403);
 }
 
+// One keep-alive connection: a body that comes in two sends, then a request
+// sent right behind another (pipelined), then a 1.2 MB reply to a client with
+// a small receive buffer that does not read for a while (serve's sends stop
+// part way and go on later): every reply arrives whole and in order.
+TEST(Serve, BodyInPiecesPipelinedRequestsAndASlowReader) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_TOKEN_DELAY_MS=0"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200) << s.output();  // loaded: what follows is relayed at once
+  const auto request = [](const std::string& body, bool close) {
+    return "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
+  };
+  const std::string first = request(chat_body("tiny", false, 2), false);
+  const std::string rest =
+      request(chat_body("tiny", false, 200000), false) + request(chat_body("tiny", false, 4), true);
+
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int small = 64 * 1024;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(s.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const auto send_all = [fd](const std::string& t) {
+    return ::send(fd, t.data(), t.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(t.size());
+  };
+  const size_t cut = first.size() - 10;  // inside the body
+  ASSERT_TRUE(send_all(first.substr(0, cut)));
+  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(send_all(first.substr(cut) + rest));
+  std::this_thread::sleep_for(1s);  // not reading: serve's send of the large reply stops part way
+
+  std::string raw;
+  pollfd p{fd, POLLIN, 0};
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  for (;;) {
+    ASSERT_LT(std::chrono::steady_clock::now(), until) << "no end after " << raw.size() << " bytes";
+    if (::poll(&p, 1, 200) <= 0) continue;
+    char buf[65536];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    raw.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+
+  // Three replies, each a JSON body of the length it announces, in the order asked.
+  std::vector<int> tokens;
+  for (size_t at = 0; at < raw.size();) {
+    ASSERT_EQ(raw.compare(at, 15, "HTTP/1.1 200 OK"), 0) << raw.substr(at, 200);
+    const size_t head_end = raw.find("\r\n\r\n", at);
+    ASSERT_NE(head_end, std::string::npos);
+    const std::string head = raw.substr(at, head_end - at);
+    const size_t cl = head.find("Content-Length: ");
+    ASSERT_NE(cl, std::string::npos) << head;
+    const size_t length = std::stoul(head.substr(cl + 16));
+    ASSERT_LE(head_end + 4 + length, raw.size()) << "a reply cut short";
+    const auto body = json::parse(raw.substr(head_end + 4, length));
+    tokens.push_back(body["usage"]["completion_tokens"].get<int>());
+    at = head_end + 4 + length;
+  }
+  EXPECT_EQ(tokens, (std::vector<int>{2, 200000, 4})) << s.output();
+}
+
 TEST(Serve, SecondServeOnTheStateDirRefuses) {
   Sandbox sb;
   two_models(sb);

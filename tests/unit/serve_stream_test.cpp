@@ -3,6 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "serve/http_session.h"
 
 using namespace llamactl::serve;
@@ -117,6 +123,54 @@ TEST(ServeStream, AStreamMayOutliveItsList) {
 }
 
 // The heads the relay writes itself (Beast parses, serve writes).
+
+TEST(ServeStream, WriteAllSendsWhatFitsNowAndTheRestWhenThePeerReads) {
+  asio::io_context ioc;
+  Deadlines deadlines;
+  auto p = connected(ioc);
+  p.a.set_option(asio::socket_base::send_buffer_size(256 * 1024));
+  p.b.set_option(asio::socket_base::receive_buffer_size(256 * 1024));
+  p.a.non_blocking(true);
+  p.b.non_blocking(true);
+  Stream s(std::move(p.a), deadlines);
+  std::string data(16 << 20, '\0');  // far more than both socket buffers hold
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
+  error_code ec;
+  bool done = false;
+  asio::co_spawn(
+      ioc.get_executor(),
+      [&]() -> awaitable<void> {
+        const std::array<asio::const_buffer, 2> parts{asio::buffer(data.data(), 100),
+                                                      asio::buffer(data.data() + 100, data.size() - 100)};
+        co_await write_all(s, parts, ec);
+        done = true;
+      },
+      asio::detached);
+  ioc.poll();
+  EXPECT_FALSE(done);  // the direct send took a part; the rest waits for room
+
+  std::string got;
+  std::thread reader([&] {
+    std::vector<char> buf(65536);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (got.size() < data.size() && std::chrono::steady_clock::now() < until) {
+      error_code rec;
+      const size_t n = p.b.read_some(asio::buffer(buf), rec);
+      if (rec == asio::error::would_block) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      if (rec) break;
+      got.append(buf.data(), n);
+    }
+  });
+  ioc.run_for(std::chrono::seconds(30));
+  reader.join();
+  EXPECT_TRUE(done);
+  EXPECT_FALSE(ec) << ec.message();
+  ASSERT_EQ(got.size(), data.size());
+  EXPECT_TRUE(got == data);  // every byte once, in order
+}
 
 TEST(ServeRelayHeads, RequestToLlamaServerDropsWhatIsNotItsToSee) {
   http::request<http::string_body> req{http::verb::post, "/v1/chat/completions?x=1", 11};
