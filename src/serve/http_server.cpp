@@ -21,9 +21,10 @@ namespace {
 /// completed the request. The usual request comes in one read with its
 /// header: an async_read for a body that is already here completes without
 /// I/O, and Asio then posts its completion behind everything queued on this
-/// thread (other connections' work and an epoll_wait), which at 16
-/// connections cost the request more time than serve's own work on it.
+/// thread (other connections' work and an epoll_wait): the request would
+/// wait that long before it goes on to llama-server.
 bool parse_buffered_body(http::request_parser<http::string_body>& parser, beast::flat_buffer& buffer, error_code& ec) {
+  ec = {};
   while (!parser.is_done() && buffer.size() > 0) {
     const size_t used = parser.put(buffer.data(), ec);
     buffer.consume(used);
@@ -164,6 +165,10 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       http::response<http::empty_body> cont{http::status::continue_, 11};
       co_await http::async_write(client, cont, ec_token(ec));
+      if (ec) {
+        --in_flight;
+        break;
+      }
     }
     client.expires_after(opts.read_timeout);
     if (!parse_buffered_body(parser, buffer, ec) && !ec)

@@ -263,13 +263,17 @@ inline std::shared_ptr<ClientWatch> upstream_cancelling_watch(Socket& client, So
 }
 
 /// True when the peer closed (EOF or reset); false when it sent data (a
-/// pipelined request) or nothing is there.
+/// pipelined request) or nothing is there. Sockets are non-blocking from
+/// accept and connect on (write_all); one that is not is made so and stays
+/// so. Turning blocking mode back on would also clear Asio's own
+/// non-blocking flag while an async_write may wait in the reactor, whose
+/// send would then block the I/O thread until the client read.
 inline bool peer_closed(Socket& sock) {
-  char byte = 0;
   error_code ec;
-  sock.non_blocking(true, ec);
+  if (!sock.non_blocking()) sock.non_blocking(true, ec);
+  if (ec) return false;
+  char byte = 0;
   const size_t n = sock.receive(asio::buffer(&byte, 1), Socket::message_peek, ec);
-  sock.non_blocking(false, ec);
   if (ec == asio::error::would_block || ec == asio::error::try_again) return false;
   return ec || n == 0;
 }

@@ -1,5 +1,6 @@
 // serve's Stream and Deadlines (src/serve/http_session.h): a deadline is a
-// number, and the sweep closes the sockets past it. Real sockets on loopback.
+// number, and the sweep closes the sockets past it; write_all sends directly
+// what the socket takes; peer_closed. Real sockets on loopback.
 
 #include <gtest/gtest.h>
 
@@ -10,6 +11,9 @@
 #include <vector>
 
 #include "serve/http_session.h"
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 
 using namespace llamactl::serve;
 
@@ -170,6 +174,72 @@ TEST(ServeStream, WriteAllSendsWhatFitsNowAndTheRestWhenThePeerReads) {
   EXPECT_FALSE(ec) << ec.message();
   ASSERT_EQ(got.size(), data.size());
   EXPECT_TRUE(got == data);  // every byte once, in order
+}
+
+TEST(ServeStream, WriteAllOfWhatFitsCompletesWithoutATripThroughTheQueue) {
+  asio::io_context ioc;
+  Deadlines deadlines;
+  auto p = connected(ioc);
+  p.a.non_blocking(true);
+  Stream s(std::move(p.a), deadlines);
+  const std::string data(1000, 'x');
+  error_code ec;
+  bool done = false;
+  asio::co_spawn(
+      ioc.get_executor(),
+      [&]() -> awaitable<void> {
+        co_await write_all(s, asio::buffer(data), ec);
+        done = true;
+      },
+      asio::detached);
+  ioc.run_one();      // the coroutine's start; an async_write would post its completion after it
+  EXPECT_TRUE(done);  // sent directly
+  EXPECT_FALSE(ec);
+  std::string got(data.size(), '\0');
+  asio::read(p.b, asio::buffer(got));
+  EXPECT_EQ(got, data);
+}
+
+TEST(ServeStream, WriteAllOnABlockingSocketWaitsInTheReactor) {
+  asio::io_context ioc;
+  Deadlines deadlines;
+  auto p = connected(ioc);
+  Stream s(std::move(p.a), deadlines);  // not non-blocking: a direct send could block the thread
+  const std::string data(1000, 'y');
+  error_code ec;
+  bool done = false;
+  asio::co_spawn(
+      ioc.get_executor(),
+      [&]() -> awaitable<void> {
+        co_await write_all(s, asio::buffer(data), ec);
+        done = true;
+      },
+      asio::detached);
+  ioc.run_one();
+  EXPECT_FALSE(done);  // async_write's completion is posted
+  ioc.run();
+  EXPECT_TRUE(done);
+  EXPECT_FALSE(ec);
+  std::string got(data.size(), '\0');
+  asio::read(p.b, asio::buffer(got));
+  EXPECT_EQ(got, data);
+}
+
+TEST(ServeStream, PeerClosedTellsAnEndFromDataAndFromNothing) {
+  asio::io_context ioc;
+  auto p = connected(ioc);
+  EXPECT_FALSE(peer_closed(p.a));   // nothing there
+  EXPECT_TRUE(p.a.non_blocking());  // and it stays non-blocking: write_all's direct send needs that
+  asio::write(p.b, asio::buffer("x", 1));
+  p.a.wait(Socket::wait_read);
+  EXPECT_FALSE(peer_closed(p.a));  // a pipelined byte: there, and left for the next read
+  char c = 0;
+  EXPECT_EQ(p.a.read_some(asio::buffer(&c, 1)), 1U);
+  EXPECT_EQ(c, 'x');
+  p.b.close();
+  p.a.wait(Socket::wait_read);
+  EXPECT_TRUE(peer_closed(p.a));
+  EXPECT_TRUE(p.a.non_blocking());
 }
 
 TEST(ServeRelayHeads, RequestToLlamaServerDropsWhatIsNotItsToSee) {
