@@ -2,6 +2,7 @@
 // llama-server, over real sockets.
 
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -211,6 +212,31 @@ TEST(Serve, KeepAliveZeroUnloadsRightAfterTheRequest) {
 
 namespace {
 
+/// Connects, sends `text` and returns what comes back until serve closes the
+/// connection (or 10 s pass).
+std::string raw_exchange(int port, const std::string& text) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string raw;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size())) {
+    pollfd p{fd, POLLIN, 0};
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < until) {
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      raw.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  return raw;
+}
+
 /// Connects and sends `text`; true when serve then closes the connection
 /// within `within` (reads EOF or a reset), false if it is still open.
 bool closed_by_serve(int port, const std::string& text, std::chrono::milliseconds within) {
@@ -417,6 +443,13 @@ TEST(Serve, ErrorPaths) {
   EXPECT_EQ(http_request(s.port(), "POST", "/v1/embeddings", R"({"input":"x"})").status, 400);
   auto big = http_request(s.port(), "POST", "/v1/chat/completions", chat_body("tiny") + std::string(4096, ' '));
   EXPECT_EQ(big.status, 413) << big.body;
+  // A chunked body over the limit, which shows only part way through: 413 as well.
+  const std::string chunk(1500, ' ');
+  const std::string piece = fmt::format("{:x}\r\n{}\r\n", chunk.size(), chunk);
+  const std::string reply =
+      raw_exchange(s.port(), "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                 piece + piece + "0\r\n\r\n");
+  EXPECT_EQ(reply.substr(0, 12), "HTTP/1.1 413") << reply;
   EXPECT_EQ(http_request(s.port(), "GET", "/no/such/route").status, 404);
   EXPECT_TRUE(instances(sb).empty());
   // CORS preflight for a local origin, refused for others.
@@ -430,7 +463,8 @@ TEST(Serve, ErrorPaths) {
 // One keep-alive connection: a body that comes in two sends, then a request
 // sent right behind another (pipelined), then a 1.2 MB reply to a client with
 // a small receive buffer that does not read for a while (serve's sends stop
-// part way and go on later): every reply arrives whole and in order.
+// part way and go on later), then a chunked body: every reply arrives whole
+// and in order.
 TEST(Serve, BodyInPiecesPipelinedRequestsAndASlowReader) {
   Sandbox sb;
   two_models(sb);
@@ -442,8 +476,11 @@ TEST(Serve, BodyInPiecesPipelinedRequestsAndASlowReader) {
            std::to_string(body.size()) + (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
   };
   const std::string first = request(chat_body("tiny", false, 2), false);
-  const std::string rest =
-      request(chat_body("tiny", false, 200000), false) + request(chat_body("tiny", false, 4), true);
+  const std::string last = chat_body("tiny", false, 4);
+  const std::string chunked =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+      fmt::format("{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", 5, last.substr(0, 5), last.size() - 5, last.substr(5));
+  const std::string rest = request(chat_body("tiny", false, 200000), false) + chunked;
 
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   const int small = 64 * 1024;
