@@ -212,55 +212,58 @@ TEST(Serve, KeepAliveZeroUnloadsRightAfterTheRequest) {
 
 namespace {
 
-/// Connects, sends `text` and returns what comes back until serve closes the
-/// connection (or 10 s pass).
-std::string raw_exchange(int port, const std::string& text) {
+/// A TCP connection to 127.0.0.1:`port` (with a receive buffer of
+/// `rcvbuf` bytes when not 0); -1 when it cannot connect.
+int connect_loopback(int port, int rcvbuf = 0) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string raw;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size())) {
-    pollfd p{fd, POLLIN, 0};
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < until) {
-      if (::poll(&p, 1, 100) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      raw.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  return raw;
-}
-
-/// Connects and sends `text`; true when serve then closes the connection
-/// within `within` (reads EOF or a reset), false if it is still open.
-bool closed_by_serve(int port, const std::string& text, std::chrono::milliseconds within) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
-    return false;
+    return -1;
   }
-  if (!text.empty() && ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(text.size())) {
-    ::close(fd);
-    return false;
-  }
+  return fd;
+}
+
+bool send_all(int fd, const std::string& text) {
+  return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+}
+
+/// Appends what arrives on `fd` to `raw` until the peer closes (EOF or a
+/// reset: true) or `within` passes (false).
+bool read_until_closed(int fd, std::chrono::milliseconds within, std::string& raw) {
   pollfd p{fd, POLLIN, 0};
-  bool closed = false;
   const auto until = std::chrono::steady_clock::now() + within;
-  while (!closed && std::chrono::steady_clock::now() < until) {
+  while (std::chrono::steady_clock::now() < until) {
     if (::poll(&p, 1, 100) <= 0) continue;
-    char buf[512];
-    closed = ::recv(fd, buf, sizeof buf, 0) <= 0;
+    char buf[65536];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return true;
+    raw.append(buf, static_cast<size_t>(n));
   }
+  return false;
+}
+
+/// Connects, sends `text` and returns what comes back until serve closes the
+/// connection (or 10 s pass).
+std::string raw_exchange(int port, const std::string& text) {
+  std::string raw;
+  const int fd = connect_loopback(port);
+  if (fd >= 0 && send_all(fd, text)) read_until_closed(fd, 10s, raw);
+  if (fd >= 0) ::close(fd);
+  return raw;
+}
+
+/// Connects and sends `text`; true when serve then closes the connection
+/// within `within` (reads EOF or a reset), false if it is still open.
+bool closed_by_serve(int port, const std::string& text, std::chrono::milliseconds within) {
+  const int fd = connect_loopback(port);
+  if (fd < 0) return false;
+  std::string ignored;
+  const bool closed = (text.empty() || send_all(fd, text)) && read_until_closed(fd, within, ignored);
   ::close(fd);
   return closed;
 }
@@ -482,35 +485,18 @@ TEST(Serve, BodyInPiecesPipelinedRequestsAndASlowReader) {
       fmt::format("{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", 5, last.substr(0, 5), last.size() - 5, last.substr(5));
   const std::string rest = request(chat_body("tiny", false, 200000), false) + chunked;
 
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  const int small = 64 * 1024;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(s.port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const auto send_all = [fd](const std::string& t) {
-    return ::send(fd, t.data(), t.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(t.size());
-  };
+  const int fd = connect_loopback(s.port(), 64 * 1024);
+  ASSERT_GE(fd, 0);
   const size_t cut = first.size() - 10;  // inside the body
-  ASSERT_TRUE(send_all(first.substr(0, cut)));
+  ASSERT_TRUE(send_all(fd, first.substr(0, cut)));
   std::this_thread::sleep_for(200ms);
-  ASSERT_TRUE(send_all(first.substr(cut) + rest));
+  ASSERT_TRUE(send_all(fd, first.substr(cut) + rest));
   std::this_thread::sleep_for(1s);  // not reading: serve's send of the large reply stops part way
 
   std::string raw;
-  pollfd p{fd, POLLIN, 0};
-  const auto until = std::chrono::steady_clock::now() + 60s;
-  for (;;) {
-    ASSERT_LT(std::chrono::steady_clock::now(), until) << "no end after " << raw.size() << " bytes";
-    if (::poll(&p, 1, 200) <= 0) continue;
-    char buf[65536];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
+  const bool closed = read_until_closed(fd, 60s, raw);
   ::close(fd);
+  ASSERT_TRUE(closed) << "no end after " << raw.size() << " bytes";
 
   // Three replies, each a JSON body of the length it announces, in the order asked.
   std::vector<int> tokens;

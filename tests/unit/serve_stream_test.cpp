@@ -33,6 +33,19 @@ Pair connected(asio::io_context& ioc) {
   return {std::move(a), std::move(b)};
 }
 
+/// Starts a coroutine on `ioc` that writes `buffers` with write_all, then
+/// sets `done`; it runs as `ioc` is run.
+template <class Buffers>
+void spawn_write_all(asio::io_context& ioc, Stream& s, Buffers buffers, error_code& ec, bool& done) {
+  asio::co_spawn(
+      ioc.get_executor(),
+      [&s, buffers, &ec, &done]() -> awaitable<void> {
+        co_await write_all(s, buffers, ec);
+        done = true;
+      },
+      asio::detached);
+}
+
 }  // namespace
 
 TEST(ServeStream, SweepClosesOnlyWhatIsPastItsDeadline) {
@@ -141,15 +154,9 @@ TEST(ServeStream, WriteAllSendsWhatFitsNowAndTheRestWhenThePeerReads) {
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
   error_code ec;
   bool done = false;
-  asio::co_spawn(
-      ioc.get_executor(),
-      [&]() -> awaitable<void> {
-        const std::array<asio::const_buffer, 2> parts{asio::buffer(data.data(), 100),
-                                                      asio::buffer(data.data() + 100, data.size() - 100)};
-        co_await write_all(s, parts, ec);
-        done = true;
-      },
-      asio::detached);
+  const std::array<asio::const_buffer, 2> parts{asio::buffer(data.data(), 100),
+                                                asio::buffer(data.data() + 100, data.size() - 100)};
+  spawn_write_all(ioc, s, parts, ec, done);
   ioc.poll();
   EXPECT_FALSE(done);  // the direct send took a part; the rest waits for room
 
@@ -185,13 +192,7 @@ TEST(ServeStream, WriteAllOfWhatFitsCompletesWithoutATripThroughTheQueue) {
   const std::string data(1000, 'x');
   error_code ec;
   bool done = false;
-  asio::co_spawn(
-      ioc.get_executor(),
-      [&]() -> awaitable<void> {
-        co_await write_all(s, asio::buffer(data), ec);
-        done = true;
-      },
-      asio::detached);
+  spawn_write_all(ioc, s, asio::buffer(data), ec, done);
   ioc.run_one();      // the coroutine's start; an async_write would post its completion after it
   EXPECT_TRUE(done);  // sent directly
   EXPECT_FALSE(ec);
@@ -208,13 +209,7 @@ TEST(ServeStream, WriteAllOnABlockingSocketWaitsInTheReactor) {
   const std::string data(1000, 'y');
   error_code ec;
   bool done = false;
-  asio::co_spawn(
-      ioc.get_executor(),
-      [&]() -> awaitable<void> {
-        co_await write_all(s, asio::buffer(data), ec);
-        done = true;
-      },
-      asio::detached);
+  spawn_write_all(ioc, s, asio::buffer(data), ec, done);
   ioc.run_one();
   EXPECT_FALSE(done);  // async_write's completion is posted
   ioc.run();
