@@ -13,43 +13,59 @@ fuzz_seconds=${LLAMACTL_FUZZ_SECONDS:-30}
 step() { printf '\n==== %s\n' "$*"; }
 passed=0
 failed=0
-# Runs ctest in a build dir and adds its counts to the totals.
+# shellcheck source=lib/suites.sh
+. "$root/scripts/lib/suites.sh"
+logs="$root/build/test-logs"
+mkdir -p "$logs"
+
+# Prints the totals and a failure line, and ends the run.
+fail_run() {
+  [ $# -eq 0 ] || echo "$*"
+  printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
+  exit 1
+}
+
+# Runs ctest in a build dir and adds its counts to the totals. Its output goes
+# to a file, not through a pipe (see scripts/lib/suites.sh).
 run_ctest() {
-  local dir=$1 log
+  local dir=$1 log rc=0 total fails
   shift
-  log=$(mktemp)
-  local rc=0
-  (cd "$dir" && env "$@" ctest --output-on-failure --timeout 600) 2>&1 | tee "$log" || rc=$?
-  local total fails
+  log="$logs/ctest-$(basename "$dir").log"
+  run_logged 3600 "$log" sh -c 'cd "$1" && shift && exec env "$@" ctest --output-on-failure --timeout 600' \
+    sh "$dir" "$@" || rc=$?
   total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$log" | tail -n 1)
   fails=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -n 1)
-  rm -f "$log"
   passed=$((passed + ${total:-0} - ${fails:-0}))
   failed=$((failed + ${fails:-0}))
+  if timed_out "$rc"; then
+    fail_run "ctest in $dir did not finish within 3600 s; log: $log"
+  fi
   if [ "$rc" != 0 ] || [ -z "$total" ]; then
-    printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
-    exit 1
+    fail_run
   fi
 }
 
-# Runs a GoogleTest binary once (argv: a runner such as wine64, then the
-# binary) and adds its counts to the totals: under Wine one process for the
-# whole suite, not one per test as ctest would start (13 minutes instead of
-# seconds).
+# Runs a GoogleTest binary once (LIMIT in seconds, then argv: a runner such as
+# wine64, then the binary) and adds its counts to the totals: under Wine one
+# process for the whole suite, not one per test as ctest would start (13
+# minutes instead of seconds).
 run_gtest() {
-  local log rc=0 total fails skipped
-  log=$(mktemp)
-  timeout 900 "$@" 2>&1 | tee "$log" || rc=$?
+  local limit=$1 log rc=0 total fails skipped name
+  shift
+  name=$(basename "${*: -1}")
+  log="$logs/gtest-$name.log"
+  run_logged "$limit" "$log" "$@" || rc=$?
   total=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' "$log" | tail -n 1)
   fails=$(sed -n 's/^ *\([0-9]*\) FAILED TESTS\{0,1\}$/\1/p' "$log" | tail -n 1)
   skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}, listed below:$/\1/p' "$log" | tail -n 1)
-  rm -f "$log"
   fails=${fails:-0}
   passed=$((passed + ${total:-0} - fails - ${skipped:-0}))
   failed=$((failed + fails))
+  if timed_out "$rc"; then
+    fail_run "$name did not finish within $limit s and was stopped (Wine hung?); log: $log"
+  fi
   if [ "$rc" != 0 ] || [ -z "$total" ]; then
-    printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
-    exit 1
+    fail_run "$name failed (status $rc); log: $log"
   fi
 }
 
@@ -81,17 +97,15 @@ file build/release/llamactl | grep -q "statically linked" || { echo "llamactl is
 run_ctest build/release CI_BUILD=release
 
 step "client compatibility: the official openai npm client against serve"
-client_log=$(mktemp)
+client_log="$logs/client-tests.log"
 rc=0
-scripts/client-tests.sh build/release 2>&1 | tee "$client_log" || rc=$?
+run_logged 1800 "$client_log" scripts/client-tests.sh build/release || rc=$?
 client_pass=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$client_log" | tail -n 1)
 client_fail=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$client_log" | tail -n 1)
-rm -f "$client_log"
 passed=$((passed + ${client_pass:-0}))
 failed=$((failed + ${client_fail:-0}))
 if [ "$rc" != 0 ] || [ -z "$client_pass" ]; then
-  printf '%d passed, %d failed\n' "$passed" "$((failed > 0 ? failed : 1))"
-  exit 1
+  fail_run "client tests failed (status $rc); log: $client_log"
 fi
 
 step "asan+ubsan build + tests"
@@ -108,14 +122,23 @@ for dll in $dlls; do
     *) echo "llamactl.exe imports $dll (only Windows' own DLLs are allowed)"; exit 1 ;;
   esac
 done
-# A Wine prefix of the build's own; no Mono or Gecko prompts.
-export WINEPREFIX="$root/build/wine-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree=;mshtml="
-run_gtest /usr/lib/wine/wine64 build/windows/tests/unit_tests.exe
-run_gtest /usr/lib/wine/wine64 build/windows/tests/windows_e2e_tests.exe
+# A Wine prefix of the build's own, with a persistent wineserver started
+# first (scripts/lib/suites.sh: wine_start) and ended by prefix at the end,
+# whatever happens. The whole step has a bound: a Wine that misbehaves fails
+# it with a message within minutes instead of waiting silently.
+wine_seconds=${LLAMACTL_WINE_SECONDS:-900}
+wine_budget_start "$wine_seconds"
+trap wine_stop EXIT
+wine_start "$root/build/wine-prefix" || fail_run "windows: Wine could not be set up"
+run_gtest "$(wine_limit 480)" "$WINE" build/windows/tests/unit_tests.exe
+run_gtest "$(wine_limit 300)" "$WINE" build/windows/tests/windows_e2e_tests.exe
 # In a console: run on a pseudo-terminal, a Windows program gets one from Wine
 # (watch's full screen and keys, Ctrl-C typed at the keyboard).
-run_gtest env LLAMACTL_WINDOWS_EXE=build/windows/llamactl.exe WINE=/usr/lib/wine/wine64 \
+run_gtest "$(wine_limit 300)" env LLAMACTL_WINDOWS_EXE=build/windows/llamactl.exe WINE="$WINE" \
   build/asan/tests/windows_console_tests
+wine_stop
+trap - EXIT
+echo "windows: step took $((SECONDS - (wine_deadline - wine_seconds))) s of its $wine_seconds s bound"
 
 step "fuzz (${fuzz_seconds}s per parser)"
 fuzz/run.sh "$fuzz_seconds" build/fuzz
