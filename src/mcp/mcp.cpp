@@ -1,4 +1,5 @@
 #include "mcp/mcp.h"
+#include "util/json_depth.h"
 
 #include <algorithm>
 #include <vector>
@@ -121,6 +122,7 @@ std::optional<std::string> check_arguments(const std::string& tool, const json& 
 }
 
 std::optional<std::string> Server::handle(std::string_view line) {
+  if (json_too_deep(line)) return rpc_error(nullptr, kParseError, "Parse error: " + std::string(kJsonTooDeepMessage));
   const json msg = json::parse(line, nullptr, false);
   if (msg.is_discarded()) return rpc_error(nullptr, kParseError, "Parse error: the line is not JSON");
   if (!msg.is_object())  // 2025-06-18 has no batches

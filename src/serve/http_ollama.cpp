@@ -6,6 +6,7 @@
 #include "serve/http_session.h"
 #include "serve/ollama.h"
 #include "util/duration.h"
+#include "util/json_depth.h"
 
 namespace llamactl::serve {
 
@@ -199,6 +200,7 @@ awaitable<bool> HttpServer::Impl::ollama(Stream& client, http::request<http::str
   }
   // Bodies parse as JSON whatever the Content-Type says (curl -d sends form-urlencoded).
   if (req.body().empty()) co_return co_await fail(400, "missing request body");
+  if (json_too_deep(req.body())) co_return co_await fail(400, std::string(kJsonTooDeepMessage));
   const json body = json::parse(req.body(), nullptr, false);
   if (body.is_discarded()) co_return co_await fail(400, "invalid JSON in the request body");
   if (!body.is_object()) co_return co_await fail(400, "the request body must be a JSON object");
@@ -432,7 +434,7 @@ std::string tokenize_body(const std::string& text) {
 /// The first `limit` tokens of a /tokenize reply as a /detokenize body; empty
 /// when the reply has `limit` tokens or fewer (or is not a token list).
 std::string detokenize_body(const std::string& tokenize_reply, int64_t limit) {
-  const json j = json::parse(tokenize_reply, nullptr, false);
+  const json j = parse_json_bounded<json>(tokenize_reply);
   if (j.is_discarded() || !j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) return {};
   const json& tokens = j["tokens"];
   if (static_cast<int64_t>(tokens.size()) <= limit) return {};
@@ -446,7 +448,7 @@ std::string failure_of(const JsonExchange& x) {
 }
 
 std::string detokenized(const std::string& reply) {
-  const json j = json::parse(reply, nullptr, false);
+  const json j = parse_json_bounded<json>(reply);
   return !j.is_discarded() && j.is_object() && j.contains("content") && j["content"].is_string()
              ? j["content"].get<std::string>()
              : std::string();
@@ -547,7 +549,7 @@ awaitable<bool> HttpServer::Impl::ollama_embed(Stream& client, http::request<htt
                                        "`embeddings = true` for it in the config, or unload it so the next "
                                        "embedding request starts it with embeddings");
     if (r.status != 200) co_return co_await fail(r.status, ol::upstream_error_message(r.text));
-    const json reply_json = json::parse(r.text, nullptr, false);
+    const json reply_json = parse_json_bounded<json>(r.text);
     if (reply_json.is_discarded())
       co_return co_await fail(502, "llama-server answered with something that is not JSON");
     ojson out;

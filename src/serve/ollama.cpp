@@ -5,6 +5,7 @@
 #include <ctime>
 #include <random>
 
+#include "util/json_depth.h"
 #include "util/strings.h"
 #include "util/time.h"
 
@@ -505,7 +506,7 @@ std::string Translator::feed(std::string_view bytes, int64_t wall_ns) {
       continue;  // blank separators, "event:" lines, comments
     }
     if (payload == "[DONE]") continue;
-    json ev = json::parse(payload, nullptr, false);
+    json ev = parse_json_bounded<json>(payload);
     if (ev.is_discarded()) {
       error_ = "llama-server sent an event that is not JSON: " + std::string(payload.substr(0, 200));
       continue;
@@ -584,7 +585,7 @@ std::optional<ojson> Translator::tool_calls_json(std::string& error) const {
   for (size_t i = 0; i < calls_.size(); ++i) {
     const auto& c = calls_[i];
     if (c.name.empty()) continue;
-    ojson args = c.arguments.empty() ? ojson::object() : ojson::parse(c.arguments, nullptr, false);
+    ojson args = c.arguments.empty() ? ojson::object() : parse_json_bounded<ojson>(c.arguments);
     if (args.is_discarded()) {
       error = "llama-server returned tool call arguments that are not JSON: " + c.arguments.substr(0, 200);
       return std::nullopt;
@@ -705,7 +706,7 @@ void set_embed_inputs(EmbedRequest& req, std::vector<std::string> input) {
 }
 
 std::optional<int64_t> embed_overflow_limit(int status, std::string_view body, int64_t context, int64_t ubatch) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = parse_json_bounded<json>(body);
   if (j.is_discarded() || !j.is_object() || !j.contains("error") || !j["error"].is_object()) return std::nullopt;
   const json& e = j["error"];
   const std::string type = e.value("type", std::string());
@@ -763,7 +764,7 @@ std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream
 }
 
 std::string upstream_error_message(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = parse_json_bounded<json>(body);
   if (!j.is_discarded() && j.is_object()) {
     const auto e = j.find("error");
     if (e != j.end() && e->is_object() && e->contains("message") && (*e)["message"].is_string())

@@ -6,6 +6,8 @@
 #include <limits>
 #include <string>
 
+#include "util/json_depth.h"
+
 namespace llamactl::serve {
 
 // A validating scan of one JSON text (RFC 8259, as nlohmann::json accepts
@@ -40,7 +42,11 @@ class Scan {
     ws();
     if (p_ == end_ || *p_ != '{') return {};
     BodyModel out;
-    if (!value(out)) return {};
+    if (!value(out)) {
+      BodyModel refused;
+      refused.too_deep = out.too_deep;
+      return refused;
+    }
     ws();
     // Nothing may follow, but a NUL byte ends the text (for nlohmann, and so
     // for llama-server, which reads bodies with it).
@@ -65,6 +71,10 @@ class Scan {
         const unsigned char c = *p_++;
         if (model_value) out.model.clear();
         open.push_back(static_cast<char>(c));
+        if (open.size() > static_cast<size_t>(kMaxJsonDepth)) {
+          out.too_deep = true;
+          return false;
+        }
         ws();
         if (p_ == end_) return false;
         if (*p_ != static_cast<unsigned char>(c == '{' ? '}' : ']')) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "util/json_depth.h"
 #include "util/time.h"
 
 namespace llamactl::state {
@@ -90,6 +91,8 @@ std::string to_json(const StateFile& state) {
 
 Result<StateFile> from_json(const std::string& text) {
   json j;
+  if (json_too_deep(text))
+    return make_error(ErrorKind::state, std::string("not valid JSON: ") + std::string(kJsonTooDeepMessage));
   try {
     j = json::parse(text);
   } catch (const json::parse_error& e) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "serve/openai.h"
+#include "util/json_depth.h"
 
 namespace {
 
@@ -84,10 +85,47 @@ TEST(ServeBodyModel, AgreesWithNlohmannOnEdgeCases) {
       "{\"model\":\"a\"}\v", "\t\r\n {\"model\"\t:\r\"a\"\n}\t\r\n ", "{} ", "{}\n{}", R"({"model":"a","model":null})",
       R"({"model":null,"model":"b"})", R"({"model":"a","x":{"model":"b"}})", R"({"x":[{"model":"b"}],"model":"a"})",
       R"({"model":[]})", R"({"model":{}})", R"({"model":["a"],"y":1})", R"({"a":"model","model":"x"})",
-      // deep nesting (nlohmann parses it iteratively too)
-      "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + ",\"model\":\"deep\"}",
-      "{\"a\":" + std::string(100000, '[') + std::string(99999, ']') + ",\"model\":\"deep\"}"};
+      // nesting up to the bound (kMaxJsonDepth levels, the top-level object included)
+      "{\"a\":" + std::string(255, '[') + std::string(255, ']') + ",\"model\":\"deep\"}",
+      "{\"a\":" + std::string(255, '[') + std::string(254, ']') + ",\"model\":\"deep\"}"};
   for (const auto& c : cases) expect_same(c);
+}
+
+// Deeper than kMaxJsonDepth: refused, and said so, whatever nlohmann would
+// make of it (its dump() and copies recurse once per level: 85,000 levels
+// ended serve with SIGSEGV). json_too_deep draws the same line.
+TEST(ServeBodyModel, RefusesNestingDeeperThanTheBound) {
+  using llamactl::json_too_deep;
+  using llamactl::kMaxJsonDepth;
+  const auto nested = [](int levels) {
+    return "{\"model\":\"deep\",\"a\":" + std::string(static_cast<size_t>(levels - 1), '[') +
+           std::string(static_cast<size_t>(levels - 1), ']') + "}";
+  };
+  const std::string at_bound = nested(kMaxJsonDepth);
+  EXPECT_TRUE(body_model(at_bound).is_object);
+  EXPECT_FALSE(body_model(at_bound).too_deep);
+  EXPECT_FALSE(json_too_deep(at_bound));
+  const std::string over = nested(kMaxJsonDepth + 1);
+  EXPECT_FALSE(body_model(over).is_object);
+  EXPECT_TRUE(body_model(over).too_deep);
+  EXPECT_TRUE(json_too_deep(over));
+  // Objects in objects, as `format` or tool arguments nest.
+  std::string objects = "{\"model\":\"m\"";
+  for (int i = 1; i < kMaxJsonDepth + 1; ++i) objects += ",\"k\":{\"x\":1";
+  objects += std::string(static_cast<size_t>(kMaxJsonDepth), '}');
+  EXPECT_TRUE(body_model(objects).too_deep);
+  EXPECT_TRUE(json_too_deep(objects));
+  // The 100,000-deep body of the report; cut short, too (no closing brackets).
+  const std::string huge = "{\"model\":\"x\",\"think\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_TRUE(body_model(huge).too_deep);
+  EXPECT_TRUE(json_too_deep(huge));
+  EXPECT_TRUE(body_model("{\"a\":" + std::string(100000, '[')).too_deep);
+  // Brackets in strings do not count; escaped quotes do not end a string.
+  const std::string in_strings = "{\"model\":\"" + std::string(1000, '[') + "\\\"" + std::string(1000, '{') + "\"}";
+  EXPECT_FALSE(json_too_deep(in_strings));
+  EXPECT_TRUE(body_model(in_strings).is_object);
+  EXPECT_FALSE(json_too_deep("\"unterminated [[[["));
+  EXPECT_FALSE(json_too_deep("]]]]}}}}[[[]]]"));  // closers first never go below zero
 }
 
 /// A random JSON value; `model_chance` of a top-level "model" key.
