@@ -234,6 +234,12 @@ class TerminalSession {
 /// True when nothing listens on (and nothing has bound) 127.0.0.1:port.
 bool port_available(int port);
 
+/// Raises the soft limit on open files to the hard limit (as Go's runtime
+/// does): at the usual 1024 a busy serve stops accepting long before its
+/// clients stop coming. Returns the limit now in force (0 when unknown;
+/// Windows has no such limit on sockets).
+uint64_t raise_open_file_limit();
+
 /// SIGINT/SIGTERM set a flag that long waits poll; SIGPIPE is ignored.
 void install_signal_handlers();
 bool interrupted();

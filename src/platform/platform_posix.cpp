@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -605,6 +606,20 @@ bool port_available(int port) {
   const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   ::close(fd);
   return ok;
+}
+
+uint64_t raise_open_file_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur == lim.rlim_max) return lim.rlim_cur;
+  rlimit want = lim;
+  want.rlim_cur = lim.rlim_max;
+  // An unlimited hard limit is refused above fs.nr_open: then a generous number.
+  if (::setrlimit(RLIMIT_NOFILE, &want) != 0) {
+    want.rlim_cur = std::min<rlim_t>(lim.rlim_max, 1 << 20);
+    if (::setrlimit(RLIMIT_NOFILE, &want) != 0) return lim.rlim_cur;
+  }
+  return want.rlim_cur;
 }
 
 void install_signal_handlers() {

@@ -856,6 +856,10 @@ bool port_available(int port) {
   return ok;
 }
 
+uint64_t raise_open_file_limit() {
+  return 0;
+}
+
 void install_signal_handlers() {
   ::SetConsoleCtrlHandler(on_console_event, TRUE);
   setup_console();

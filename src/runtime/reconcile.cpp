@@ -5,6 +5,8 @@
 #include <deque>
 #include <fstream>
 #include <future>
+#include <map>
+#include <mutex>
 #include <set>
 
 #include "net/http_client.h"
@@ -18,14 +20,53 @@ namespace {
 
 class RealProcessOps final : public ProcessOps {
  public:
-  Result<platform::Spawned> spawn(const platform::SpawnSpec& spec) override { return platform::spawn_detached(spec); }
+  Result<platform::Spawned> spawn(const platform::SpawnSpec& spec) override {
+    auto s = platform::spawn_detached(spec);
+    if (s) {
+      std::lock_guard lock(mu_);
+      children_.insert(s->pid);
+    }
+    return s;
+  }
   bool alive(int64_t pid, uint64_t start_time) override {
     return platform::process_alive(pid, start_time ? std::optional<uint64_t>(start_time) : std::nullopt);
   }
-  std::optional<int> try_reap(int64_t pid) override { return platform::try_reap(pid); }
+  std::optional<int> try_reap(int64_t pid) override {
+    std::lock_guard lock(mu_);
+    if (const auto e = exited_.find(pid); e != exited_.end()) {
+      const int code = e->second;
+      exited_.erase(e);
+      return code;
+    }
+    auto code = platform::try_reap(pid);
+    if (code) children_.erase(pid);
+    return code;
+  }
+  size_t reap_exited_children() override {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (auto it = children_.begin(); it != children_.end();) {
+      if (const auto code = platform::try_reap(*it)) {
+        // Kept for a later try_reap (a dead record's exit code); bounded, oldest pids first out.
+        if (exited_.size() >= kKeepExited) exited_.erase(exited_.begin());
+        exited_[*it] = *code;
+        it = children_.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+    return n;
+  }
   bool signal_group(int64_t pgid, platform::Signal sig) override { return platform::signal_group(pgid, sig); }
   std::optional<std::string> user_of(int64_t pid) override { return platform::process_user(pid); }
   bool port_available(int port) override { return platform::port_available(port); }
+
+ private:
+  static constexpr size_t kKeepExited = 256;
+  std::mutex mu_;
+  std::set<int64_t> children_;     // started by spawn(), not yet collected
+  std::map<int64_t, int> exited_;  // collected by reap_exited_children(), status not yet asked for
 };
 
 class RealHealthProbe final : public HealthProbe {

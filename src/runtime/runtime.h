@@ -31,6 +31,11 @@ class ProcessOps {
   virtual bool signal_group(int64_t pgid, platform::Signal sig) = 0;
   virtual std::optional<std::string> user_of(int64_t pid) = 0;
   virtual bool port_available(int port) = 0;
+  /// Collects every child that spawn() started and that has exited since,
+  /// whoever stopped it (a `llamactl unload` from another process leaves
+  /// serve's child a zombie otherwise); their statuses stay for try_reap.
+  /// Returns how many were collected.
+  virtual size_t reap_exited_children() { return 0; }
 };
 
 class HealthProbe {
@@ -157,6 +162,8 @@ class Runtime {
 
   const config::Config& config() const { return cfg_; }
   const state::StateDir& state_dir() const { return dir_; }
+  /// See ProcessOps::reap_exited_children.
+  size_t reap_exited_children() { return ops_.reap_exited_children(); }
 
  private:
   Result<Reconciled> lock_and_reconcile(const state::Lock& lock, state::StateFile& st, std::vector<std::string>& notes);

@@ -352,6 +352,8 @@ void Router::run() {
     wake_loop_ = false;
     if (stopping_) break;
     lock.unlock();
+    // Children of ours that someone else stopped (`llamactl unload`): collected, never left as zombies.
+    rt_.reap_exited_children();
     reap();
     if (Clock::now() - last_sync >= opts_.sync_interval) {
       sync_now();
