@@ -54,6 +54,7 @@ struct ServeOptions {
   std::optional<std::string> keep_alive;
   bool unload_on_exit = false;
   std::string max_body = "64MiB";
+  std::vector<std::string> allow_hosts;
   double load_timeout_s = 600;
   double grace_s = 10;
 };

@@ -12,7 +12,9 @@
 #include "serve/http_server.h"
 #include "serve/options.h"
 #include "serve/router.h"
+#include "util/json_depth.h"
 #include "util/log.h"
+#include "util/strings.h"
 #include "util/time.h"
 
 namespace llamactl::cmd {
@@ -21,7 +23,11 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
   auto* sub = app.add_subcommand("serve", "Ollama/OpenAI routing HTTP listener with lazy loading and idle reaping");
   sub->add_option("--listen", o.listen, "HOST:PORT to listen on (default 127.0.0.1:11434, or OLLAMA_HOST)");
   sub->add_option("--api-key", o.api_key,
-                  "Require 'Authorization: Bearer KEY' on every route but / and /health (or LLAMACTL_API_KEY)");
+                  "Require 'Authorization: Bearer KEY' (or 'x-api-key: KEY') on every route but / and /health (or "
+                  "LLAMACTL_API_KEY)");
+  sub->add_option("--allow-host", o.allow_hosts,
+                  "Also answer requests whose Host is NAME (or '*.DOMAIN'); repeatable, or LLAMACTL_ALLOWED_HOSTS "
+                  "(comma-separated). On loopback only loopback names are answered otherwise (DNS rebinding)");
   sub->add_option("--keep-alive", o.keep_alive,
                   "Idle time before an instance serve loaded is unloaded (default 5m; negative: never)");
   sub->add_flag("--unload-on-exit", o.unload_on_exit, "Unload the instances serve loaded when it stops");
@@ -56,6 +62,10 @@ Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
   if (!limit) return make_error(ErrorKind::usage, "--max-body: " + limit.error().message);
   s.server.body_limit = *limit;
   s.server.origins = serve::allowed_origins(platform::env("OLLAMA_ORIGINS"));
+  s.server.allowed_hosts = o.allow_hosts;
+  if (const auto env = platform::env("LLAMACTL_ALLOWED_HOSTS"))
+    for (const auto& h : split(*env, ','))
+      if (!trim(h).empty()) s.server.allowed_hosts.emplace_back(trim(h));
   // I/O threads: one per core up to 4 (LLAMACTL_SERVE_THREADS overrides, for benchmarks).
   s.server.threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1U, 4U));
   if (const auto t = platform::env("LLAMACTL_SERVE_THREADS"); t && std::atoi(t->c_str()) > 0)
@@ -83,7 +93,7 @@ Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
   if (lock) return lock;
   std::string who = "another llamactl serve";
   if (auto text = platform::read_file(dir.serve_info_path())) {
-    const auto j = nlohmann::json::parse(*text, nullptr, false);
+    const auto j = parse_json_bounded<nlohmann::json>(*text);
     if (j.is_object())
       who += " (pid " + std::to_string(j.value("pid", int64_t{0})) + ", listening on " +
              j.value("address", std::string("?")) + ", since " + j.value("started_at", std::string("?")) + ")";
@@ -103,6 +113,8 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   auto claim = claim_state_dir(dir);
   if (!claim) return fail(ctx, claim.error());
 
+  // Before the first socket: every connection needs a descriptor.
+  if (const uint64_t files = platform::raise_open_file_limit(); files > 0) log::debug("open files: up to {}", files);
   const auto smi_timeout = std::chrono::milliseconds(static_cast<int64_t>(ctx.global.smi_timeout_s * 1000));
   gpu::GpuMonitor monitor(gpu::monitor_options_from_env(std::chrono::seconds(1), smi_timeout));
   serve::Metrics metrics;

@@ -13,6 +13,7 @@
 
 #include "serve/http_session.h"
 #include "serve/openai.h"
+#include "util/json_depth.h"
 
 namespace llamactl::serve {
 namespace {
@@ -32,6 +33,33 @@ bool parse_buffered_body(http::request_parser<http::string_body>& parser, beast:
     if (ec || used == 0) break;
   }
   return !ec && parser.is_done();
+}
+
+/// A request that did not parse as HTTP (request line, fields, chunks): not a
+/// connection that closed or timed out.
+bool malformed(const error_code& ec) {
+  static const auto& http_errors = make_error_code(http::error::bad_method).category();
+  return ec && ec.category() == http_errors && ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::need_more;
+}
+
+/// Framing that a proxy in front could read differently (RFC 9112 6.1, 6.3:
+/// request smuggling): a Transfer-Encoding other than exactly "chunked", or
+/// one together with Content-Length. Empty when the framing is plain.
+std::string framing_problem(const http::request_parser<http::string_body>::value_type& h) {
+  size_t te = 0;
+  std::string_view value;
+  for (const auto& f : h)
+    if (f.name() == http::field::transfer_encoding) {
+      ++te;
+      value = std::string_view(f.value().data(), f.value().size());
+    }
+  if (te == 0) return {};
+  if (te > 1 || !iequals(trim(value), "chunked"))
+    return "Transfer-Encoding other than 'chunked' is not accepted (RFC 9112 6.1)";
+  if (h.count(http::field::content_length) > 0)
+    return "Transfer-Encoding together with Content-Length is not accepted (RFC 9112 6.3)";
+  return {};
 }
 
 }  // namespace
@@ -156,10 +184,22 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     client.expires_after(opts.idle_timeout);
     co_await http::async_read_header(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
-      co_await too_large(client, http::request<http::string_body>{});
+      co_await too_large(client);
       break;
     }
-    if (ec) break;  // closed, timed out, or not HTTP
+    if (ec == http::error::header_limit) {
+      co_await refuse(client, 431, "the request's header fields are larger than the limit of 64 KiB");
+      break;
+    }
+    if (malformed(ec)) {
+      co_await refuse(client, 400, "malformed HTTP request (" + ec.message() + ")");
+      break;
+    }
+    if (ec) break;  // closed or timed out
+    if (const std::string why = framing_problem(parser.get()); !why.empty()) {
+      co_await refuse(client, 400, why);
+      break;
+    }
     ++in_flight;
     // curl waits a second for this before sending a large body.
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
@@ -174,7 +214,12 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     if (!parse_buffered_body(parser, buffer, ec) && !ec)
       co_await http::async_read(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
-      co_await too_large(client, parser.get());
+      co_await too_large(client);
+      --in_flight;
+      break;
+    }
+    if (malformed(ec)) {  // a bad chunk
+      co_await refuse(client, 400, "malformed HTTP request body (" + ec.message() + ")");
       --in_flight;
       break;
     }
@@ -198,20 +243,27 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
   client.close();
 }
 
-awaitable<void> HttpServer::Impl::too_large(Stream& client, const http::request<http::string_body>& req) {
-  co_await reply(client, req, 413, "application/json",
-                 openai_error("request body is larger than the limit of " + std::to_string(opts.body_limit) +
-                                  " bytes (serve --max-body)",
-                              error_type(413), 413),
-                 "");
-  metrics.request("other", 413);
+awaitable<void> HttpServer::Impl::too_large(Stream& client) {
+  co_await refuse(
+      client, 413,
+      "request body is larger than the limit of " + std::to_string(opts.body_limit) + " bytes (serve --max-body)");
+}
+
+awaitable<void> HttpServer::Impl::refuse(Stream& client, int status, const std::string& message) {
+  http::request<http::string_body> none;
+  none.keep_alive(false);  // Connection: close on the answer
+  co_await reply(client, none, status, "application/json; charset=utf-8",
+                 openai_error(message, error_type(status), status), "");
+  metrics.request("other", status);
+  log::info("refused a request: {} {}", status, message);
 }
 
 bool HttpServer::Impl::authorized(const http::request<http::string_body>& req) const {
   if (opts.api_key.empty()) return true;
-  const std::string auth(req[http::field::authorization]);
-  return auth.size() > 7 && iequals(auth.substr(0, 7), "Bearer ") &&
-         trim(std::string_view(auth).substr(7)) == opts.api_key;
+  const auto auth = req[http::field::authorization];
+  const auto x_key = req["x-api-key"];
+  return api_key_ok(std::string_view(auth.data(), auth.size()), std::string_view(x_key.data(), x_key.size()),
+                    opts.api_key);
 }
 
 awaitable<bool> HttpServer::Impl::reply(Stream& client, const http::request<http::string_body>& req, int status,
@@ -272,15 +324,36 @@ awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::str
   bool keep = true;
   const auto json_type = "application/json; charset=utf-8";
 
-  if (method == http::verb::options) {
+  const auto host = req[http::field::host];
+  if (!host_allowed(std::string_view(host.data(), host.size()), loopback, opts.allowed_hosts)) {
+    // DNS rebinding: a page whose name now resolves to this machine.
+    status = 403;
+    const std::string shown(host.substr(0, 100));
+    keep = co_await reply(client, req, 403, "text/plain; charset=utf-8",
+                          "403 Forbidden: Host '" + shown +
+                              "' is not a name of this serve (it answers loopback names; add others with "
+                              "--allow-host NAME)",
+                          "");
+  } else if (!req_origin.empty() && origin.empty()) {
+    // A page on another site: refused on every method, as gin-contrib/cors
+    // does for Ollama, so a form post or a no-preflight fetch cannot drive serve.
+    status = 403;
+    keep = co_await reply(client, req, 403, "text/plain; charset=utf-8",
+                          "403 Forbidden: Origin not allowed (add it to OLLAMA_ORIGINS)", "");
+  } else if (method == http::verb::options && origin.empty()) {
+    status = 403;
+    keep = co_await reply(client, req, 403, "text/plain; charset=utf-8",
+                          "403 Forbidden: a CORS preflight needs an allowed Origin", "");
+  } else if (method == http::verb::options) {
     // CORS preflight: only for the origins Ollama allows (OLLAMA_ORIGINS).
-    http::response<http::empty_body> res{origin.empty() ? http::status::forbidden : http::status::no_content, 11};
-    status = origin.empty() ? 403 : 204;
-    if (!origin.empty()) {
+    http::response<http::empty_body> res{http::status::no_content, 11};
+    status = 204;
+    {
       res.set(http::field::access_control_allow_origin, origin);
       res.set(http::field::access_control_allow_methods, "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS");
       res.set(http::field::access_control_allow_headers,
-              "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-stainless-arch, "
+              "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, x-api-key, "
+              "anthropic-version, anthropic-beta, x-stainless-arch, "
               "x-stainless-lang, x-stainless-os, x-stainless-package-version, x-stainless-runtime, "
               "x-stainless-runtime-version, x-stainless-retry-count, x-stainless-timeout");
       res.set(http::field::access_control_max_age, "43200");
@@ -328,6 +401,7 @@ awaitable<bool> HttpServer::Impl::proxy(Stream& client, http::request<http::stri
   };
   // Bodies parse as JSON whatever the Content-Type says (clients differ).
   const BodyModel body = body_model(req.body());
+  if (body.too_deep) co_return co_await fail(400, std::string(kJsonTooDeepMessage));
   if (!body.is_object) co_return co_await fail(400, "the request body is not a JSON object");
   if (body.model.empty()) co_return co_await fail(400, "'model' is required");
   const std::string& requested = body.model;

@@ -20,7 +20,8 @@ struct ServerOptions {
   Endpoint listen;
   std::string api_key;                                                   // empty: none
   uint64_t body_limit = 64ULL << 20;                                     // bytes; base64 images need room
-  std::vector<std::string> origins;                                      // CORS patterns
+  std::vector<std::string> origins;                                      // CORS patterns; others get 403
+  std::vector<std::string> allowed_hosts;                                // Host names beyond loopback ones
   int threads = 2;                                                       // I/O threads
   std::chrono::milliseconds read_timeout{std::chrono::seconds(60)};      // a whole request, from its first byte
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};      // keep-alive connection with no request

@@ -458,7 +458,10 @@ struct HttpServer::Impl {
     return cards.get(m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args));
   }
 
-  Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g) : opts(std::move(o)), router(r), metrics(m), gpus(g) {
+  bool loopback = true;  // listening on loopback only: Host must name it (DNS rebinding)
+
+  Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g)
+      : opts(std::move(o)), router(r), metrics(m), gpus(g), loopback(is_loopback(opts.listen)) {
     for (int i = 0; i < std::max(1, opts.threads); ++i) {
       iocs.push_back(std::make_unique<asio::io_context>(1));
       deadlines.push_back(std::make_unique<Deadlines>());
@@ -504,7 +507,11 @@ struct HttpServer::Impl {
                         const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<bool> reply(Stream& client, const http::request<http::string_body>& req, int status,
                         const std::string& type, std::string body, const std::string& origin) const;
-  awaitable<void> too_large(Stream& client, const http::request<http::string_body>& req);
+  awaitable<void> too_large(Stream& client);
+  /// Answers a request that cannot be read on (malformed, ambiguous framing,
+  /// fields too large) with `status` and `message`, framed, and says the
+  /// connection closes (RFC 9112 9.6): the caller closes it.
+  awaitable<void> refuse(Stream& client, int status, const std::string& message);
   bool authorized(const http::request<http::string_body>& req) const;
   std::string models_json();
   std::string metrics_text();

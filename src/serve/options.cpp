@@ -130,9 +130,119 @@ bool origin_allowed(const std::vector<std::string>& patterns, const std::string&
     const auto star = p.find('*');
     if (star == std::string::npos) continue;
     const std::string pre = p.substr(0, star), post = p.substr(star + 1);
-    if (origin.size() >= pre.size() + post.size() && starts_with(origin, pre) && ends_with(origin, post)) return true;
+    if (origin.size() < pre.size() + post.size() || !starts_with(origin, pre) || !ends_with(origin, post)) continue;
+    // A port wildcard ("http://localhost:*") stands for a port: digits only.
+    if (ends_with(pre, ":") && post.empty()) {
+      const std::string_view port = std::string_view(origin).substr(pre.size());
+      if (port.empty() || port.find_first_not_of("0123456789") != std::string_view::npos) continue;
+    }
+    return true;
   }
   return false;
+}
+
+namespace {
+
+/// "a.b.c.d" with four decimal parts of at most 255; its first part.
+std::optional<int> ipv4_first(std::string_view s) {
+  int parts = 0, first = -1;
+  while (parts < 4) {
+    size_t n = 0;
+    int v = 0;
+    while (n < s.size() && n < 4 && std::isdigit(static_cast<unsigned char>(s[n]))) v = v * 10 + (s[n++] - '0');
+    if (n == 0 || n > 3 || v > 255) return std::nullopt;
+    if (parts == 0) first = v;
+    ++parts;
+    s.remove_prefix(n);
+    if (parts == 4) break;
+    if (s.empty() || s[0] != '.') return std::nullopt;
+    s.remove_prefix(1);
+  }
+  if (!s.empty()) return std::nullopt;
+  return first;
+}
+
+bool is_ipv6_literal(std::string_view s) {
+  return !s.empty() && s.find_first_not_of("0123456789abcdefABCDEF:.") == std::string_view::npos &&
+         s.find(':') != std::string_view::npos;
+}
+
+bool is_ipv6_loopback(std::string_view s) {
+  return s == "::1" || s == "0:0:0:0:0:0:0:1" || s == "0000:0000:0000:0000:0000:0000:0000:0001";
+}
+
+bool name_matches(std::string_view host, const std::string& pattern) {
+  const std::string p = to_lower(trim(pattern));
+  if (starts_with(p, "*.")) return host.size() > p.size() - 1 && ends_with(host, std::string_view(p).substr(1));
+  return host == p;
+}
+
+}  // namespace
+
+bool is_loopback(const Endpoint& listen) {
+  const auto v4 = ipv4_first(listen.host);
+  return (v4 && *v4 == 127) || is_ipv6_loopback(listen.host) || to_lower(listen.host) == "localhost";
+}
+
+bool host_allowed(std::string_view header, bool loopback_listener, const std::vector<std::string>& allowed) {
+  std::string_view h = trim(header);
+  if (h.empty()) return true;
+  // The name without its port: "[v6]:port", "[v6]", "name:port", "name".
+  std::string_view name;
+  std::string_view port;
+  bool bracketed = false;
+  if (h[0] == '[') {
+    const size_t close = h.find(']');
+    if (close == std::string_view::npos) return false;
+    name = h.substr(1, close - 1);
+    bracketed = true;
+    const std::string_view rest = h.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest[0] != ':') return false;
+      port = rest.substr(1);
+    }
+    if (!is_ipv6_literal(name)) return false;
+  } else {
+    const size_t colon = h.find(':');
+    name = h.substr(0, colon);
+    if (colon != std::string_view::npos) port = h.substr(colon + 1);
+  }
+  if (!port.empty() && (port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos))
+    return false;
+  if (port.empty() && h.back() == ':') return false;
+  std::string host = to_lower(name);
+  if (!bracketed && !host.empty() && host.back() == '.') host.pop_back();  // "localhost." is localhost
+  if (host.empty() || host[0] == '.') return false;
+  const auto v4 = bracketed ? std::nullopt : ipv4_first(host);
+  if (host == "localhost" || ends_with(host, ".localhost") || (v4 && *v4 == 127) ||
+      (bracketed && is_ipv6_loopback(host)))
+    return true;
+  for (const auto& p : allowed)
+    if (name_matches(host, p)) return true;
+  if (loopback_listener) return false;
+  return allowed.empty() || v4 || bracketed;
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  // Every byte of the longer is looked at; the length difference is folded in.
+  const size_t n = std::max(a.size(), b.size());
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff = static_cast<unsigned char>(diff | (x ^ y));
+  }
+  return diff == 0;
+}
+
+bool api_key_ok(std::string_view authorization, std::string_view x_api_key, std::string_view key) {
+  if (key.empty()) return true;
+  bool ok = false;
+  const std::string_view auth = trim(authorization);
+  if (auth.size() > 7 && iequals(auth.substr(0, 7), "Bearer ")) ok = constant_time_equal(trim(auth.substr(7)), key);
+  // Both are always compared: which header carried it does not show in the time taken.
+  const bool x_ok = !trim(x_api_key).empty() && constant_time_equal(trim(x_api_key), key);
+  return ok || x_ok;
 }
 
 Result<uint64_t> parse_size(const std::string& text) {

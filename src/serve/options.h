@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -40,6 +41,25 @@ Result<int64_t> keep_alive_for(const config::Config& cfg, const std::string& mod
 std::vector<std::string> allowed_origins(const std::optional<std::string>& env);
 /// Whether `origin` matches one of the patterns ("http://localhost:*", "app://*").
 bool origin_allowed(const std::vector<std::string>& patterns, const std::string& origin);
+
+/// Whether serve listens on loopback only (127.0.0.0/8 or ::1).
+bool is_loopback(const Endpoint& listen);
+
+/// Whether a request's Host header may reach serve (DNS rebinding: a page on
+/// evil.example whose name now points at 127.0.0.1 sends `Host: evil.example`).
+/// Always allowed: loopback names with or without a port (localhost,
+/// *.localhost, 127.0.0.0/8, [::1]) and the names in `allowed` ("name" or
+/// "*.domain", case-insensitive; --allow-host). On a loopback listener that
+/// is all. Off loopback (--listen 0.0.0.0:PORT), with no `allowed` names any
+/// Host passes, else IP literals and the `allowed` names. No Host at all
+/// (HTTP/1.0) passes: a browser always sends one.
+bool host_allowed(std::string_view host, bool loopback_listener, const std::vector<std::string>& allowed);
+
+/// The API key check, in constant time for a key of the same length:
+/// `Authorization: Bearer KEY` or (Anthropic's clients) `x-api-key: KEY`.
+bool api_key_ok(std::string_view authorization, std::string_view x_api_key, std::string_view key);
+/// a == b, taking the same time whatever bytes differ.
+bool constant_time_equal(std::string_view a, std::string_view b);
 
 /// "64MiB", "1GiB", "500KB", "1048576" -> bytes. Error kind usage.
 Result<uint64_t> parse_size(const std::string& text);

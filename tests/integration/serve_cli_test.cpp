@@ -247,16 +247,6 @@ bool read_until_closed(int fd, std::chrono::milliseconds within, std::string& ra
   return false;
 }
 
-/// Connects, sends `text` and returns what comes back until serve closes the
-/// connection (or 10 s pass).
-std::string raw_exchange(int port, const std::string& text) {
-  std::string raw;
-  const int fd = connect_loopback(port);
-  if (fd >= 0 && send_all(fd, text)) read_until_closed(fd, 10s, raw);
-  if (fd >= 0) ::close(fd);
-  return raw;
-}
-
 /// Connects and sends `text`; true when serve then closes the connection
 /// within `within` (reads EOF or a reset), false if it is still open.
 bool closed_by_serve(int port, const std::string& text, std::chrono::milliseconds within) {
@@ -290,7 +280,7 @@ TEST(Serve, ClientTimeoutsBoundItsReadsNotTheWaits) {
   // A connection that sends nothing, and one that stops inside its body, are closed.
   EXPECT_TRUE(closed_by_serve(s.port(), "", 5s));
   EXPECT_TRUE(closed_by_serve(
-      s.port(), "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"model\"", 5s));
+      s.port(), "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{\"model\"", 5s));
   // An idle keep-alive connection waits at least its timeout.
   EXPECT_FALSE(closed_by_serve(s.port(), "", 800ms));
 }
@@ -429,6 +419,11 @@ TEST(Serve, ApiKeyGuardsEveryRouteButRootAndHealth) {
   EXPECT_EQ(http_request(s.port(), "GET", "/v1/models").status, 401);
   EXPECT_EQ(http_request(s.port(), "GET", "/metrics", "", {"Authorization: Bearer wrong"}).status, 401);
   EXPECT_EQ(http_request(s.port(), "GET", "/v1/models", "", {"Authorization: Bearer s3cret"}).status, 200);
+  // Anthropic's clients send the key as x-api-key.
+  EXPECT_EQ(http_request(s.port(), "GET", "/v1/models", "", {"x-api-key: s3cret"}).status, 200);
+  EXPECT_EQ(http_request(s.port(), "GET", "/v1/models", "", {"x-api-key: s3cre"}).status, 401);
+  EXPECT_EQ(http_request(s.port(), "GET", "/v1/models", "", {"x-api-key: s3cretX"}).status, 401);
+  EXPECT_EQ(http_request(s.port(), "GET", "/v1/models", "", {"Authorization: s3cret"}).status, 401);
   auto r = http_request(s.port(), "POST", "/v1/chat/completions", chat_body("tiny"), {"Authorization: Bearer s3cret"});
   EXPECT_EQ(r.status, 200) << r.body;
 }
@@ -449,9 +444,9 @@ TEST(Serve, ErrorPaths) {
   // A chunked body over the limit, which shows only part way through: 413 as well.
   const std::string chunk(1500, ' ');
   const std::string piece = fmt::format("{:x}\r\n{}\r\n", chunk.size(), chunk);
-  const std::string reply =
-      raw_exchange(s.port(), "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
-                                 piece + piece + "0\r\n\r\n");
+  const std::string reply = raw_exchange(
+      s.port(), "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + piece +
+                    piece + "0\r\n\r\n");
   EXPECT_EQ(reply.substr(0, 12), "HTTP/1.1 413") << reply;
   EXPECT_EQ(http_request(s.port(), "GET", "/no/such/route").status, 404);
   EXPECT_TRUE(instances(sb).empty());
@@ -475,13 +470,15 @@ TEST(Serve, BodyInPiecesPipelinedRequestsAndASlowReader) {
   ASSERT_TRUE(s.ready()) << s.output();
   ASSERT_EQ(chat(s, "tiny").status, 200) << s.output();  // loaded: what follows is relayed at once
   const auto request = [](const std::string& body, bool close) {
-    return "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+    return "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+           "application/json\r\nContent-Length: " +
            std::to_string(body.size()) + (close ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
   };
   const std::string first = request(chat_body("tiny", false, 2), false);
   const std::string last = chat_body("tiny", false, 4);
   const std::string chunked =
-      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: "
+      "close\r\n\r\n" +
       fmt::format("{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", 5, last.substr(0, 5), last.size() - 5, last.substr(5));
   const std::string rest = request(chat_body("tiny", false, 200000), false) + chunked;
 

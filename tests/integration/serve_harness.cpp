@@ -77,6 +77,23 @@ std::string request_text(const std::string& method, const std::string& path, con
   return r + "\r\n" + body;
 }
 
+}  // namespace
+
+std::string raw_exchange(int port, const std::string& text, std::chrono::milliseconds within, bool* closed) {
+  std::string raw;
+  bool open = true;
+  const int fd = connect_to(port, std::chrono::seconds(5));
+  if (fd >= 0 && send_all(fd, text)) {
+    const auto until = Clock::now() + within;
+    while (open && Clock::now() < until) open = read_some(fd, raw, until);
+  }
+  if (fd >= 0) ::close(fd);
+  if (closed) *closed = !open;
+  return raw;
+}
+
+namespace {
+
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;

@@ -25,6 +25,13 @@ HttpReply http_request(int port, const std::string& method, const std::string& p
                        const std::vector<std::string>& headers = {},
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+/// Connects, sends `text` exactly as given (for requests http_request will not
+/// write: other Host fields, broken framing), and returns the raw bytes that
+/// come back until serve closes the connection or `within` passes.
+/// `closed` (when given) says whether serve closed it.
+std::string raw_exchange(int port, const std::string& text, std::chrono::milliseconds within = std::chrono::seconds(10),
+                         bool* closed = nullptr);
+
 /// A request whose response is read as it arrives.
 class HttpStream {
  public:

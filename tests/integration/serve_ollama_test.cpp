@@ -2,6 +2,7 @@
 // the fake llama-server. Shapes from shared/reference/ollama-api.md; what
 // the official clients do with them is in tests/clients/ollama*.test.mjs.
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -229,7 +230,8 @@ TEST(ServeOllama, EmbedTruncatesAnInputTooLongForTheInstance) {
   ASSERT_TRUE(s.ready()) << s.output();
   // 750 tokens for the fake (4 bytes a token): over llama-server's default physical batch of 512.
   std::string long_text;
-  for (int i = 0; long_text.size() < 3000; ++i) long_text += "w" + std::to_string(i) + " ";
+  for (int i = 0; long_text.size() < 3000; ++i)
+    long_text += fmt::format("w{} ", i);  // not "w" + ...: GCC 12 -Wrestrict
   long_text.resize(3000);
 
   auto r = post(s, "/api/embed", {{"model", "emb"}, {"input", {"short", long_text}}});

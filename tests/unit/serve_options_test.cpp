@@ -91,6 +91,78 @@ TEST(ServeOptions, OriginsAndSizes) {
   EXPECT_FALSE(parse_size("5 parsecs").ok());
 }
 
+// The origin's port after "http://localhost:*" is a port, nothing else.
+TEST(ServeOptions, PortWildcardIsDigitsOnly) {
+  const auto o = allowed_origins(std::nullopt);
+  EXPECT_TRUE(origin_allowed(o, "http://localhost:8080"));
+  EXPECT_FALSE(origin_allowed(o, "http://localhost:8080.evil.example"));
+  EXPECT_FALSE(origin_allowed(o, "http://localhost:"));
+  EXPECT_FALSE(origin_allowed(o, "http://127.0.0.1:80@evil.example"));
+  EXPECT_FALSE(origin_allowed(o, "null"));
+  EXPECT_FALSE(origin_allowed(o, "http://localhost.evil.example"));
+}
+
+// DNS rebinding: on loopback only loopback names (and --allow-host ones).
+TEST(ServeOptions, HostHeaderOnALoopbackListener) {
+  const std::vector<std::string> none;
+  for (const char* ok : {"localhost", "localhost:11434", "LOCALHOST:1", "localhost.", "localhost.:80", "app.localhost",
+                         "a.b.localhost:8080", "127.0.0.1", "127.0.0.1:11434", "127.1.2.3:80", "[::1]", "[::1]:11434",
+                         "[0:0:0:0:0:0:0:1]:5", "", "  localhost  "})
+    EXPECT_TRUE(host_allowed(ok, true, none)) << ok;
+  for (const char* bad :
+       {"evil.example", "evil.example:11434", "localhost.evil.example", "evillocalhost",    "127.0.0.1.evil.example",
+        "128.0.0.1",    "10.0.0.1:11434",     "0.0.0.0:11434",          "[::2]:1",          "[::ffff:127.0.0.1]",
+        "::1",          "127.0.0.1:",         "127.0.0.1:abc",          "127.0.0.1:123456", "[::1",
+        "[::1]x",       "[evil.example]",     "localhost:80:80",        "256.0.0.1",        "127.0.0.01.5",
+        ".localhost"})
+    EXPECT_FALSE(host_allowed(bad, true, none)) << bad;
+  const std::vector<std::string> allowed = {"gpu-box.lan", "*.corp.example"};
+  EXPECT_TRUE(host_allowed("gpu-box.lan:11434", true, allowed));
+  EXPECT_TRUE(host_allowed("GPU-BOX.LAN", true, allowed));
+  EXPECT_TRUE(host_allowed("a.corp.example", true, allowed));
+  EXPECT_FALSE(host_allowed("corp.example", true, allowed));
+  EXPECT_FALSE(host_allowed("evil.example", true, allowed));
+  EXPECT_FALSE(host_allowed("gpu-box.lan.evil.example", true, allowed));
+}
+
+// Off loopback (--listen 0.0.0.0:PORT, asked for): any Host, unless names are configured.
+TEST(ServeOptions, HostHeaderOffLoopback) {
+  EXPECT_TRUE(host_allowed("gpu-box.lan:11434", false, {}));
+  EXPECT_TRUE(host_allowed("10.0.0.5:11434", false, {}));
+  const std::vector<std::string> allowed = {"gpu-box.lan"};
+  EXPECT_TRUE(host_allowed("gpu-box.lan", false, allowed));
+  EXPECT_TRUE(host_allowed("10.0.0.5:11434", false, allowed));
+  EXPECT_TRUE(host_allowed("[fe80::1]:11434", false, allowed));
+  EXPECT_TRUE(host_allowed("localhost", false, allowed));
+  EXPECT_FALSE(host_allowed("evil.example", false, allowed));
+  EXPECT_TRUE(is_loopback(Endpoint{"127.0.0.1", 1}));
+  EXPECT_TRUE(is_loopback(Endpoint{"127.5.0.1", 1}));
+  EXPECT_TRUE(is_loopback(Endpoint{"::1", 1}));
+  EXPECT_FALSE(is_loopback(Endpoint{"0.0.0.0", 1}));
+  EXPECT_FALSE(is_loopback(Endpoint{"::", 1}));
+  EXPECT_FALSE(is_loopback(Endpoint{"10.0.0.5", 1}));
+}
+
+TEST(ServeOptions, ApiKeyAsBearerOrXApiKey) {
+  EXPECT_TRUE(api_key_ok("", "", ""));  // no key configured
+  EXPECT_TRUE(api_key_ok("Bearer s3cret", "", "s3cret"));
+  EXPECT_TRUE(api_key_ok("bearer   s3cret ", "", "s3cret"));
+  EXPECT_TRUE(api_key_ok("", "s3cret", "s3cret"));
+  EXPECT_TRUE(api_key_ok("Bearer wrong", "s3cret", "s3cret"));
+  EXPECT_FALSE(api_key_ok("", "", "s3cret"));
+  EXPECT_FALSE(api_key_ok("Bearer s3cre", "", "s3cret"));
+  EXPECT_FALSE(api_key_ok("Bearer s3cretX", "", "s3cret"));
+  EXPECT_FALSE(api_key_ok("s3cret", "", "s3cret"));
+  EXPECT_FALSE(api_key_ok("Basic s3cret", "", "s3cret"));
+  EXPECT_FALSE(api_key_ok("", "S3CRET", "s3cret"));
+  EXPECT_TRUE(constant_time_equal("", ""));
+  EXPECT_TRUE(constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(constant_time_equal("abc", "abd"));
+  EXPECT_FALSE(constant_time_equal("abc", "ab"));
+  EXPECT_FALSE(constant_time_equal("", "a"));
+  EXPECT_FALSE(constant_time_equal(std::string_view("a\0", 2), "a"));
+}
+
 TEST(ServeMetrics, CountsFromManyThreadsAddUp) {
   // Each thread counts in a shard of its own; the snapshot adds them up.
   Metrics m;
