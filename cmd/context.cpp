@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "ui/json.h"
 #include "util/log.h"
 
 namespace llamactl::cmd {
@@ -37,7 +38,7 @@ Result<runtime::Runtime*> Context::runtime(std::optional<int64_t> threshold_flag
 int fail(const Context& ctx, const Error& e) {
   const int rc = code(exit_for(e.kind));
   std::fprintf(stderr, "llamactl: error: %s\n", e.message.c_str());
-  if (ctx.global.json) print(nlohmann::json{{"error", e.message}, {"exit_code", rc}}.dump() + "\n");
+  if (ctx.global.json) print(ui::json_text(nlohmann::json{{"error", e.message}, {"exit_code", rc}}, -1) + "\n");
   return rc;
 }
 

@@ -34,7 +34,7 @@ int run_gpus(const GpusOptions& o, Context& ctx) {
   if (gv.cpu_mode && !gv.cpu_reason.empty()) log::warn("no GPU reading: {}; CPU mode", gv.cpu_reason);
   for (const auto& w : gv.warnings) log::warn("{}", w);
   for (const auto& n : view->notices) log::warn("{}", n);
-  print(ctx.global.json ? ui::gpus_json(gv).dump(2) + "\n" : ui::render_gpus(gv, ctx.term));
+  print(ctx.global.json ? ui::json_text(ui::gpus_json(gv)) + "\n" : ui::render_gpus(gv, ctx.term));
   if (o.strict && (gv.cpu_mode || gv.gpus.empty())) {
     log::error("--strict: no usable GPU reading");
     return code(Exit::no_gpu);

@@ -55,7 +55,7 @@ int run_load(const LoadOptions& o, Context& ctx) {
   if (progressed) std::fprintf(stderr, "\r\033[K");
   if (!out) return fail(ctx, out.error());
   for (const auto& n : out->notes) log::warn("{}", n);
-  print(ctx.global.json ? ui::load_json(*out).dump(2) + "\n" : ui::render_loaded(*out, ctx.term));
+  print(ctx.global.json ? ui::json_text(ui::load_json(*out)) + "\n" : ui::render_loaded(*out, ctx.term));
   return code(Exit::ok);
 }
 

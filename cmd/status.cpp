@@ -21,7 +21,7 @@ int run_status(const StatusOptions& o, Context& ctx) {
   if (view->gpus.cpu_mode && !view->gpus.cpu_reason.empty()) log::info("no GPU reading: {}", view->gpus.cpu_reason);
   for (const auto& w : view->gpus.warnings) log::warn("{}", w);
   for (const auto& n : view->notices) log::warn("{}", n);
-  print(ctx.global.json ? ui::status_json(*view).dump(2) + "\n" : ui::render_status(*view, now_ms(), ctx.term));
+  print(ctx.global.json ? ui::json_text(ui::status_json(*view)) + "\n" : ui::render_status(*view, now_ms(), ctx.term));
   if (ctx.global.verbose > 0 && !ctx.global.json)
     for (const auto& i : view->instances)
       if (i.state == "dead")

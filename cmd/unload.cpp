@@ -28,7 +28,7 @@ int run_unload(const UnloadOptions& o, Context& ctx) {
   req.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   auto out = (*rt)->unload(req);
   if (!out) return fail(ctx, out.error());
-  print(ctx.global.json ? ui::unload_json(*out).dump(2) + "\n" : ui::render_unloaded(*out, ctx.term));
+  print(ctx.global.json ? ui::json_text(ui::unload_json(*out)) + "\n" : ui::render_unloaded(*out, ctx.term));
   for (const auto& s : out->stopped)
     if (s.still_running) return code(Exit::timeout);
   return code(Exit::ok);

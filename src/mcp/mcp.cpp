@@ -28,7 +28,8 @@ ojson string_prop(const std::string& description) {
 }
 
 std::string rpc_error(const json& id, int code, const std::string& message) {
-  return ojson{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", code}, {"message", message}}}}.dump();
+  return ojson{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", code}, {"message", message}}}}.dump(
+      -1, ' ', false, ojson::error_handler_t::replace);
 }
 
 }  // namespace
@@ -147,7 +148,8 @@ std::optional<std::string> Server::handle(std::string_view line) {
   std::string message;
   ojson result = dispatch(method, params, is_error, code, message);
   if (is_error) return rpc_error(id, code, message);
-  return ojson{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}}.dump();
+  return ojson{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}}.dump(-1, ' ', false,
+                                                                                   ojson::error_handler_t::replace);
 }
 
 ojson Server::dispatch(const std::string& method, const json& params, bool& is_error, int& code, std::string& message) {
@@ -196,9 +198,10 @@ ojson Server::dispatch(const std::string& method, const json& params, bool& is_e
                    {"structuredContent", r.structured},
                    {"isError", true}};
     }
-    return ojson{{"content", {{{"type", "text"}, {"text", r.structured.dump(2)}}}},
-                 {"structuredContent", r.structured},
-                 {"isError", false}};
+    return ojson{
+        {"content", {{{"type", "text"}, {"text", r.structured.dump(2, ' ', false, ojson::error_handler_t::replace)}}}},
+        {"structuredContent", r.structured},
+        {"isError", false}};
   }
   return fail(kMethodNotFound, "Method not found: " + method);
 }

@@ -159,7 +159,15 @@ class FileLock {
 
 /// Writes to a temp file beside `path`, flushes it to disk, renames it over
 /// `path`. A crash at any point leaves the old or the new file, never a mix.
+/// The temp's name is unpredictable and it is created exclusively (O_EXCL,
+/// O_NOFOLLOW, 0600): a link planted beside `path` is never written through.
 Status write_file_atomic(const std::string& path, const std::string& content);
+/// Creates or truncates `path` (0600 whatever the umask) and writes `content`.
+/// A symbolic link at `path` is an error; its target is left untouched.
+Status write_private_file(const std::string& path, const std::string& content);
+/// Whether `path` (itself, not a link's target) belongs to the user llamactl
+/// runs as; nullopt when that cannot be told (missing, or Windows).
+std::optional<bool> owned_by_me(const std::string& path);
 Result<std::string> read_file(const std::string& path);
 bool file_exists(const std::string& path);
 Status remove_file(const std::string& path);
@@ -168,8 +176,12 @@ Status remove_file(const std::string& path);
 /// to seconds on Windows).
 Result<int64_t> file_mtime_ns(const std::string& path);
 Status rename_file(const std::string& from, const std::string& to);
-/// Creates dir (and parents) with owner-only permissions.
-Status make_private_dir(const std::string& path);
+/// Creates dir (and parents) with owner-only permissions, and checks the dir
+/// itself as ssh's StrictModes would: it must be a directory of the user
+/// llamactl runs as that no group or other user can write to. With
+/// `may_be_link` false a symbolic link there is refused too (a state dir's
+/// logs/ and pids/). Error kind state, saying what is wrong and how to fix it.
+Status make_private_dir(const std::string& path, bool may_be_link = true);
 /// A path in llamactl's encoding (UTF-8, as every string here) as
 /// std::filesystem takes it, and back. Never std::filesystem::path(string) or
 /// .string(): on Windows those read and write the bytes in the C runtime's

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -357,7 +358,7 @@ Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_addopen(&fa, 1, spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   // Nothing else of ours leaks into a server that outlives us: serve's
   // listening socket and client connections are not marked close-on-exec by Asio.
@@ -438,7 +439,10 @@ bool signal_group(int64_t pgid, Signal sig) {
 }
 
 Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout) {
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ELOOP)
+    return make_error(ErrorKind::state,
+                      "lock file " + path + " is a symbolic link; llamactl never opens one (remove it)");
   if (fd < 0) return make_error(ErrorKind::state, "cannot open lock file " + path + ": " + errno_text(errno));
   const auto deadline = Clock::now() + timeout;
   for (;;) {
@@ -465,21 +469,60 @@ void close_lock_handle(intptr_t handle) {
   ::close(static_cast<int>(handle));
 }  // closing releases the flock
 
-Status write_file_atomic(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(ErrorKind::state, "cannot create " + tmp + ": " + errno_text(errno));
+namespace {
+
+/// 64 random bits as hex, for names nobody can plant a link at beforehand.
+std::string random_suffix() {
+  static thread_local std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+Status write_all_fd(int fd, const std::string& path, const std::string& content) {
   size_t done = 0;
   while (done < content.size()) {
     const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return make_error(ErrorKind::state, "cannot write " + tmp + ": " + errno_text(e));
-    }
+    if (n < 0) return make_error(ErrorKind::state, "cannot write " + path + ": " + errno_text(errno));
     done += static_cast<size_t>(n);
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status write_private_file(const std::string& path, const std::string& content) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 && errno == ELOOP)
+    return make_error(ErrorKind::state, path + " is a symbolic link; llamactl never writes through one (remove it)");
+  if (fd < 0) return make_error(ErrorKind::state, "cannot create " + path + ": " + errno_text(errno));
+  // An existing file keeps its mode on O_TRUNC: make it private too.
+  if (::fchmod(fd, 0600) != 0) {
+    const int e = errno;
+    ::close(fd);
+    return make_error(ErrorKind::state, "cannot chmod " + path + ": " + errno_text(e));
+  }
+  auto s = write_all_fd(fd, path, content);
+  ::close(fd);
+  return s;
+}
+
+std::optional<bool> owned_by_me(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
+  return st.st_uid == ::geteuid();
+}
+
+Status write_file_atomic(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + random_suffix();
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(ErrorKind::state, "cannot create " + tmp + ": " + errno_text(errno));
+  if (auto s = write_all_fd(fd, tmp, content); !s) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
@@ -524,7 +567,7 @@ Status rename_file(const std::string& from, const std::string& to) {
   return ok_status();
 }
 
-Status make_private_dir(const std::string& path) {
+Status make_private_dir(const std::string& path, bool may_be_link) {
   if (path.empty()) return make_error(ErrorKind::state, "empty directory path");
   size_t pos = 0;
   for (;;) {
@@ -535,8 +578,27 @@ Status make_private_dir(const std::string& path) {
     if (pos == std::string::npos) break;
   }
   struct stat st {};
+  if (!may_be_link && ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+    return make_error(ErrorKind::state, path +
+                                            " is a symbolic link; llamactl writes only into a real directory there "
+                                            "(remove the link)");
   if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return make_error(ErrorKind::state, path + " is not a directory");
+  // ssh's StrictModes: another user who can write here can plant records and links.
+  if (st.st_uid != ::geteuid()) {
+    const auto owner = user_name(static_cast<uint32_t>(st.st_uid));
+    return make_error(ErrorKind::state, path + " belongs to " + owner.value_or("uid " + std::to_string(st.st_uid)) +
+                                            ", not to you (" + current_user() +
+                                            "); llamactl uses only a directory of your own (set --state-dir or "
+                                            "LLAMACTL_STATE_DIR to one)");
+  }
+  if ((st.st_mode & 022) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return make_error(ErrorKind::state, path + " can be written by " +
+                                            ((st.st_mode & 002) != 0 ? "every user" : "its group") + " (mode " + mode +
+                                            "); fix it with: chmod 700 " + path);
+  }
   return ok_status();
 }
 

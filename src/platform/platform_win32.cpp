@@ -680,7 +680,28 @@ Status rename_file(const std::string& from, const std::string& to) {
   return ok_status();
 }
 
-Status make_private_dir(const std::string& path) {
+Status write_private_file(const std::string& path, const std::string& content) {
+  // A reparse point (symbolic link, junction) there is refused, as O_NOFOLLOW does on POSIX.
+  const DWORD attrs = ::GetFileAttributesA(path.c_str());
+  if (attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_REPARSE_POINT) != 0)
+    return make_error(ErrorKind::state, path + " is a symbolic link; llamactl never writes through one (remove it)");
+  HANDLE h = ::CreateFileA(path.c_str(), GENERIC_WRITE, FILE_SHARE_READ, nullptr, CREATE_ALWAYS,
+                           FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr);
+  if (h == INVALID_HANDLE_VALUE)
+    return make_error(ErrorKind::state, "cannot create " + path + ": " + last_error_text());
+  DWORD written = 0;
+  const bool ok = ::WriteFile(h, content.data(), static_cast<DWORD>(content.size()), &written, nullptr) &&
+                  written == content.size();
+  ::CloseHandle(h);
+  if (!ok) return make_error(ErrorKind::state, "cannot write " + path + ": " + last_error_text());
+  return ok_status();
+}
+
+std::optional<bool> owned_by_me(const std::string&) {
+  return std::nullopt;  // %LOCALAPPDATA% is private to the user already
+}
+
+Status make_private_dir(const std::string& path, bool) {
   // %LOCALAPPDATA% is already private to the user; no ACL changes here.
   size_t pos = 0;
   for (;;) {

@@ -216,10 +216,11 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
                                             *port, model.context, model.args, req.extra_args);
   const std::string log = dir_.log_path(model.name);
   // A fresh log per start (no fsync needed): its tail is what a failed load shows.
-  std::ofstream header(log, std::ios::trunc);
-  header << "# llamactl " << iso8601(now_ms()) << ": " << join(launch.argv, " ") << "\n";
-  if (!header.flush()) return make_error(ErrorKind::state, "cannot write log file " + log);
-  header.close();
+  // 0600 and never through a planted link: the log holds the model's paths and arguments.
+  if (auto s =
+          platform::write_private_file(log, "# llamactl " + iso8601(now_ms()) + ": " + join(launch.argv, " ") + "\n");
+      !s)
+    return make_error(ErrorKind::state, "cannot write log file: " + s.error().message);
   auto spawned = ops_.spawn({launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log});
   if (!spawned) return spawned.error();
 
@@ -296,6 +297,11 @@ bool Runtime::stop(const state::Instance& inst, std::chrono::milliseconds timeou
   if (!ops_.alive(inst.pid, inst.start_time)) {
     ops_.try_reap(inst.pid);
     return true;
+  }
+  // Nor one of another user, whatever a record says (a record can be forged).
+  if (const auto owner = ops_.user_of(inst.pid); owner && *owner != ops_.me()) {
+    log::warn("not stopping pid {} of '{}': it runs as {}, not as {}", inst.pid, inst.model, *owner, ops_.me());
+    return false;
   }
   // No graceful signal could be delivered (e.g. a Windows process without our console): kill at once.
   if (!ops_.signal_group(inst.pid, platform::Signal::terminate)) timeout = std::chrono::milliseconds(0);

@@ -30,6 +30,8 @@ class ProcessOps {
   virtual std::optional<int> try_reap(int64_t pid) = 0;
   virtual bool signal_group(int64_t pgid, platform::Signal sig) = 0;
   virtual std::optional<std::string> user_of(int64_t pid) = 0;
+  /// The user llamactl runs as, as user_of names users.
+  virtual std::string me() { return platform::current_user(); }
   virtual bool port_available(int port) = 0;
   /// Collects every child that spawn() started and that has exited since,
   /// whoever stopped it (a `llamactl unload` from another process leaves

@@ -49,8 +49,10 @@ std::string StateDir::log_path(const std::string& model) const {
 }
 
 Status StateDir::ensure() const {
-  for (const std::string& d : {dir_, platform::join_path(dir_, "logs"), platform::join_path(dir_, "pids")})
-    if (auto s = platform::make_private_dir(d); !s) return s;
+  // The dir itself may be a link the user made (to another disk); logs/ and pids/ may not.
+  if (auto s = platform::make_private_dir(dir_); !s) return s;
+  for (const std::string& d : {platform::join_path(dir_, "logs"), platform::join_path(dir_, "pids")})
+    if (auto s = platform::make_private_dir(d, false); !s) return s;
   return ok_status();
 }
 
@@ -145,8 +147,23 @@ Result<StateFile> from_json(const std::string& text) {
   return st;
 }
 
+namespace {
+
+/// A state file another user wrote lists processes llamactl would signal:
+/// never believed (ssh's StrictModes, for records).
+Status check_owner(const std::string& path) {
+  if (const auto mine = platform::owned_by_me(path); mine && !*mine)
+    return make_error(ErrorKind::state, path +
+                                            " belongs to another user; llamactl acts only on records it wrote itself "
+                                            "(remove the file, or use a state dir of your own)");
+  return ok_status();
+}
+
+}  // namespace
+
 Result<StateFile> StateDir::peek() const {
   if (!platform::file_exists(state_path())) return StateFile{};
+  if (auto s = check_owner(state_path()); !s) return s.error();
   auto text = platform::read_file(state_path());
   if (!text) return make_error(ErrorKind::state, text.error().message);
   auto st = from_json(*text);
@@ -156,6 +173,7 @@ Result<StateFile> StateDir::peek() const {
 
 Result<StateFile> StateDir::load(const Lock&, std::vector<std::string>& warnings) const {
   if (!platform::file_exists(state_path())) return StateFile{};
+  if (auto s = check_owner(state_path()); !s) return s.error();
   auto text = platform::read_file(state_path());
   if (!text) return make_error(ErrorKind::state, text.error().message);
   auto st = from_json(*text);

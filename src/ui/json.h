@@ -17,4 +17,11 @@ nlohmann::ordered_json status_json(const runtime::View& view);
 nlohmann::ordered_json load_json(const runtime::LoadOutcome& out);
 nlohmann::ordered_json unload_json(const runtime::UnloadOutcome& out);
 
+/// A document as text, always valid UTF-8: bytes that are not (from a state
+/// file, a log, a process name) become U+FFFD instead of making dump() throw.
+template <class J>
+std::string json_text(const J& j, int indent = 2) {
+  return j.dump(indent, ' ', false, J::error_handler_t::replace);
+}
+
 }  // namespace llamactl::ui

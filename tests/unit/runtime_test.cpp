@@ -55,6 +55,7 @@ class FakeOps final : public ProcessOps {
     return true;
   }
   std::optional<std::string> user_of(int64_t) override { return "alice"; }
+  std::string me() override { return "alice"; }
   bool port_available(int port) override { return !taken_ports.count(port); }
 };
 
