@@ -126,15 +126,15 @@ done
 # first (scripts/lib/suites.sh: wine_start) and ended by prefix at the end,
 # whatever happens. The whole step has a bound: a Wine that misbehaves fails
 # it with a message within minutes instead of waiting silently.
-wine_seconds=${LLAMACTL_WINE_SECONDS:-900}
+wine_seconds=${LLAMACTL_WINE_SECONDS:-600}
 wine_budget_start "$wine_seconds"
 trap wine_stop EXIT
 wine_start "$root/build/wine-prefix" || fail_run "windows: Wine could not be set up"
-run_gtest "$(wine_limit 480)" "$WINE" build/windows/tests/unit_tests.exe
-run_gtest "$(wine_limit 300)" "$WINE" build/windows/tests/windows_e2e_tests.exe
+run_gtest "$(wine_limit 240)" "$WINE" build/windows/tests/unit_tests.exe
+run_gtest "$(wine_limit 180)" "$WINE" build/windows/tests/windows_e2e_tests.exe
 # In a console: run on a pseudo-terminal, a Windows program gets one from Wine
 # (watch's full screen and keys, Ctrl-C typed at the keyboard).
-run_gtest "$(wine_limit 300)" env LLAMACTL_WINDOWS_EXE=build/windows/llamactl.exe WINE="$WINE" \
+run_gtest "$(wine_limit 180)" env LLAMACTL_WINDOWS_EXE=build/windows/llamactl.exe WINE="$WINE" \
   build/asan/tests/windows_console_tests
 wine_stop
 trap - EXIT

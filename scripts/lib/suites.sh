@@ -64,7 +64,7 @@ wine_start() {
     return 1
   fi
   log="$prefix.wineboot.log"
-  run_logged "$(wine_limit 300)" "$log" "$WINE" wineboot --init || rc=$?
+  run_logged "$(wine_limit 180)" "$log" "$WINE" wineboot --init || rc=$?
   if [ "$rc" != 0 ]; then
     if timed_out "$rc"; then
       echo "windows: making the Wine prefix $prefix (wineboot --init) did not finish in time; log: $log" >&2
