@@ -2,7 +2,7 @@
 // from any client; llama-server's stream comes from a process that a model's
 // output drives. No input may crash serve: the depth bound, the OpenAI body
 // scan, Ollama's chat/generate/embed translation and the re-serialisation of
-// what it built (dump() recurses and throws on bad UTF-8), and the reply
+// what it built (dump() recurses; serve's dump_utf8 never throws), and the reply
 // side (the SSE translator, error bodies).
 #include <cstddef>
 #include <cstdint>
@@ -44,11 +44,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ol::requested_model(body);
   for (const auto kind : {ol::Kind::chat, ol::Kind::generate}) {
     ol::Request r;
-    if (!ol::translate(kind, body, r)) (void)r.upstream_body.dump();
+    if (!ol::translate(kind, body, r)) (void)llamactl::dump_utf8(r.upstream_body);
   }
   for (const bool legacy : {false, true}) {
     ol::EmbedRequest e;
-    if (!ol::translate_embed(body, legacy, e)) (void)e.upstream_body.dump();
+    if (!ol::translate_embed(body, legacy, e)) (void)llamactl::dump_utf8(e.upstream_body);
   }
   return 0;
 }

@@ -28,7 +28,7 @@ int64_t wall_ns() {
 }
 
 ojson to_ordered(const json& j) {
-  return ojson::parse(j.dump());
+  return ojson::parse(dump_utf8(j));
 }
 
 /// details in the order of Ollama's ModelDetails struct.
@@ -42,7 +42,7 @@ ojson ordered_details(const json& d) {
 }
 
 std::string error_body(const std::string& message) {
-  return ojson{{"error", message}}.dump();
+  return dump_utf8(ojson{{"error", message}});
 }
 
 /// Reads the rest of an upstream body into a string (bounded).
@@ -80,7 +80,7 @@ std::string show_json(const ModelCard& c, const std::string& path, const std::st
   o["model_info"] = to_ordered(c.model_info);
   o["capabilities"] = c.capabilities;
   o["modified_at"] = ollama::rfc3339_ms(c.modified_ms);
-  return o.dump();
+  return dump_utf8(o);
 }
 
 std::string not_supported(const std::string& op, const std::string& config_source) {
@@ -89,11 +89,11 @@ std::string not_supported(const std::string& op, const std::string& config_sourc
 }
 
 std::string version_json() {
-  return ojson{{"version", LLAMACTL_VERSION}}.dump();
+  return dump_utf8(ojson{{"version", LLAMACTL_VERSION}});
 }
 
 std::string empty_embed_json(const std::string& model) {
-  return ojson{{"model", model}, {"embeddings", ojson::array()}}.dump();
+  return dump_utf8(ojson{{"model", model}, {"embeddings", ojson::array()}});
 }
 
 }  // namespace
@@ -120,7 +120,7 @@ std::string HttpServer::Impl::ollama_tags() {
   std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   ojson models = ojson::array();
   for (auto& e : entries) models.push_back(std::move(e.second));
-  return ojson{{"models", std::move(models)}}.dump();
+  return dump_utf8(ojson{{"models", std::move(models)}});
 }
 
 std::string HttpServer::Impl::ollama_ps() {
@@ -162,7 +162,7 @@ std::string HttpServer::Impl::ollama_ps() {
   std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   ojson models = ojson::array();
   for (auto& e : entries) models.push_back(std::move(e.second));
-  return ojson{{"models", std::move(models)}}.dump();
+  return dump_utf8(ojson{{"models", std::move(models)}});
 }
 
 awaitable<bool> HttpServer::Impl::ollama(Stream& client, http::request<http::string_body>& req, const std::string& path,
@@ -266,7 +266,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
   if (r.unload) {
     // Ollama answers at once; the instance stops when nothing is in flight.
     if (router.unload_when_idle(*model)) log::info("unload {}: requested by the client (keep_alive 0)", *model);
-    co_return co_await reply(client, req, 200, kJson, ol::load_reply(kind, r.model, "unload", wall_ns()).dump(),
+    co_return co_await reply(client, req, 200, kJson, dump_utf8(ol::load_reply(kind, r.model, "unload", wall_ns())),
                              origin);
   }
 
@@ -283,7 +283,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
     Admitted admitted(router, *model);
     if (r.keep_alive_ms) router.set_keep_alive(*model, *r.keep_alive_ms);
     if (r.load_only)
-      co_return co_await reply(client, req, 200, kJson, ol::load_reply(kind, r.model, "load", wall_ns()).dump(),
+      co_return co_await reply(client, req, 200, kJson, dump_utf8(ol::load_reply(kind, r.model, "load", wall_ns())),
                                origin);
 
     http::request<http::string_body> up{http::verb::post, r.upstream_path, 11};
@@ -291,7 +291,7 @@ awaitable<bool> HttpServer::Impl::ollama_generate(Stream& client, http::request<
     up.set(http::field::content_type, "application/json");
     up.set(http::field::accept, "text/event-stream");
     up.keep_alive(true);
-    up.body() = r.upstream_body.dump();
+    up.body() = dump_utf8(r.upstream_body);
     up.prepare_payload();
     UpstreamExchange x;
     error_code ec = co_await open_upstream(pool, t.port, up, x);
@@ -428,7 +428,7 @@ namespace {
 std::string tokenize_body(const std::string& text) {
   json b = json::object();
   b["content"] = text;
-  return b.dump();
+  return dump_utf8(b);
 }
 
 /// The first `limit` tokens of a /tokenize reply as a /detokenize body; empty
@@ -440,7 +440,7 @@ std::string detokenize_body(const std::string& tokenize_reply, int64_t limit) {
   if (static_cast<int64_t>(tokens.size()) <= limit) return {};
   json b = json::object();
   b["tokens"] = json(tokens.begin(), tokens.begin() + limit);
-  return b.dump();
+  return dump_utf8(b);
 }
 
 std::string failure_of(const JsonExchange& x) {
@@ -520,7 +520,7 @@ awaitable<bool> HttpServer::Impl::ollama_embed(Stream& client, http::request<htt
       co_return co_await reply(client, req, 200, kJson, empty, origin);
     }
 
-    JsonExchange r = co_await post_json(pool, t.port, "/v1/embeddings", e.upstream_body.dump());
+    JsonExchange r = co_await post_json(pool, t.port, "/v1/embeddings", dump_utf8(e.upstream_body));
     if (r.ec && !r.connected) {
       router.upstream_failed(*model);
       if (r.ec == asio::error::connection_refused && attempt == 0) continue;
@@ -536,7 +536,7 @@ awaitable<bool> HttpServer::Impl::ollama_embed(Stream& client, http::request<htt
         std::string why;
         if (!co_await truncate_inputs(pool, t.port, *limit, e, why)) co_return co_await fail(400, why);
         log::debug("embed {}: input cut to {} tokens", *model, *limit);
-        r = co_await post_json(pool, t.port, "/v1/embeddings", e.upstream_body.dump());
+        r = co_await post_json(pool, t.port, "/v1/embeddings", dump_utf8(e.upstream_body));
         // Still too long (the text tokenized anew came out longer): Ollama's answer, not llama-server's.
         if (!r.ec && r.status != 200 && ol::embed_overflow_limit(r.status, r.text, running.context, running.ubatch))
           co_return co_await fail(400, "input exceeds maximum context length and cannot be truncated further");
@@ -555,7 +555,7 @@ awaitable<bool> HttpServer::Impl::ollama_embed(Stream& client, http::request<htt
     ojson out;
     if (auto f = ol::embed_reply(e, reply_json, steady_ns() - t_start, load_ns, out))
       co_return co_await fail(f->status, f->message);
-    co_return co_await reply(client, req, 200, kJson, out.dump(), origin);
+    co_return co_await reply(client, req, 200, kJson, dump_utf8(out), origin);
   }
 }
 

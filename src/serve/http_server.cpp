@@ -827,7 +827,7 @@ std::string HttpServer::Impl::models_json() {
                      {{"value", m.state == "ready"     ? "loaded"
                                 : m.state == "stopped" ? "unloaded"
                                                        : m.state}}}});
-  return json{{"object", "list"}, {"data", data}}.dump();
+  return dump_utf8(json{{"object", "list"}, {"data", data}});
 }
 
 std::string HttpServer::Impl::metrics_text() {

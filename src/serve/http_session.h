@@ -32,6 +32,7 @@
 #include "util/time.h"
 
 #include "serve/model_card.h"
+#include "util/json_depth.h"
 
 namespace llamactl::serve {
 
@@ -299,7 +300,7 @@ inline bool hop_by_hop(http::field f) {
 }
 
 inline std::string openai_error(const std::string& message, const std::string& type, int code) {
-  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}}.dump();
+  return dump_utf8(json{{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}});
 }
 
 inline std::string error_type(int status) {

@@ -162,9 +162,10 @@ std::optional<Failure> translate_messages(const json& messages, json& out) {
           return bad("each tool call needs function.name");
         const json args = fn.value("arguments", json::object());
         // Ollama sends arguments as an object; llama-server wants the JSON text.
-        json call = {{"type", "function"},
-                     {"function",
-                      {{"name", fn["name"]}, {"arguments", args.is_string() ? args.get<std::string>() : args.dump()}}}};
+        json call = {
+            {"type", "function"},
+            {"function",
+             {{"name", fn["name"]}, {"arguments", args.is_string() ? args.get<std::string>() : dump_utf8(args)}}}};
         if (c.contains("id") && c["id"].is_string()) call["id"] = c["id"];
         calls.push_back(std::move(call));
       }
@@ -481,7 +482,7 @@ void Translator::emit_text(const std::string& content, const std::string& thinki
     if (!thinking.empty()) o["thinking"] = thinking;
   }
   o["done"] = false;
-  out += o.dump() + "\n";
+  out += dump_utf8(o) + "\n";
 }
 
 std::string Translator::feed(std::string_view bytes, int64_t wall_ns) {
@@ -626,7 +627,7 @@ std::string Translator::finish(int64_t wall_ns, int64_t steady_ns, const std::st
   if (error.empty()) calls = tool_calls_json(error);
   if (!error.empty()) {
     if (error_status_ == 0) error_status_ = 500;
-    return ojson{{"error", error}}.dump() + (stream_ ? "\n" : "");
+    return dump_utf8(ojson{{"error", error}}) + (stream_ ? "\n" : "");
   }
   error_status_ = 0;
   std::string out;
@@ -635,7 +636,7 @@ std::string Translator::finish(int64_t wall_ns, int64_t steady_ns, const std::st
     ojson o = base(wall_ns);
     o["message"] = {{"role", "assistant"}, {"content", ""}, {"tool_calls", *calls}};
     o["done"] = false;
-    out += o.dump() + "\n";
+    out += dump_utf8(o) + "\n";
   }
   ojson o = base(wall_ns);
   // Field order as Ollama's Go structs: ChatResponse has done_reason before
@@ -654,7 +655,7 @@ std::string Translator::finish(int64_t wall_ns, int64_t steady_ns, const std::st
     o["done_reason"] = done_reason_;
   }
   add_metrics(o, steady_ns);
-  out += o.dump();
+  out += dump_utf8(o);
   if (stream_) out += "\n";
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include "gpu/classify.h"
 #include "runtime/runtime.h"
+#include "util/json_depth.h"
 
 namespace llamactl::ui {
 
@@ -21,7 +22,7 @@ nlohmann::ordered_json unload_json(const runtime::UnloadOutcome& out);
 /// file, a log, a process name) become U+FFFD instead of making dump() throw.
 template <class J>
 std::string json_text(const J& j, int indent = 2) {
-  return j.dump(indent, ' ', false, J::error_handler_t::replace);
+  return dump_utf8(j, indent);
 }
 
 }  // namespace llamactl::ui

@@ -1,5 +1,6 @@
 #pragma once
-// The one bound on how deep a JSON text that llamactl reads may nest.
+// JSON from outside: the one bound on how deep a text that llamactl reads may
+// nest, and text out that is always valid UTF-8.
 //
 // nlohmann::json parses iteratively, but dump(), copies and comparisons
 // recurse once per level: a body nested 85,000 deep ended serve with
@@ -8,6 +9,7 @@
 // replies, a model's tool-call arguments, state and config files) is checked
 // against this bound before it is parsed. No real request comes near it.
 
+#include <string>
 #include <string_view>
 
 namespace llamactl {
@@ -30,6 +32,15 @@ template <class J>
 J parse_json_bounded(std::string_view text) {
   if (json_too_deep(text)) return J(J::value_t::discarded);
   return J::parse(text, nullptr, false);
+}
+
+/// j.dump(indent) as text that is always valid UTF-8: a string that is not
+/// (a prefix of llama-server's output cut mid-character, a process name, a
+/// damaged file's bytes in a message) gets U+FFFD where plain dump() would
+/// throw. Every JSON that llamactl writes out goes through this.
+template <class J>
+std::string dump_utf8(const J& j, int indent = -1) {
+  return j.dump(indent, ' ', false, J::error_handler_t::replace);
 }
 
 }  // namespace llamactl

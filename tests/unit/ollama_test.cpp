@@ -317,6 +317,23 @@ TEST(OllamaTranslator, ChatStreamBecomesNdjsonWithNanosecondStats) {
       std::string::npos);
 }
 
+// Found by fuzz_translate: an event that is not JSON and not UTF-8 went into
+// the error message as it came, and dump() threw (type_error 316) instead of
+// answering. The message is valid UTF-8 now (U+FFFD for the bad bytes).
+TEST(OllamaTranslator, AnEventThatIsNeitherJsonNorUtf8EndsInAValidErrorLine) {
+  for (const bool stream : {true, false}) {
+    Translator t(Kind::chat, Upstream::chat, "tiny", stream, {0, 0});
+    (void)t.feed("data: {\"error\":{\"message\":\"\xff\xfe cut\xe6\x97\n\n", 1);
+    std::string last;
+    ASSERT_NO_THROW(last = t.finish(2, 3));
+    const auto j = nlohmann::json::parse(last, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << last;
+    EXPECT_NE(j["error"].get<std::string>().find("not JSON"), std::string::npos) << last;
+    EXPECT_NE(j["error"].get<std::string>().find("\xef\xbf\xbd"), std::string::npos) << last;  // U+FFFD
+    EXPECT_EQ(t.error_status(), 500);
+  }
+}
+
 TEST(OllamaTranslator, StreamFalseCollectsOneObject) {
   Translator t(Kind::generate, Upstream::chat, "tiny", false, {0, 0});
   EXPECT_EQ(t.feed(sse(kChatStream), kWall), "") << "nothing is written before the end";
