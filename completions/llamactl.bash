@@ -62,7 +62,7 @@ _llamactl() {
       return
       ;;
     --port | --timeout | --threshold | --interval | --smi-timeout | --keep-alive | --listen | --api-key | \
-      --max-body | --load-timeout | --grace)
+      --max-body | --load-timeout | --grace | --allow-host)
       return
       ;;
   esac
@@ -73,7 +73,7 @@ _llamactl() {
     load) opts="--gpu --port --timeout --force --keep-alive --threshold" ;;
     unload) opts="--gpu --all --timeout" ;;
     status) opts="--check --threshold" ;;
-    serve) opts="--listen --api-key --keep-alive --unload-on-exit --max-body --load-timeout --grace" ;;
+    serve) opts="--listen --api-key --allow-host --keep-alive --unload-on-exit --max-body --load-timeout --grace" ;;
     mcp) opts="" ;;
     watch) opts="--interval --once" ;;
     "")

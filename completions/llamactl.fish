@@ -61,6 +61,7 @@ complete -c llamactl -n '__fish_seen_subcommand_from unload' -l all -d 'Every in
 complete -c llamactl -n '__fish_seen_subcommand_from status' -l check -d 'Exit 13 when dead or unhealthy'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l listen -r -d 'HOST:PORT'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l api-key -r -d 'Bearer key'
+complete -c llamactl -n '__fish_seen_subcommand_from serve' -l allow-host -r -d 'Another Host name to answer'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l unload-on-exit -d 'Unload on exit'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l max-body -r -d 'Largest request body'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l load-timeout -r -d 'Seconds to become healthy'

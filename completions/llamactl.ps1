@@ -10,7 +10,7 @@ Register-ArgumentCompleter -Native -CommandName llamactl, llamactl.exe -ScriptBl
     load   = '--gpu', '--port', '--timeout', '--force', '--keep-alive', '--threshold'
     unload = '--gpu', '--all', '--timeout'
     status = '--check', '--threshold'
-    serve  = '--listen', '--api-key', '--keep-alive', '--unload-on-exit', '--max-body', '--load-timeout', '--grace'
+    serve  = '--listen', '--api-key', '--allow-host', '--keep-alive', '--unload-on-exit', '--max-body', '--load-timeout', '--grace'
     watch  = '--interval', '--once'
   }
   $words = $commandAst.CommandElements | ForEach-Object { $_.ToString() }
