@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <thread>
 
 #include "commands.h"
@@ -138,8 +139,30 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   if (auto s = server.start(); !s) return fail(ctx, s.error());
   if (!ctx.global.quiet) print("llamactl serve: listening on http://" + address + " (state dir " + dir.dir() + ")\n");
 
+  // The state dir removed (or replaced) under a running serve: the serve
+  // lock's path no longer names the file serve holds. Claim the dir again
+  // (one serve per state dir: if another serve got there first, this one
+  // stops), write serve.json, and the router puts its records back.
+  std::atomic<bool> lost_dir{false};
+  router.set_state_guard([&]() -> bool {
+    const auto held = claim->identity();
+    const auto now = platform::file_identity(dir.serve_lock_path());
+    if (!held || (now && *now == *held)) return false;
+    log::warn("state dir {} was removed or replaced while serve ran; claiming it again", dir.dir());
+    auto again = claim_state_dir(dir);
+    if (!again) {
+      log::error("{}; this serve stops", again.error().message);
+      lost_dir = true;
+      return false;
+    }
+    *claim = std::move(*again);
+    if (auto s = platform::write_file_atomic(dir.serve_info_path(), info.dump() + "\n"); !s)
+      log::warn("{}", s.error().message);
+    return true;
+  });
+
   std::thread loop([&router] { router.run(); });
-  while (!platform::interrupted()) platform::sleep_for(std::chrono::milliseconds(50));
+  while (!platform::interrupted() && !lost_dir) platform::sleep_for(std::chrono::milliseconds(50));
   // A console window being closed leaves about 5 s in all (Windows): keep
   // most of them for unloading (--unload-on-exit) and removing serve.json.
   const double grace_s = platform::console_closing() ? std::min(o.grace_s, 1.0) : o.grace_s;
@@ -147,6 +170,8 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   server.stop(std::chrono::milliseconds(static_cast<int64_t>(grace_s * 1000)));
   router.stop(o.unload_on_exit);
   loop.join();
+  router.set_state_guard({});              // it refers to what goes out of scope first
+  if (lost_dir) return code(Exit::state);  // serve.json is the other serve's now
   (void)platform::remove_file(dir.serve_info_path());
   return code(Exit::ok);
 }

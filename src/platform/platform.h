@@ -151,6 +151,10 @@ class FileLock {
   FileLock(const FileLock&) = delete;
   FileLock& operator=(const FileLock&) = delete;
   ~FileLock();
+  /// The identity (device, inode) of the file this lock holds; nullopt where
+  /// the platform cannot tell (Windows). Compared with file_identity() of its
+  /// path, it says whether the path still names the locked file.
+  std::optional<std::pair<uint64_t, uint64_t>> identity() const;
 
  private:
   explicit FileLock(intptr_t handle) : handle_(handle) {}
@@ -165,6 +169,9 @@ Status write_file_atomic(const std::string& path, const std::string& content);
 /// Creates or truncates `path` (0600 whatever the umask) and writes `content`.
 /// A symbolic link at `path` is an error; its target is left untouched.
 Status write_private_file(const std::string& path, const std::string& content);
+/// The identity (device, inode) of the file at `path`; nullopt when there is
+/// none (or on Windows).
+std::optional<std::pair<uint64_t, uint64_t>> file_identity(const std::string& path);
 /// Whether `path` (itself, not a link's target) belongs to the user llamactl
 /// runs as; nullopt when that cannot be told (missing, or Windows).
 std::optional<bool> owned_by_me(const std::string& path);

@@ -697,6 +697,14 @@ Status write_private_file(const std::string& path, const std::string& content) {
   return ok_status();
 }
 
+std::optional<std::pair<uint64_t, uint64_t>> FileLock::identity() const {
+  return std::nullopt;  // serve's state-dir watch is POSIX only (README)
+}
+
+std::optional<std::pair<uint64_t, uint64_t>> file_identity(const std::string&) {
+  return std::nullopt;
+}
+
 std::optional<bool> owned_by_me(const std::string&) {
   return std::nullopt;  // %LOCALAPPDATA% is private to the user already
 }

@@ -321,6 +321,26 @@ bool Runtime::stop(const state::Instance& inst, std::chrono::milliseconds timeou
   return wait_gone(std::chrono::seconds(5));
 }
 
+Status Runtime::restore_records(const std::vector<state::Instance>& ours) {
+  if (ours.empty()) return ok_status();
+  auto lock = dir_.lock();
+  if (!lock) return lock.error();
+  std::vector<std::string> warnings;
+  auto st = dir_.load(*lock, warnings);
+  if (!st) return st.error();
+  for (const auto& w : warnings) log::warn("{}", w);
+  bool changed = false;
+  for (const auto& rec : ours) {
+    const bool known = std::any_of(st->instances.begin(), st->instances.end(),
+                                   [&](const state::Instance& i) { return i.model == rec.model && i.pid == rec.pid; });
+    if (known || !ops_.alive(rec.pid, rec.start_time)) continue;
+    st->instances.push_back(rec);
+    if (auto s = dir_.write_pidfile(*lock, rec); !s) return s;
+    changed = true;
+  }
+  return changed ? dir_.save(*lock, *st) : ok_status();
+}
+
 Status Runtime::record_use(const std::vector<std::tuple<std::string, int64_t, int64_t>>& uses) {
   if (uses.empty()) return ok_status();
   auto lock = dir_.lock();

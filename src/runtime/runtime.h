@@ -158,6 +158,11 @@ class Runtime {
   /// serve: when each instance was last used (model, pid, ms since the epoch),
   /// so `status` shows last use and expiry. Records of other pids are left alone.
   Status record_use(const std::vector<std::tuple<std::string, int64_t, int64_t>>& uses);
+  /// serve, after its state dir was removed or replaced under it: puts back
+  /// the records of `ours` (instances serve knows run) that the state lacks,
+  /// with their pid files, so nothing that runs goes untracked and no model
+  /// gets a second instance.
+  Status restore_records(const std::vector<state::Instance>& ours);
   /// Sets the keep-alive of the live instance of `model` with `pid` in the
   /// state file (a later reap or `status` sees it). No-op when it is gone.
   Status set_keep_alive(const std::string& model, int64_t pid, int64_t keep_alive_ms);

@@ -226,6 +226,7 @@ void Router::run_load(const std::string& model) {
                 placement::gpus_text(rec.gpus), seconds);
       for (const auto& n : r->notes) log::info("load {}: {}", model, n);
       metrics_.load(true, seconds);
+      remember(rec);
       Grants g;
       {
         std::lock_guard lock(mu_);
@@ -283,8 +284,27 @@ void Router::run_stop(const std::string& model, int64_t pid, const std::string& 
   }
 }
 
+void Router::remember(const state::Instance& rec) {
+  std::lock_guard one(sync_mu_);
+  std::erase_if(known_, [&](const state::Instance& i) { return i.model == rec.model; });
+  known_.push_back(rec);
+}
+
+void Router::set_state_guard(std::function<bool()> guard) {
+  std::lock_guard one(sync_mu_);
+  state_guard_ = std::move(guard);
+}
+
 void Router::sync_now() {
   std::lock_guard one(sync_mu_);
+  if (state_guard_ && state_guard_()) {
+    // The state dir went away under us: what runs must not go untracked, nor
+    // get a second instance because its record is gone.
+    if (auto s = rt_.restore_records(known_); !s)
+      log::error("cannot put back the records of the running instances: {}", s.error().message);
+    else
+      log::warn("state dir {} recreated with the {} instance(s) serve knows", rt_.state_dir().dir(), known_.size());
+  }
   uint64_t mark = 0;
   {
     std::lock_guard lock(mu_);
@@ -297,6 +317,9 @@ void Router::sync_now() {
     return;
   }
   for (const auto& n : notes) log::warn("{}", n);
+  known_.clear();
+  for (const auto& i : st->instances)
+    if (!i.dead()) known_.push_back(i);
   std::vector<Record> live;
   std::map<std::string, int64_t> dead_pids;
   size_t dead = 0;

@@ -101,6 +101,11 @@ class Router {
   bool unload_when_idle(const std::string& model);
   /// Instances by scheduler phase plus dead records, and requests in flight.
   void fill(MetricsSnapshot& m);
+  /// serve's check, run before every sync, that the state dir is still the
+  /// one it claimed. It returns true when the dir was removed or replaced and
+  /// serve has claimed it again: then the records of the instances serve
+  /// knows are put back before the sync reads the state.
+  void set_state_guard(std::function<bool()> guard);
 
  private:
   struct Waiter {
@@ -117,6 +122,9 @@ class Router {
   void reap();
   void spawn_job(std::function<void()> fn);
   void join_finished_jobs();
+  /// A record of an instance that runs now (a load just finished): known
+  /// before the next sync, for set_state_guard's restore.
+  void remember(const state::Instance& rec);
 
   runtime::Runtime& rt_;
   Metrics& metrics_;
@@ -136,7 +144,9 @@ class Router {
     std::shared_ptr<bool> done;
   };
   std::vector<Job> jobs_;
-  std::mutex sync_mu_;  // one sync at a time
+  std::mutex sync_mu_;                  // one sync at a time; guards the two below
+  std::function<bool()> state_guard_;   // see set_state_guard
+  std::vector<state::Instance> known_;  // the live records of the last sync
 };
 
 }  // namespace llamactl::serve

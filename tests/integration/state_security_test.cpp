@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "integration/harness.h"
 #include "integration/serve_harness.h"
@@ -141,4 +143,41 @@ TEST(StateSecurity, AForgedRecordOfAnotherUsersProcessIsNeverSignalled) {
   EXPECT_NE(proc_state(victim), 0);
   std::remove((sb.state_dir() + "/state.json").c_str());
   stop_victim();
+}
+
+// The state dir removed under a running serve: requests keep going to the
+// instance that runs (no second llama-server), serve claims the dir again and
+// writes its record back, and a second serve on that dir is still refused.
+TEST(StateSecurity, TheStateDirRemovedUnderServeIsRecreatedWithWhatRuns) {
+  Sandbox sb;
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n");
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  const std::string chat = R"({"model":"tiny","stream":false,"messages":[{"role":"user","content":"hi"}]})";
+  ASSERT_EQ(http_request(s.port(), "POST", "/api/chat", chat).status, 200) << s.output();
+  const auto live_pids = [&] {
+    std::vector<int64_t> pids;
+    const auto st = sb.state_file();
+    if (st.contains("instances"))
+      for (const auto& i : st["instances"])
+        if (i.value("model", "") == "tiny" && i.value("state", "") != "dead")
+          pids.push_back(i.value("pid", int64_t{0}));
+    return pids;
+  };
+  const auto before = live_pids();
+  ASSERT_EQ(before.size(), 1u);
+  std::filesystem::remove_all(sb.state_dir());
+  // At once, before serve has noticed: still the same instance.
+  EXPECT_EQ(http_request(s.port(), "POST", "/api/chat", chat).status, 200) << s.output();
+  EXPECT_TRUE(eventually([&] { return live_pids() == before; }, 10s)) << s.output();
+  EXPECT_TRUE(std::filesystem::exists(sb.state_dir() + "/serve.json"));
+  EXPECT_TRUE(std::filesystem::exists(sb.state_dir() + "/pids/tiny.pid"));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(http_request(s.port(), "POST", "/api/chat", chat).status, 200);
+  EXPECT_EQ(live_pids(), before) << s.output();
+  // Still one serve per state dir.
+  ServeProcess second(sb);
+  EXPECT_EQ(second.wait_exit(10s), 8) << second.output();
+  EXPECT_NE(second.output().find("already serves state dir"), std::string::npos) << second.output();
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+  EXPECT_EQ(sb.run({"unload", "--all"}).exit_code, 0);
 }
