@@ -22,6 +22,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <random>
 #include <thread>
 
 #include "platform/platform.h"
@@ -624,8 +625,12 @@ void close_lock_handle(intptr_t handle) {
 }  // releases the lock
 
 Status write_file_atomic(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp." + std::to_string(current_pid());
-  HANDLE h = ::CreateFileA(tmp.c_str(), GENERIC_WRITE, 0, nullptr, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr);
+  // An unpredictable name, created new (never an existing file or a link planted there), as O_EXCL on POSIX.
+  static thread_local std::random_device rd;
+  const std::string tmp = path + ".tmp." + std::to_string(current_pid()) + "." + std::to_string(rd()) +
+                          std::to_string(rd());
+  HANDLE h = ::CreateFileA(tmp.c_str(), GENERIC_WRITE, 0, nullptr, CREATE_NEW,
+                           FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr);
   if (h == INVALID_HANDLE_VALUE) return make_error(ErrorKind::state, "cannot create " + tmp + ": " + last_error_text());
   DWORD written = 0;
   const bool ok = ::WriteFile(h, content.data(), static_cast<DWORD>(content.size()), &written, nullptr) &&
