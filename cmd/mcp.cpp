@@ -130,7 +130,7 @@ int run_mcp(Context& ctx) {
       reply = nlohmann::json{{"jsonrpc", "2.0"},
                              {"id", nullptr},
                              {"error", {{"code", -32603}, {"message", std::string("Internal error: ") + e.what()}}}}
-                  .dump();
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
     if (!reply) continue;
     reply->push_back('\n');

@@ -92,12 +92,18 @@ Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
   if (auto s = dir.ensure(); !s) return s.error();
   auto lock = platform::FileLock::acquire(dir.serve_lock_path(), std::chrono::milliseconds(0));
   if (lock) return lock;
+  // Only a lock another process holds means another serve (not a planted link, not a permission).
+  if (lock.error().message.find("timed out waiting") == std::string::npos) return lock.error();
   std::string who = "another llamactl serve";
   if (auto text = platform::read_file(dir.serve_info_path())) {
     const auto j = parse_json_bounded<nlohmann::json>(*text);
+    const auto field = [&](const char* key) {
+      if (!j.is_object() || !j.contains(key)) return std::string("?");
+      const auto& v = j[key];
+      return v.is_string() ? v.get<std::string>() : v.is_number_integer() ? std::to_string(v.get<int64_t>()) : "?";
+    };
     if (j.is_object())
-      who += " (pid " + std::to_string(j.value("pid", int64_t{0})) + ", listening on " +
-             j.value("address", std::string("?")) + ", since " + j.value("started_at", std::string("?")) + ")";
+      who += " (pid " + field("pid") + ", listening on " + field("address") + ", since " + field("started_at") + ")";
   }
   return make_error(ErrorKind::state,
                     who + " already serves state dir " + dir.dir() + "; stop it first, or use another --state-dir");

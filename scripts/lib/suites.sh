@@ -22,8 +22,13 @@ run_logged() {
   # after printing what is left; its own output is this script's.
   tail -n +1 -f --pid="$pid" "$log" &
   tail_pid=$!
+  # timeout runs in a process group of its own, so a Ctrl-C or a CI job's
+  # TERM does not reach the command: pass it on (timeout forwards TERM to
+  # the command's group), and stop the tail.
+  trap 'kill -TERM "$pid" "$tail_pid" 2>/dev/null; exit 130' INT TERM
   wait "$pid" || rc=$?
   wait "$tail_pid" 2>/dev/null || true
+  trap - INT TERM
   return "$rc"
 }
 
@@ -45,7 +50,7 @@ wine_limit() {
 }
 
 # wine_start PREFIX: a Wine prefix of its own with a persistent wineserver.
-#   The server is started first, detached, with its standard handles on
+#   The server is started first (-p300), detached, with its standard handles on
 #   /dev/null, so no Wine process that outlives a test holds a test's output
 #   open; then the prefix is made (wineboot --init) within a bound. Exports
 #   WINE (the loader), WINEPREFIX, WINESERVER, WINEDEBUG and WINEDLLOVERRIDES
@@ -59,7 +64,9 @@ wine_start() {
   WINESERVER=$(wine_server_binary) || return 1
   export WINESERVER
   mkdir -p "$prefix"
-  if ! timeout -k 5 "$(wine_limit 30)" "$WINESERVER" -p </dev/null >/dev/null 2>&1; then
+  # Persistent for 5 minutes after the last Wine process ends: if this
+  # script is killed before wine_stop, the server still goes away by itself.
+  if ! timeout -k 5 "$(wine_limit 30)" "$WINESERVER" -p300 </dev/null >/dev/null 2>&1; then
     echo "windows: wineserver -p for $prefix did not start (see: WINEPREFIX=$prefix $WINESERVER -f -d1)" >&2
     return 1
   fi

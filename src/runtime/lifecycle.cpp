@@ -331,9 +331,18 @@ Status Runtime::restore_records(const std::vector<state::Instance>& ours) {
   for (const auto& w : warnings) log::warn("{}", w);
   bool changed = false;
   for (const auto& rec : ours) {
-    const bool known = std::any_of(st->instances.begin(), st->instances.end(),
-                                   [&](const state::Instance& i) { return i.model == rec.model && i.pid == rec.pid; });
-    if (known || !ops_.alive(rec.pid, rec.start_time)) continue;
+    // A model that has a live record already (the same instance, or one that
+    // a `llamactl load` started meanwhile) keeps it: one record per model.
+    const bool taken = std::any_of(st->instances.begin(), st->instances.end(), [&](const state::Instance& i) {
+      return !i.dead() && (i.model == rec.model || i.port == rec.port);
+    });
+    if (taken) {
+      if (std::none_of(st->instances.begin(), st->instances.end(),
+                       [&](const state::Instance& i) { return i.pid == rec.pid; }))
+        log::warn("not putting back '{}' (pid {}): the state has a live record for it or its port", rec.model, rec.pid);
+      continue;
+    }
+    if (!ops_.alive(rec.pid, rec.start_time)) continue;
     st->instances.push_back(rec);
     if (auto s = dir_.write_pidfile(*lock, rec); !s) return s;
     changed = true;

@@ -25,6 +25,7 @@ class RealProcessOps final : public ProcessOps {
     if (s) {
       std::lock_guard lock(mu_);
       children_.insert(s->pid);
+      exited_.erase(s->pid);  // a reused pid: an earlier child's status is not this one's
     }
     return s;
   }
@@ -47,7 +48,7 @@ class RealProcessOps final : public ProcessOps {
     size_t n = 0;
     for (auto it = children_.begin(); it != children_.end();) {
       if (const auto code = platform::try_reap(*it)) {
-        // Kept for a later try_reap (a dead record's exit code); bounded, oldest pids first out.
+        // Kept for a later try_reap (a dead record's exit code); bounded (the lowest pid goes first).
         if (exited_.size() >= kKeepExited) exited_.erase(exited_.begin());
         exited_[*it] = *code;
         it = children_.erase(it);
@@ -186,8 +187,14 @@ Result<Reconciled> Runtime::lock_and_reconcile(const state::Lock& lock, state::S
   auto loaded = dir_.load(lock, notes);
   if (!loaded) return loaded.error();
   st = std::move(*loaded);
-  Reconciled rec = reconcile(
-      st.instances, [&](const state::Instance& i) { return ops_.alive(i.pid, i.start_time); }, now_ms());
+  // Alive, and ours: a process that runs as another user is never taken for
+  // one of our instances, whatever a record says (it would never be stopped).
+  const auto ours = [&](const state::Instance& i) {
+    if (!ops_.alive(i.pid, i.start_time)) return false;
+    const auto owner = ops_.user_of(i.pid);
+    return !owner || *owner == ops_.me();
+  };
+  Reconciled rec = reconcile(st.instances, ours, now_ms());
   if (rec.died.empty()) return rec;
   for (auto& d : rec.died) {
     // Our own child (serve's instances) has an exit status to collect; this also reaps the zombie.

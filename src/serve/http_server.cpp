@@ -8,6 +8,7 @@
 
 #include "serve/http_server.h"
 
+#include <array>
 #include <cstring>
 #include <future>
 
@@ -173,9 +174,20 @@ awaitable<void> HttpServer::Impl::sweep(Deadlines& d) const {
 
 awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
   UpstreamPool& pool = *pools[worker];
+  // Over loopback: the listener is, or (0.0.0.0) this connection's own address is.
+  bool via_loopback = loopback;
+  if (!via_loopback) {
+    error_code lec;
+    const auto local = sock.local_endpoint(lec);
+    const auto a = local.address();
+    via_loopback = lec || a.is_loopback() ||
+                   (a.is_v6() && a.to_v6().is_v4_mapped() &&
+                    asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback());
+  }
   Stream client(std::move(sock), *deadlines[worker]);
   std::atomic<int>& in_flight = active_by_worker[worker].n;
   beast::flat_buffer buffer;
+  bool refused = false;  // answered with an error the connection does not survive
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(opts.body_limit);
@@ -185,19 +197,23 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     co_await http::async_read_header(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
       co_await too_large(client);
+      refused = true;
       break;
     }
     if (ec == http::error::header_limit) {
       co_await refuse(client, 431, "the request's header fields are larger than the limit of 64 KiB");
+      refused = true;
       break;
     }
     if (malformed(ec)) {
       co_await refuse(client, 400, "malformed HTTP request (" + ec.message() + ")");
+      refused = true;
       break;
     }
     if (ec) break;  // closed or timed out
     if (const std::string why = framing_problem(parser.get()); !why.empty()) {
       co_await refuse(client, 400, why);
+      refused = true;
       break;
     }
     ++in_flight;
@@ -215,11 +231,13 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
       co_await http::async_read(client, buffer, parser, ec_token(ec));
     if (ec == http::error::body_limit) {
       co_await too_large(client);
+      refused = true;
       --in_flight;
       break;
     }
     if (malformed(ec)) {  // a bad chunk
       co_await refuse(client, 400, "malformed HTTP request body (" + ec.message() + ")");
+      refused = true;
       --in_flight;
       break;
     }
@@ -231,7 +249,7 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
     auto req = parser.release();
     bool keep = false;
     try {
-      keep = co_await handle(client, req, pool);
+      keep = co_await handle(client, req, pool, via_loopback);
     } catch (const std::exception& e) {
       log::error("request {} failed: {}", std::string(req.target()), e.what());
     }
@@ -240,6 +258,19 @@ awaitable<void> HttpServer::Impl::session(Socket sock, size_t worker) {
   }
   error_code ignored;
   client.socket().shutdown(Socket::shutdown_send, ignored);
+  if (refused) {
+    // The client may still be sending (a body, the rest of its fields):
+    // closing with bytes unread sends a reset, which can destroy the answer
+    // before the client reads it. Read and drop for a moment first (RFC 9112
+    // 9.6, closing in stages).
+    client.expires_after(std::chrono::milliseconds(500));
+    std::array<char, 16384> scratch{};
+    for (size_t dropped = 0; dropped < (1U << 20);) {
+      const size_t n = co_await client.async_read_some(asio::buffer(scratch), ec_token(ignored));
+      if (ignored) break;
+      dropped += n;
+    }
+  }
   client.close();
 }
 
@@ -293,7 +324,8 @@ awaitable<bool> HttpServer::Impl::reply(Stream& client, const http::request<http
   co_return keep && !ec;
 }
 
-awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool) {
+awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool,
+                                         bool via_loopback) {
   const auto t0 = Clock::now();
   // Views into the request (alive in the session's frame): no copies per request.
   const std::string_view target(req.target().data(), req.target().size());
@@ -325,7 +357,7 @@ awaitable<bool> HttpServer::Impl::handle(Stream& client, http::request<http::str
   const auto json_type = "application/json; charset=utf-8";
 
   const auto host = req[http::field::host];
-  if (!host_allowed(std::string_view(host.data(), host.size()), loopback, opts.allowed_hosts)) {
+  if (!host_allowed(std::string_view(host.data(), host.size()), via_loopback, opts.allowed_hosts)) {
     // DNS rebinding: a page whose name now resolves to this machine.
     status = 403;
     const std::string shown(host.substr(0, 100));

@@ -459,7 +459,7 @@ struct HttpServer::Impl {
     return cards.get(m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args));
   }
 
-  bool loopback = true;  // listening on loopback only: Host must name it (DNS rebinding)
+  bool loopback = true;  // listening on loopback only: every connection comes over loopback
 
   Impl(ServerOptions o, Router& r, Metrics& m, gpu::GpuProbe& g)
       : opts(std::move(o)), router(r), metrics(m), gpus(g), loopback(is_loopback(opts.listen)) {
@@ -476,7 +476,9 @@ struct HttpServer::Impl {
   /// Once a second, closes the thread's Streams past their deadline.
   awaitable<void> sweep(Deadlines& d) const;
   awaitable<void> session(Socket sock, size_t worker);
-  awaitable<bool> handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool);
+  /// `via_loopback`: the connection came in over loopback (a browser on this
+  /// machine may be behind it): the Host must be one of ours (DNS rebinding).
+  awaitable<bool> handle(Stream& client, http::request<http::string_body>& req, UpstreamPool& pool, bool via_loopback);
   awaitable<bool> proxy(Stream& client, http::request<http::string_body>& req, std::string_view route,
                         const std::string& origin, int& status, UpstreamPool& pool);
   awaitable<Ticket> wait_for(Stream& client, const std::string& model, Launch needs);

@@ -213,14 +213,13 @@ bool host_allowed(std::string_view header, bool loopback_listener, const std::ve
   std::string host = to_lower(name);
   if (!bracketed && !host.empty() && host.back() == '.') host.pop_back();  // "localhost." is localhost
   if (host.empty() || host[0] == '.') return false;
+  // An IP literal cannot be rebound (rebinding needs a name that the attacker
+  // re-points); loopback names are ours.
   const auto v4 = bracketed ? std::nullopt : ipv4_first(host);
-  if (host == "localhost" || ends_with(host, ".localhost") || (v4 && *v4 == 127) ||
-      (bracketed && is_ipv6_loopback(host)))
-    return true;
+  if (v4 || bracketed || host == "localhost" || ends_with(host, ".localhost")) return true;
   for (const auto& p : allowed)
     if (name_matches(host, p)) return true;
-  if (loopback_listener) return false;
-  return allowed.empty() || v4 || bracketed;
+  return !loopback_listener && allowed.empty();
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

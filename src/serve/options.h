@@ -47,13 +47,13 @@ bool is_loopback(const Endpoint& listen);
 
 /// Whether a request's Host header may reach serve (DNS rebinding: a page on
 /// evil.example whose name now points at 127.0.0.1 sends `Host: evil.example`).
-/// Always allowed: loopback names with or without a port (localhost,
-/// *.localhost, 127.0.0.0/8, [::1]) and the names in `allowed` ("name" or
-/// "*.domain", case-insensitive; --allow-host). On a loopback listener that
-/// is all. Off loopback (--listen 0.0.0.0:PORT), with no `allowed` names any
-/// Host passes, else IP literals and the `allowed` names. No Host at all
-/// (HTTP/1.0) passes: a browser always sends one.
-bool host_allowed(std::string_view host, bool loopback_listener, const std::vector<std::string>& allowed);
+/// Always allowed, with or without a port: IP literals (127.0.0.1, [::1],
+/// 0.0.0.0: a literal cannot be rebound), localhost and *.localhost, and the
+/// names in `allowed` ("name" or "*.domain", case-insensitive; --allow-host).
+/// On a connection that came in over loopback that is all. On one from
+/// another machine (--listen 0.0.0.0:PORT), with no `allowed` names any Host
+/// passes. No Host at all (HTTP/1.0) passes: a browser always sends one.
+bool host_allowed(std::string_view host, bool loopback_connection, const std::vector<std::string>& allowed);
 
 /// The API key check, in constant time for a key of the same length:
 /// `Authorization: Bearer KEY` or (Anthropic's clients) `x-api-key: KEY`.

@@ -88,7 +88,7 @@ std::string to_json(const StateFile& state) {
     if (i.exit_code) o["exit_code"] = *i.exit_code;
     j["instances"].push_back(std::move(o));
   }
-  return j.dump(2) + "\n";
+  return dump_utf8(j, 2) + "\n";
 }
 
 Result<StateFile> from_json(const std::string& text) {

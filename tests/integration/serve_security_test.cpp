@@ -127,19 +127,19 @@ TEST_F(ServeSecurity, DeepNestingIsRefusedOnEveryRouteAndField) {
   unload_all();
 }
 
-// 2. DNS rebinding: a Host that is not a name of this loopback serve gets
-// 403, on every route; loopback names and --allow-host names pass.
+// 2. DNS rebinding: a Host name that is not one of this loopback serve's
+// gets 403, on every route; IP literals, localhost names and --allow-host
+// names pass.
 TEST_F(ServeSecurity, HostHeaderMatrix) {
   const std::string p = std::to_string(port());
-  for (const std::string& host :
-       std::vector<std::string>{"localhost", "localhost:" + p, "127.0.0.1:" + p, "127.9.9.9", "[::1]:" + p,
-                                "app.localhost:" + p, "gpu-box.lan:" + p, "GPU-BOX.LAN"}) {
+  for (const std::string& host : std::vector<std::string>{
+           "localhost", "localhost:" + p, "127.0.0.1:" + p, "127.9.9.9", "[::1]:" + p, "app.localhost:" + p,
+           "gpu-box.lan:" + p, "GPU-BOX.LAN", "10.1.2.3:" + p, "0.0.0.0:" + p, "[::2]:" + p}) {
     const auto raw = raw_exchange(port(), get_with("/api/tags", "Host: " + host + "\r\n"));
     EXPECT_EQ(status_of(raw), 200) << host << "\n" << raw.substr(0, 200);
   }
-  for (const std::string& host :
-       std::vector<std::string>{"evil.example", "evil.example:" + p, "localhost.evil.example", "10.1.2.3:" + p,
-                                "0.0.0.0:" + p, "[::2]:" + p, "gpu-box.lan.evil.example"}) {
+  for (const std::string& host : std::vector<std::string>{"evil.example", "evil.example:" + p, "localhost.evil.example",
+                                                          "gpu-box.lan.evil.example", "127.0.0.1.evil.example"}) {
     for (const std::string path : {"/api/tags", "/", "/v1/models", "/health"}) {
       const auto raw = raw_exchange(port(), get_with(path, "Host: " + host + "\r\n"));
       EXPECT_EQ(status_of(raw), 403) << host << " " << path << "\n" << raw.substr(0, 200);
@@ -277,6 +277,9 @@ TEST_F(ServeSecurity, NoZombieAfterACliUnloadOrKeepAliveZero) {
 
 // 4. serve raises its soft limit on open files to the hard limit.
 TEST_F(ServeSecurity, OpenFileLimitIsRaisedToTheHardLimit) {
+  rlimit ours{};
+  ::getrlimit(RLIMIT_NOFILE, &ours);
+  if (ours.rlim_max <= 1024) GTEST_SKIP() << "the hard limit here is " << ours.rlim_max << ": nothing to raise";
   std::ifstream in("/proc/" + std::to_string(serve_->pid()) + "/limits");
   std::string line;
   bool seen = false;

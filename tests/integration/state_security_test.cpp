@@ -166,7 +166,14 @@ TEST(StateSecurity, TheStateDirRemovedUnderServeIsRecreatedWithWhatRuns) {
   };
   const auto before = live_pids();
   ASSERT_EQ(before.size(), 1u);
-  std::filesystem::remove_all(sb.state_dir());
+  // serve may rename a temp into the dir meanwhile: remove until it is gone.
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::error_code ec;
+        std::filesystem::remove_all(sb.state_dir(), ec);
+        return !ec;
+      },
+      5s));
   // At once, before serve has noticed: still the same instance.
   EXPECT_EQ(http_request(s.port(), "POST", "/api/chat", chat).status, 200) << s.output();
   EXPECT_TRUE(eventually([&] { return live_pids() == before; }, 10s)) << s.output();

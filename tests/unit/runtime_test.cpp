@@ -54,7 +54,11 @@ class FakeOps final : public ProcessOps {
     if (sig == platform::Signal::kill || !ignores_term.count(pgid)) alive_pids.erase(pgid);
     return true;
   }
-  std::optional<std::string> user_of(int64_t) override { return "alice"; }
+  std::map<int64_t, std::string> owners;  // pid -> user; absent: alice
+  std::optional<std::string> user_of(int64_t pid) override {
+    const auto it = owners.find(pid);
+    return it == owners.end() ? "alice" : it->second;
+  }
   std::string me() override { return "alice"; }
   bool port_available(int port) override { return !taken_ports.count(port); }
 };
@@ -169,6 +173,26 @@ TEST(Runtime, UnloadEscalatesToKillAndForgets) {
   EXPECT_FALSE(out->stopped[0].still_running);
   EXPECT_EQ(f.ops.signals.back().second, platform::Signal::kill);
   EXPECT_TRUE(f.state().instances.empty());
+}
+
+// A record whose pid now runs as another user (a forged record, or a pid
+// reused by someone else with a matching start time) is not ours: it turns
+// into a dead record, holds nothing, and nothing is ever signalled.
+TEST(Runtime, ARecordOfAProcessOfAnotherUserIsNeverSignalled) {
+  Fixture f;
+  ASSERT_TRUE(f.rt->load(f.request("0")).ok());
+  f.ops.owners[1000] = "mallory";
+  f.ops.signals.clear();
+  auto view = f.rt->collect(false);
+  ASSERT_TRUE(view.ok());
+  ASSERT_EQ(view->instances.size(), 1u);
+  EXPECT_EQ(view->instances[0].state, "dead");
+  UnloadRequest u;
+  u.all = true;
+  u.timeout = std::chrono::milliseconds(50);
+  ASSERT_TRUE(f.rt->unload(u).ok());
+  EXPECT_TRUE(f.ops.signals.empty()) << "signalled pid " << f.ops.signals[0].first;
+  EXPECT_TRUE(f.ops.alive_pids.count(1000));
 }
 
 TEST(Runtime, CollectKeepsDeadRecordsAndPromotesHealthyStarting) {

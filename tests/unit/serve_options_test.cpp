@@ -102,19 +102,34 @@ TEST(ServeOptions, PortWildcardIsDigitsOnly) {
   EXPECT_FALSE(origin_allowed(o, "http://localhost.evil.example"));
 }
 
-// DNS rebinding: on loopback only loopback names (and --allow-host ones).
-TEST(ServeOptions, HostHeaderOnALoopbackListener) {
+// DNS rebinding: over loopback only IP literals, localhost names and --allow-host ones.
+TEST(ServeOptions, HostHeaderOverLoopback) {
   const std::vector<std::string> none;
-  for (const char* ok : {"localhost", "localhost:11434", "LOCALHOST:1", "localhost.", "localhost.:80", "app.localhost",
-                         "a.b.localhost:8080", "127.0.0.1", "127.0.0.1:11434", "127.1.2.3:80", "[::1]", "[::1]:11434",
-                         "[0:0:0:0:0:0:0:1]:5", "", "  localhost  "})
+  for (const char* ok : {"localhost",
+                         "localhost:11434",
+                         "LOCALHOST:1",
+                         "localhost.",
+                         "localhost.:80",
+                         "app.localhost",
+                         "a.b.localhost:8080",
+                         "127.0.0.1",
+                         "127.0.0.1:11434",
+                         "127.1.2.3:80",
+                         "[::1]",
+                         "[::1]:11434",
+                         "[0:0:0:0:0:0:0:1]:5",
+                         "",
+                         "  localhost  ",
+                         "10.0.0.1:11434",
+                         "0.0.0.0:11434",
+                         "[::2]:1",
+                         "[::ffff:127.0.0.1]",
+                         "128.0.0.1"})
     EXPECT_TRUE(host_allowed(ok, true, none)) << ok;
   for (const char* bad :
-       {"evil.example", "evil.example:11434", "localhost.evil.example", "evillocalhost",    "127.0.0.1.evil.example",
-        "128.0.0.1",    "10.0.0.1:11434",     "0.0.0.0:11434",          "[::2]:1",          "[::ffff:127.0.0.1]",
-        "::1",          "127.0.0.1:",         "127.0.0.1:abc",          "127.0.0.1:123456", "[::1",
-        "[::1]x",       "[evil.example]",     "localhost:80:80",        "256.0.0.1",        "127.0.0.01.5",
-        ".localhost"})
+       {"evil.example", "evil.example:11434", "localhost.evil.example", "evillocalhost", "127.0.0.1.evil.example",
+        "::1", "127.0.0.1:", "127.0.0.1:abc", "127.0.0.1:123456", "[::1", "[::1]x", "[evil.example]", "localhost:80:80",
+        "256.0.0.1", "127.0.0.01.5", ".localhost", "1.2.3", "0x7f.1"})
     EXPECT_FALSE(host_allowed(bad, true, none)) << bad;
   const std::vector<std::string> allowed = {"gpu-box.lan", "*.corp.example"};
   EXPECT_TRUE(host_allowed("gpu-box.lan:11434", true, allowed));
@@ -125,8 +140,8 @@ TEST(ServeOptions, HostHeaderOnALoopbackListener) {
   EXPECT_FALSE(host_allowed("gpu-box.lan.evil.example", true, allowed));
 }
 
-// Off loopback (--listen 0.0.0.0:PORT, asked for): any Host, unless names are configured.
-TEST(ServeOptions, HostHeaderOffLoopback) {
+// From another machine (--listen 0.0.0.0:PORT, asked for): any Host, unless names are configured.
+TEST(ServeOptions, HostHeaderFromAnotherMachine) {
   EXPECT_TRUE(host_allowed("gpu-box.lan:11434", false, {}));
   EXPECT_TRUE(host_allowed("10.0.0.5:11434", false, {}));
   const std::vector<std::string> allowed = {"gpu-box.lan"};

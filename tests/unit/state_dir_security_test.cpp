@@ -145,7 +145,8 @@ TEST(StateDirSecurity, NoPlantedLinkIsFollowed) {
   EXPECT_FALSE(log.ok());
   EXPECT_NE(log.error().message.find("symbolic link"), std::string::npos) << log.error().message;
   EXPECT_EQ(slurp(victim), "keep");
-  // The temps of the state file and of a pid file, at the names they once had.
+  // The temps of the state file and of a pid file, at the names they had
+  // (PATH.tmp.PID, which the attack used): now random, and never followed.
   const std::string pid = std::to_string(::getpid());
   plant(d.state_path() + ".tmp." + pid);
   {
