@@ -21,8 +21,8 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "platform/platform.h"
@@ -601,9 +601,22 @@ bool signal_group(int64_t pgid, Signal sig) {
   return any;
 }
 
+namespace {
+
+/// A symbolic link or junction (what O_NOFOLLOW refuses on POSIX).
+bool is_reparse_point(const std::string& path) {
+  const DWORD attrs = ::GetFileAttributesA(path.c_str());
+  return attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_REPARSE_POINT) != 0;
+}
+
+}  // namespace
+
 Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout) {
+  if (is_reparse_point(path))
+    return make_error(ErrorKind::state,
+                      "lock file " + path + " is a symbolic link; llamactl never opens one (remove it)");
   HANDLE h = ::CreateFileA(path.c_str(), GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, nullptr,
-                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr);
+                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr);
   if (h == INVALID_HANDLE_VALUE)
     return make_error(ErrorKind::state, "cannot open lock file " + path + ": " + last_error_text());
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -627,8 +640,8 @@ void close_lock_handle(intptr_t handle) {
 Status write_file_atomic(const std::string& path, const std::string& content) {
   // An unpredictable name, created new (never an existing file or a link planted there), as O_EXCL on POSIX.
   static thread_local std::random_device rd;
-  const std::string tmp = path + ".tmp." + std::to_string(current_pid()) + "." + std::to_string(rd()) +
-                          std::to_string(rd());
+  const std::string tmp =
+      path + ".tmp." + std::to_string(current_pid()) + "." + std::to_string(rd()) + std::to_string(rd());
   HANDLE h = ::CreateFileA(tmp.c_str(), GENERIC_WRITE, 0, nullptr, CREATE_NEW,
                            FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr);
   if (h == INVALID_HANDLE_VALUE) return make_error(ErrorKind::state, "cannot create " + tmp + ": " + last_error_text());
@@ -687,8 +700,7 @@ Status rename_file(const std::string& from, const std::string& to) {
 
 Status write_private_file(const std::string& path, const std::string& content) {
   // A reparse point (symbolic link, junction) there is refused, as O_NOFOLLOW does on POSIX.
-  const DWORD attrs = ::GetFileAttributesA(path.c_str());
-  if (attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_REPARSE_POINT) != 0)
+  if (is_reparse_point(path))
     return make_error(ErrorKind::state, path + " is a symbolic link; llamactl never writes through one (remove it)");
   HANDLE h = ::CreateFileA(path.c_str(), GENERIC_WRITE, FILE_SHARE_READ, nullptr, CREATE_ALWAYS,
                            FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr);
@@ -714,8 +726,13 @@ std::optional<bool> owned_by_me(const std::string&) {
   return std::nullopt;  // %LOCALAPPDATA% is private to the user already
 }
 
-Status make_private_dir(const std::string& path, bool) {
-  // %LOCALAPPDATA% is already private to the user; no ACL changes here.
+Status make_private_dir(const std::string& path, bool may_be_link) {
+  // %LOCALAPPDATA% is already private to the user; no ACL changes here (nor
+  // owner checks: README, Security model).
+  if (!may_be_link && is_reparse_point(path))
+    return make_error(ErrorKind::state, path +
+                                            " is a symbolic link; llamactl writes only into a real directory there "
+                                            "(remove the link)");
   size_t pos = 0;
   for (;;) {
     pos = path.find_first_of("/\\", pos + 1);

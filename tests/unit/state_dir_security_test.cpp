@@ -9,6 +9,7 @@
 #ifndef _WIN32
 #include <sys/stat.h>
 #include <unistd.h>
+#endif
 
 #include <filesystem>
 #include <fstream>
@@ -24,12 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  ::lstat(path.c_str(), &st);
-  return st.st_mode & 07777;
-}
-
 std::string slurp(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -37,6 +32,46 @@ std::string slurp(const std::string& path) {
 
 void spit(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
+}
+
+}  // namespace
+
+#ifdef _WIN32
+
+// Windows: a reparse point (symbolic link, junction) at the log, the lock or
+// logs/ is refused as on POSIX. Owner checks are POSIX only (README).
+TEST(StateDirSecurity, NoPlantedLinkIsFollowedOnWindows) {
+  TempDir t;
+  const StateDir d(t / "state");
+  ASSERT_TRUE(d.ensure().ok());
+  const std::string victim = t / "victim";
+  spit(victim, "keep");
+  std::error_code ec;
+  fs::create_symlink(platform::fs_path(victim), platform::fs_path(d.log_path("m")), ec);
+  if (ec) GTEST_SKIP() << "cannot make a symbolic link here: " << ec.message();
+  EXPECT_FALSE(platform::write_private_file(d.log_path("m"), "# log\n").ok());
+  EXPECT_EQ(slurp(victim), "keep");
+  fs::create_symlink(platform::fs_path(victim), platform::fs_path(d.lock_path()), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_FALSE(d.lock().ok());
+  EXPECT_EQ(slurp(victim), "keep");
+  fs::remove(platform::fs_path(d.lock_path()));
+  const std::string elsewhere = t / "elsewhere";
+  fs::create_directory(platform::fs_path(elsewhere));
+  fs::remove_all(platform::fs_path(d.dir() + "/logs"));
+  fs::create_directory_symlink(platform::fs_path(elsewhere), platform::fs_path(d.dir() + "/logs"), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_FALSE(d.ensure().ok());
+}
+
+#else
+
+namespace {
+
+unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  ::lstat(path.c_str(), &st);
+  return st.st_mode & 07777;
 }
 
 Instance record(const std::string& model) {
@@ -184,4 +219,4 @@ TEST(StateDirSecurity, NoPlantedLinkIsFollowed) {
   EXPECT_NE(s.error().message.find("symbolic link"), std::string::npos) << s.error().message;
 }
 
-#endif  // !_WIN32
+#endif  // _WIN32
