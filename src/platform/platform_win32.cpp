@@ -397,6 +397,16 @@ int64_t LineStream::pid() const {
   return impl_->pid;
 }
 
+namespace {
+
+/// A symbolic link or junction (what O_NOFOLLOW refuses on POSIX).
+bool is_reparse_point(const std::string& path) {
+  const DWORD attrs = ::GetFileAttributesA(path.c_str());
+  return attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_REPARSE_POINT) != 0;
+}
+
+}  // namespace
+
 Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   if (spec.argv.empty()) return make_error(ErrorKind::start_failed, "empty command");
   // Environment block: ours minus the dropped prefixes and the names we set, then ours.
@@ -416,8 +426,13 @@ Result<Spawned> spawn_detached(const SpawnSpec& spec) {
   block.push_back('\0');
 
   SECURITY_ATTRIBUTES sa{sizeof sa, nullptr, TRUE};
+  // Never through a link planted there since the header was written (O_NOFOLLOW on POSIX).
+  if (is_reparse_point(spec.log_path))
+    return make_error(ErrorKind::state, "log file " + spec.log_path +
+                                            " is a symbolic link; llamactl never writes "
+                                            "through one (remove it)");
   Handle log(::CreateFileA(spec.log_path.c_str(), FILE_APPEND_DATA, FILE_SHARE_READ | FILE_SHARE_WRITE, &sa,
-                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL, nullptr));
+                           OPEN_ALWAYS, FILE_ATTRIBUTE_NORMAL | FILE_FLAG_OPEN_REPARSE_POINT, nullptr));
   if (log.h == INVALID_HANDLE_VALUE)
     return make_error(ErrorKind::state, "cannot open log file " + spec.log_path + ": " + last_error_text());
   Handle null_in(open_null(GENERIC_READ));
@@ -600,16 +615,6 @@ bool signal_group(int64_t pgid, Signal sig) {
   }
   return any;
 }
-
-namespace {
-
-/// A symbolic link or junction (what O_NOFOLLOW refuses on POSIX).
-bool is_reparse_point(const std::string& path) {
-  const DWORD attrs = ::GetFileAttributesA(path.c_str());
-  return attrs != INVALID_FILE_ATTRIBUTES && (attrs & FILE_ATTRIBUTE_REPARSE_POINT) != 0;
-}
-
-}  // namespace
 
 Result<FileLock> FileLock::acquire(const std::string& path, std::chrono::milliseconds timeout) {
   if (is_reparse_point(path))
