@@ -321,61 +321,64 @@ bool Runtime::stop(const state::Instance& inst, std::chrono::milliseconds timeou
   return wait_gone(std::chrono::seconds(5));
 }
 
-Status Runtime::restore_records(const std::vector<state::Instance>& ours) {
-  if (ours.empty()) return ok_status();
+Status Runtime::edit_state(const std::function<Result<bool>(const state::Lock&, state::StateFile&)>& edit) {
   auto lock = dir_.lock();
   if (!lock) return lock.error();
   std::vector<std::string> warnings;
   auto st = dir_.load(*lock, warnings);
   if (!st) return st.error();
   for (const auto& w : warnings) log::warn("{}", w);
-  bool changed = false;
-  for (const auto& rec : ours) {
-    // A model that has a live record already (the same instance, or one that
-    // a `llamactl load` started meanwhile) keeps it: one record per model.
-    const bool taken = std::any_of(st->instances.begin(), st->instances.end(), [&](const state::Instance& i) {
-      return !i.dead() && (i.model == rec.model || i.port == rec.port);
-    });
-    if (taken) {
-      if (std::none_of(st->instances.begin(), st->instances.end(),
-                       [&](const state::Instance& i) { return i.pid == rec.pid; }))
-        log::warn("not putting back '{}' (pid {}): the state has a live record for it or its port", rec.model, rec.pid);
-      continue;
+  auto changed = edit(*lock, *st);
+  if (!changed) return changed.error();
+  return *changed ? dir_.save(*lock, *st) : ok_status();
+}
+
+Status Runtime::restore_records(const std::vector<state::Instance>& ours) {
+  if (ours.empty()) return ok_status();
+  return edit_state([&](const state::Lock& lock, state::StateFile& st) -> Result<bool> {
+    bool changed = false;
+    for (const auto& rec : ours) {
+      // A model that has a live record already (the same instance, or one that
+      // a `llamactl load` started meanwhile) keeps it: one record per model.
+      const bool taken = std::any_of(st.instances.begin(), st.instances.end(), [&](const state::Instance& i) {
+        return !i.dead() && (i.model == rec.model || i.port == rec.port);
+      });
+      if (taken) {
+        if (std::none_of(st.instances.begin(), st.instances.end(),
+                         [&](const state::Instance& i) { return i.pid == rec.pid; }))
+          log::warn("not putting back '{}' (pid {}): the state has a live record for it or its port", rec.model,
+                    rec.pid);
+        continue;
+      }
+      if (!ops_.alive(rec.pid, rec.start_time)) continue;
+      st.instances.push_back(rec);
+      if (auto s = dir_.write_pidfile(lock, rec); !s) return s.error();
+      changed = true;
     }
-    if (!ops_.alive(rec.pid, rec.start_time)) continue;
-    st->instances.push_back(rec);
-    if (auto s = dir_.write_pidfile(*lock, rec); !s) return s;
-    changed = true;
-  }
-  return changed ? dir_.save(*lock, *st) : ok_status();
+    return changed;
+  });
 }
 
 Status Runtime::record_use(const std::vector<std::tuple<std::string, int64_t, int64_t>>& uses) {
   if (uses.empty()) return ok_status();
-  auto lock = dir_.lock();
-  if (!lock) return lock.error();
-  std::vector<std::string> notes;
-  auto st = dir_.load(*lock, notes);
-  if (!st) return st.error();
-  bool changed = false;
-  for (const auto& [model, pid, at] : uses)
-    if (auto* rec = st->find(model); rec && rec->pid == pid && rec->last_used_at_ms < at) {
-      rec->last_used_at_ms = at;
-      changed = true;
-    }
-  return changed ? dir_.save(*lock, *st) : ok_status();
+  return edit_state([&](const state::Lock&, state::StateFile& st) -> Result<bool> {
+    bool changed = false;
+    for (const auto& [model, pid, at] : uses)
+      if (auto* rec = st.find(model); rec && rec->pid == pid && rec->last_used_at_ms < at) {
+        rec->last_used_at_ms = at;
+        changed = true;
+      }
+    return changed;
+  });
 }
 
 Status Runtime::set_keep_alive(const std::string& model, int64_t pid, int64_t keep_alive_ms) {
-  auto lock = dir_.lock();
-  if (!lock) return lock.error();
-  std::vector<std::string> notes;
-  auto st = dir_.load(*lock, notes);
-  if (!st) return st.error();
-  auto* rec = st->find(model);
-  if (!rec || rec->pid != pid || rec->keep_alive_ms == keep_alive_ms) return ok_status();
-  rec->keep_alive_ms = keep_alive_ms;
-  return dir_.save(*lock, *st);
+  return edit_state([&](const state::Lock&, state::StateFile& st) -> Result<bool> {
+    auto* rec = st.find(model);
+    if (!rec || rec->pid != pid || rec->keep_alive_ms == keep_alive_ms) return false;
+    rec->keep_alive_ms = keep_alive_ms;
+    return true;
+  });
 }
 
 void Runtime::forget(const state::Instance& inst) {

@@ -182,6 +182,11 @@ class Runtime {
   Status wait_healthy(const state::Instance& inst, const LoadRequest& req);
   bool stop(const state::Instance& inst, std::chrono::milliseconds timeout, bool& killed);
   void forget(const state::Instance& inst);
+  /// Loads the state under its lock (logging what the load warns of, such as
+  /// a damaged file moved aside), lets `edit` change it, and saves it when
+  /// `edit` says it changed something. An error from `edit` is returned and
+  /// nothing is saved.
+  Status edit_state(const std::function<Result<bool>(const state::Lock&, state::StateFile&)>& edit);
   void promote_healthy_starting(Reconciled& rec, const std::map<std::string, int>& health);
   InstanceView describe(const state::Instance& inst, const gpu::ProbeResult& probe, int health_status);
 
