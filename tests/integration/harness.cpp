@@ -92,6 +92,14 @@ void TmuxSession::keys(const std::vector<std::string>& names) const {
   tmux(args);
 }
 
+char proc_state(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return 0;
+  const size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
+}
+
 bool pid_alive(int64_t pid) {
   return platform::process_start_time(pid).has_value();
 }

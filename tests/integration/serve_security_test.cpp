@@ -238,15 +238,6 @@ TEST_F(ServeSecurity, OversizedHeadersAre431MalformedRequestsAre400) {
 
 namespace {
 
-/// The process state letter of /proc/PID/stat ('Z' for a zombie); 0 when gone.
-char proc_state(int64_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return 0;
-  const size_t close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
-}
-
 int64_t live_pid(const json& instances) {
   return instances.empty() ? -1 : instances[0].value("pid", int64_t{-1});
 }

@@ -16,29 +16,11 @@
 #include "integration/harness.h"
 #include "integration/serve_harness.h"
 #include "platform/platform.h"
+#include "unit/test_dir.h"
 
 using namespace llamactl::testing;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-namespace {
-
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  ::lstat(path.c_str(), &st);
-  return st.st_mode & 07777;
-}
-
-/// Process state letter ('Z' zombie); 0 when the process is gone.
-char proc_state(int64_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return 0;
-  const size_t close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() ? stat[close + 2] : 0;
-}
-
-}  // namespace
 
 TEST(StateSecurity, EveryFileIs0600AndEveryDir0700UnderUmask000) {
   Sandbox sb;

@@ -17,18 +17,15 @@
 #include "platform/platform.h"
 #include "state/state.h"
 #include "unit/test_dir.h"
+#include "unit/wait.h"
 
 using namespace llamactl;
 using namespace llamactl::state;
+using llamactl::testing::read_text;
 using llamactl::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 void spit(const std::string& path, const std::string& text) {
   std::ofstream(path) << text;
@@ -50,11 +47,11 @@ TEST(StateDirSecurity, NoPlantedLinkIsFollowedOnWindows) {
   fs::create_symlink(platform::fs_path(victim), platform::fs_path(d.log_path("m")), ec);
   if (ec) GTEST_SKIP() << "cannot make a symbolic link here: " << ec.message();
   EXPECT_FALSE(platform::write_private_file(d.log_path("m"), "# log\n").ok());
-  EXPECT_EQ(slurp(victim), "keep");
+  EXPECT_EQ(read_text(victim), "keep");
   fs::create_symlink(platform::fs_path(victim), platform::fs_path(d.lock_path()), ec);
   ASSERT_FALSE(ec) << ec.message();
   EXPECT_FALSE(d.lock().ok());
-  EXPECT_EQ(slurp(victim), "keep");
+  EXPECT_EQ(read_text(victim), "keep");
   fs::remove(platform::fs_path(d.lock_path()));
   const std::string elsewhere = t / "elsewhere";
   fs::create_directory(platform::fs_path(elsewhere));
@@ -66,13 +63,9 @@ TEST(StateDirSecurity, NoPlantedLinkIsFollowedOnWindows) {
 
 #else
 
-namespace {
+using llamactl::testing::mode_of;
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  ::lstat(path.c_str(), &st);
-  return st.st_mode & 07777;
-}
+namespace {
 
 Instance record(const std::string& model) {
   Instance i;
@@ -179,7 +172,7 @@ TEST(StateDirSecurity, NoPlantedLinkIsFollowed) {
   const auto log = platform::write_private_file(d.log_path("m"), "# log\n");
   EXPECT_FALSE(log.ok());
   EXPECT_NE(log.error().message.find("symbolic link"), std::string::npos) << log.error().message;
-  EXPECT_EQ(slurp(victim), "keep");
+  EXPECT_EQ(read_text(victim), "keep");
   // The temps of the state file and of a pid file, at the names they had
   // (PATH.tmp.PID, which the attack used): now random, and never followed.
   const std::string pid = std::to_string(::getpid());
@@ -188,15 +181,15 @@ TEST(StateDirSecurity, NoPlantedLinkIsFollowed) {
     auto lock = d.lock();
     ASSERT_TRUE(lock.ok());
     ASSERT_TRUE(d.save(*lock, StateFile{}).ok());
-    EXPECT_EQ(slurp(victim), "keep");
+    EXPECT_EQ(read_text(victim), "keep");
     EXPECT_FALSE(fs::is_symlink(d.state_path()));
     plant(d.pid_path("m") + ".tmp." + pid);
     ASSERT_TRUE(d.write_pidfile(*lock, record("m")).ok());
-    EXPECT_EQ(slurp(victim), "keep");
+    EXPECT_EQ(read_text(victim), "keep");
     // The state file itself: the rename replaces the link, never writes its target.
     plant(d.state_path());
     ASSERT_TRUE(d.save(*lock, StateFile{}).ok());
-    EXPECT_EQ(slurp(victim), "keep");
+    EXPECT_EQ(read_text(victim), "keep");
     EXPECT_FALSE(fs::is_symlink(d.state_path()));
   }
   // The lock file: refused, and a missing target is not created.

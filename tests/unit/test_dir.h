@@ -1,5 +1,9 @@
 #pragma once
-// A temporary directory removed at the end of the test.
+// A temporary directory removed at the end of the test, and a file's mode.
+
+#ifndef _WIN32
+#include <sys/stat.h>
+#endif
 
 #include <filesystem>
 #include <random>
@@ -26,5 +30,14 @@ class TempDir {
  private:
   std::string path_;
 };
+
+#ifndef _WIN32
+/// The permission bits of `path` itself (not a link's target); 0 when it is missing.
+inline unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+#endif
 
 }  // namespace llamactl::testing
