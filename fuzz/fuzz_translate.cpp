@@ -11,8 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "serve/body_model.h"
 #include "serve/ollama.h"
-#include "serve/openai.h"
 #include "util/json_depth.h"
 
 namespace ol = llamactl::serve::ollama;

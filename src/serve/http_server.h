@@ -1,6 +1,7 @@
 #pragma once
-// serve's HTTP side: the listener, one session per connection, the routes,
-// and the relay to llama-server. Beast lives only in http_server.cpp.
+// serve's HTTP side, as cmd/serve.cpp sees it: the listener (http/server),
+// the route table (routes) and the handlers over one ServeContext. Beast
+// lives only in src/serve/http/{heads,upstream,server}.cpp.
 
 #include <chrono>
 #include <cstdint>
@@ -15,6 +16,9 @@
 #include "util/result.h"
 
 namespace llamactl::serve {
+
+struct ServeContext;
+class Server;
 
 struct ServerOptions {
   Endpoint listen;
@@ -53,8 +57,8 @@ class HttpServer {
   int active() const;
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<ServeContext> ctx_;
+  std::unique_ptr<Server> server_;
 };
 
 }  // namespace llamactl::serve

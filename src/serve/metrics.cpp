@@ -117,7 +117,7 @@ Metrics::Shard& Metrics::shard() {
   return shards_[index];
 }
 
-void Metrics::request(const std::string& route, int status) {
+void Metrics::request(std::string_view route, int status) {
   // The key is built in a string kept per thread: no allocation per request.
   thread_local std::pair<std::string, int> key;
   key.first.assign(route);

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gpu/snapshot.h"
@@ -46,7 +47,7 @@ std::string render(const MetricsSnapshot& m);
 
 class Metrics {
  public:
-  void request(const std::string& route, int status);
+  void request(std::string_view route, int status);
   void load(bool ok, double seconds);
   void unload(const std::string& reason);
   void queue_wait(double seconds);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "serve/openai.h"
+#include "serve/body_model.h"
 #include "util/json_depth.h"
 
 namespace {

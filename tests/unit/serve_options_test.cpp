@@ -3,8 +3,8 @@
 #include <thread>
 
 #include "config/config.h"
+#include "serve/body_model.h"
 #include "serve/metrics.h"
-#include "serve/openai.h"
 #include "serve/options.h"
 
 using namespace llamactl;

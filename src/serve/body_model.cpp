@@ -1,4 +1,4 @@
-#include "serve/openai.h"
+#include "serve/body_model.h"
 
 #include <array>
 #include <charconv>

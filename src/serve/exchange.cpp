@@ -1,0 +1,211 @@
+#include "serve/exchange.h"
+
+#include <array>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <nlohmann/json.hpp>
+
+#include "serve/http/heads.h"
+#include "util/json_depth.h"
+#include "util/log.h"
+
+namespace llamactl::serve {
+namespace {
+
+std::string openai_type(int status) {
+  switch (status) {
+    case 400:
+    case 413:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 404:
+      return "not_found_error";
+    case 503:
+      return "unavailable_error";
+    default:
+      return "server_error";
+  }
+}
+
+/// Anthropic's error types (docs.anthropic.com, "Errors").
+std::string anthropic_type(int status) {
+  switch (status) {
+    case 400:
+    case 405:
+    case 431:
+      return "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 413:
+      return "request_too_large";
+    case 429:
+      return "rate_limit_error";
+    case 503:
+    case 529:
+      return "overloaded_error";
+    default:
+      return "api_error";
+  }
+}
+
+}  // namespace
+
+std::string error_body(ErrorShape shape, int status, std::string_view message) {
+  using nlohmann::json;
+  std::string m(message);
+  switch (shape) {
+    case ErrorShape::openai:
+      return dump_utf8(
+          json{{"error", {{"message", m}, {"type", openai_type(status)}, {"param", nullptr}, {"code", status}}}});
+    case ErrorShape::anthropic:
+      return dump_utf8(json{{"type", "error"}, {"error", {{"type", anthropic_type(status)}, {"message", m}}}});
+    case ErrorShape::ollama:
+      return dump_utf8(json{{"error", m}});
+    case ErrorShape::text:
+      return m;
+  }
+  return m;
+}
+
+awaitable<void> Exchange::reply(int code, std::string_view type, std::string_view body) {
+  status = code;
+  const bool k = req.keep_alive && code != 413;
+  const std::string head = response_head(code, type, Framing::length, body.size(), k, origin);
+  error_code ec;
+  client.expires_after(ctx.opts.write_timeout);
+  if (req.method == Method::head) {
+    co_await write_all(client, asio::buffer(head), ec);
+  } else {
+    const std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(body.data(), body.size())};
+    co_await write_all(client, out, ec);
+  }
+  client.expires_never();
+  keep = k && !ec;
+}
+
+awaitable<void> Exchange::fail(int code, std::string_view message) {
+  const std::string body = error_body(shape, code, message);
+  co_await reply(code, shape == ErrorShape::text ? kTextType : kJsonType, body);
+}
+
+awaitable<bool> Exchange::start_chunks(int code, std::string_view type) {
+  status = code;
+  const std::string head = response_head(code, type, Framing::chunked, 0, req.keep_alive, origin);
+  error_code ec;
+  client.expires_after(ctx.opts.write_timeout);
+  co_await write_all(client, asio::buffer(head), ec);
+  client.expires_never();  // next: waiting on llama-server
+  if (ec) gone(code);
+  co_return !ec;
+}
+
+awaitable<bool> Exchange::chunk(std::string_view data) {
+  if (data.empty()) co_return true;  // an empty chunk would end the body
+  std::array<char, 24> size{};
+  const size_t n = chunk_size_line(data.size(), size.data());
+  const std::array<asio::const_buffer, 3> out{asio::buffer(size.data(), n), asio::buffer(data.data(), data.size()),
+                                              asio::buffer("\r\n", 2)};
+  error_code ec;
+  client.expires_after(ctx.opts.write_timeout);
+  co_await write_all(client, out, ec);
+  client.expires_never();
+  if (ec) gone(status);
+  co_return !ec;
+}
+
+awaitable<bool> Exchange::end_chunks() {
+  error_code ec;
+  client.expires_after(ctx.opts.write_timeout);
+  co_await write_all(client, asio::buffer("0\r\n\r\n", 5), ec);
+  client.expires_never();
+  if (ec) gone(status);
+  keep = keep && req.keep_alive && !ec;
+  co_return !ec;
+}
+
+awaitable<bool> Exchange::acquire(const std::string& model, Launch needs, const UpstreamRequest* up, Lease& lease) {
+  for (int attempt = 0;; ++attempt) {
+    const auto t0 = Clock::now();
+    // Most requests find their model ready: no coroutine frame for the wait.
+    Ticket t{Ticket::Kind::ready, 0, 0, 0, {}};
+    if (const auto ready = ctx.router.admit_ready(model, needs))
+      t.port = *ready;
+    else
+      t = co_await wait_for(model, needs);  // not in a ?: (GCC 12 miscompiles co_await there)
+    if (t.kind == Ticket::Kind::pending) {  // the client went away while waiting
+      gone();
+      co_return false;
+    }
+    if (t.kind == Ticket::Kind::failed) {
+      co_await fail(t.status, t.error);
+      co_return false;
+    }
+    lease.hold(ctx.router, model, t.port);
+    ctx.metrics.queue_wait(std::chrono::duration<double>(lease.admitted_at - t0).count());
+    if (!up) co_return true;
+    const std::string head = up->head(t.port);
+    const error_code ec = co_await open_upstream(pool, t.port, head, up->body, lease.call);
+    if (!ec) co_return true;
+    log::warn("upstream {} (port {}): {}", model, t.port, ec.message());
+    ctx.router.upstream_failed(model);
+    pool.drop(t.port);
+    lease.release();
+    const bool refused = ec == asio::error::connection_refused;
+    // Nothing answered on its port: the instance died or was unloaded behind
+    // our back. The router has reconciled; ask once more (a fresh load).
+    if (refused && attempt == 0) continue;
+    const std::string message = refused ? "llama-server for '" + model + "' refused the connection, also after a reload"
+                                        : "llama-server for '" + model + "' failed: " + ec.message();
+    co_await fail(502, message);
+    co_return false;
+  }
+}
+
+awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
+  auto& router = ctx.router;
+  if (const auto port = router.admit_ready(model, needs)) co_return Ticket{Ticket::Kind::ready, *port, 0, 0, {}};
+  auto exec = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<Timer>(exec);
+  timer->expires_after(ctx.opts.wait_timeout);
+  Ticket t = router.admit(model, needs, [timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
+  if (t.kind != Ticket::Kind::pending) co_return t;
+  auto watch = std::make_shared<ClientWatch>();
+  bool client_gone = false;
+  watch->on_readable = [&] {
+    if (peer_closed(client.socket())) {
+      client_gone = true;
+      timer->cancel();
+    }
+  };
+  arm_watch(client.socket(), watch);
+  for (;;) {
+    error_code ec;
+    co_await timer->async_wait(ec_token(ec));
+    Ticket r = router.result(t.waiter);
+    if (r.kind != Ticket::Kind::pending) {
+      watch->on_readable = nullptr;
+      client.socket().cancel(ec);
+      if (client_gone && r.kind == Ticket::Kind::ready) {
+        router.finish(model);  // granted but never used
+        co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
+      }
+      co_return r;
+    }
+    if (client_gone || !ec) {  // client gone, or waited past the safety net
+      watch->on_readable = nullptr;
+      client.socket().cancel(ec);
+      router.cancel(model, t.waiter);
+      log::info("request for {} left the queue: {}", model, client_gone ? "client disconnected" : "wait timed out");
+      if (client_gone) co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
+      co_return Ticket{Ticket::Kind::failed, 0, 0, 504, "timed out waiting for '" + model + "' to load"};
+    }
+  }
+}
+
+}  // namespace llamactl::serve

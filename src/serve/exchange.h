@@ -1,0 +1,113 @@
+#pragma once
+// One request being answered: the client's stream and request, the allowed
+// origin, the thread's upstream pool, and what came of it (status, whether
+// the connection carries on). Handlers answer through it (reply, fail, a
+// chunked body) and get an instance through acquire(), the one place that
+// waits for a load, admits, and retries once on an upstream that refused.
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "serve/context.h"
+#include "serve/http/request.h"
+#include "serve/http/stream.h"
+#include "serve/http/upstream.h"
+
+namespace llamactl::serve {
+
+inline constexpr std::string_view kJsonType = "application/json; charset=utf-8";
+inline constexpr std::string_view kTextType = "text/plain; charset=utf-8";
+
+/// The shape of an error body: each API's own.
+enum class ErrorShape {
+  openai,     // {"error":{"message","type","param","code"}}
+  anthropic,  // {"type":"error","error":{"type","message"}}
+  ollama,     // {"error":"message"}
+  text,       // the message as text/plain
+};
+
+/// An error body in `shape` (for the text shape, the message itself).
+std::string error_body(ErrorShape shape, int status, std::string_view message);
+
+/// A request admitted on a running instance: counted in flight until the
+/// Lease goes (the router's finish()).
+class Lease {
+ public:
+  Lease() = default;
+  ~Lease() { release(); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+
+  std::string model;  // the resolved name
+  int port = 0;
+  Clock::time_point admitted_at;  // when the instance was there for it (the wait ended)
+  UpstreamCall call;              // opened when acquire() was given a request
+
+  void hold(Router& r, std::string m, int p) {
+    release();
+    router_ = &r;
+    model = std::move(m);
+    port = p;
+    admitted_at = Clock::now();
+  }
+  void release() {
+    if (router_) router_->finish(model);
+    router_ = nullptr;
+  }
+
+ private:
+  Router* router_ = nullptr;
+};
+
+/// A request for llama-server, written once the port is known.
+struct UpstreamRequest {
+  std::function<std::string(int port)> head;
+  std::string_view body;
+};
+
+class Exchange {
+ public:
+  Exchange(ServeContext& c, Stream& s, const Request& r, UpstreamPool& p, std::string allowed_origin)
+      : ctx(c), client(s), req(r), pool(p), origin(std::move(allowed_origin)) {}
+
+  ServeContext& ctx;
+  Stream& client;
+  const Request& req;
+  UpstreamPool& pool;
+  std::string origin;  // the request's Origin when allowed, else empty (then no CORS fields)
+  ErrorShape shape = ErrorShape::openai;
+  int status = 200;  // what the client got (499: it went away first), for the metrics and the log
+  bool keep = true;  // the connection may carry another request
+
+  /// A whole response (no body on HEAD). keep: the client's wish, unless
+  /// the write failed.
+  awaitable<void> reply(int code, std::string_view type, std::string_view body);
+  awaitable<void> json(std::string_view body) { co_await reply(200, kJsonType, body); }
+  /// An error in the route's shape.
+  awaitable<void> fail(int code, std::string_view message);
+  /// The client went away before its answer.
+  void gone(int code = 499) {
+    status = code;
+    keep = false;
+  }
+
+  /// A chunked body: the head goes out at once; false when the client is gone.
+  awaitable<bool> start_chunks(int code, std::string_view type);
+  awaitable<bool> chunk(std::string_view data);
+  /// The last chunk; keep stays as the client asked.
+  awaitable<bool> end_chunks();
+
+  /// Gets `model` an instance with `needs` and admits the request (waiting
+  /// for a load when there is none), and with `up` sends it and reads
+  /// llama-server's response head into lease.call. An instance that refuses
+  /// the connection died behind serve's back: the router reconciles and the
+  /// request asks once more (a fresh load). False when the exchange is over:
+  /// a failure was answered, or the client went away.
+  awaitable<bool> acquire(const std::string& model, Launch needs, const UpstreamRequest* up, Lease& lease);
+
+ private:
+  awaitable<Ticket> wait_for(const std::string& model, Launch needs);
+};
+
+}  // namespace llamactl::serve

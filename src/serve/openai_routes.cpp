@@ -1,0 +1,296 @@
+#include "serve/openai_routes.h"
+
+#include <array>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "serve/body_model.h"
+#include "serve/http/heads.h"
+#include "util/json_depth.h"
+#include "util/log.h"
+#include "util/strings.h"
+#include "util/time.h"
+
+namespace llamactl::serve {
+namespace {
+
+using nlohmann::json;
+
+/// What a relay sends the client: the upstream's head, rewritten, and its body.
+struct RelayPlan {
+  std::optional<uint64_t> length;
+  Framing framing = Framing::length;
+  bool sse = false;
+  bool keep = true;  // the client's connection carries on afterwards
+  std::string head;
+};
+
+RelayPlan plan_relay(const Exchange& ex, const UpstreamCall& call) {
+  RelayPlan p;
+  p.sse = call.head().event_stream;
+  p.length = call.length();
+  p.framing = response_framing(p.length, call.done(), call.chunked(), ex.req.version);
+  p.keep = ex.req.keep_alive && p.framing != Framing::close;
+  p.head = relayed_response_head(call.head(), p.framing, p.length, p.sse, p.keep, ex.origin);
+  return p;
+}
+
+/// The error event that ends a stream llama-server broke off (OpenAI and
+/// Anthropic clients both read `event: error`), chunk-framed with the last chunk.
+std::string error_event(ErrorShape shape, const std::string& message) {
+  const std::string event = "event: error\ndata: " + error_body(shape, 502, message) + "\n\n";
+  std::array<char, 24> size{};
+  const size_t n = chunk_size_line(event.size(), size.data());
+  return std::string(size.data(), n) + event + "\r\n0\r\n\r\n";
+}
+
+/// Forwards the upstream body piece by piece as it arrives (a stream, or a
+/// body larger than what came with the head), watching the client: one that
+/// goes away closes the upstream connection, so llama-server cancels.
+awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, bool head_sent) {
+  auto& call = lease.call;
+  auto& client = ex.client;
+  bool client_gone = false;
+  const auto watch = upstream_cancelling_watch(client.socket(), call.stream().socket(), client_gone);
+  arm_watch(client.socket(), watch);
+
+  // On the heap, not in the coroutine's frame: the fast path never needs it.
+  constexpr size_t kPiece = 16384;
+  const auto buf = std::make_unique<char[]>(kPiece);
+  std::array<char, 24> size_line{};
+  const bool chunked_out = plan.framing == Framing::chunked;
+  bool upstream_broke = false;
+  error_code ec;
+  for (;;) {
+    size_t n = 0;
+    if (!call.done()) {
+      n = co_await call.read(buf.get(), kPiece, ec);
+      if (ec) {
+        upstream_broke = !client_gone;
+        break;
+      }
+      if (n == 0 && !call.done()) continue;
+    }
+    const bool last = call.done();
+    // [header][chunk size][data][chunk end, last chunk]: one send.
+    std::array<asio::const_buffer, 4> out{};
+    if (!head_sent) out[0] = asio::buffer(plan.head);
+    if (chunked_out && n > 0) out[1] = asio::buffer(size_line.data(), chunk_size_line(n, size_line.data()));
+    out[2] = asio::buffer(buf.get(), n);
+    if (chunked_out) {
+      static constexpr std::string_view kEnd = "\r\n", kLast = "0\r\n\r\n", kEndLast = "\r\n0\r\n\r\n";
+      const std::string_view tail = n > 0 ? (last ? kEndLast : kEnd) : (last ? kLast : std::string_view{});
+      out[3] = asio::buffer(tail.data(), tail.size());
+    }
+    if (asio::buffer_size(out) > 0) {
+      client.expires_after(ex.ctx.opts.write_timeout);
+      co_await write_all(client, out, ec);
+      client.expires_never();  // next: waiting on llama-server, under its own deadline
+      if (ec) {
+        client_gone = true;
+        break;
+      }
+      head_sent = true;
+    }
+    if (last) break;
+  }
+  watch->on_readable = nullptr;
+  error_code ignored;
+  client.socket().cancel(ignored);
+
+  const std::string& model = lease.model;
+  if (client_gone) {
+    log::info("client of {} disconnected mid-response; closed the upstream connection", model);
+    call.close();
+    ex.gone(ex.status);
+    co_return;
+  }
+  if (!upstream_broke) {
+    call.done_with(ex.pool, lease.port);
+    ex.keep = plan.keep;
+    co_return;
+  }
+  ex.pool.drop(lease.port);
+  ex.ctx.router.upstream_failed(model);
+  if (!head_sent) {  // nothing was sent yet: the client gets a whole error response
+    log::warn("upstream {} broke before its body: {}", model, ec.message());
+    const std::string message = "llama-server for '" + model + "' failed mid-response: " + ec.message();
+    co_await ex.fail(502, message);
+    co_return;
+  }
+  log::warn("upstream {} broke mid-response: {}", model, ec.message());
+  if (plan.sse && chunked_out) {
+    // llama-server itself sends errors after the start this way.
+    const std::string framed =
+        error_event(ex.shape, "llama-server for '" + model + "' stopped mid-stream: " + ec.message());
+    client.expires_after(ex.ctx.opts.write_timeout);
+    co_await write_all(client, asio::buffer(framed), ignored);
+    client.expires_never();
+  }
+  ex.keep = false;
+}
+
+/// Sends llama-server's response on to the client as it came (serve's Server
+/// and CORS fields, the client's framing).
+awaitable<void> forward(Exchange& ex, Lease& lease) {
+  auto& call = lease.call;
+  const RelayPlan plan = plan_relay(ex, call);
+  ex.status = call.status();
+  error_code ec;
+  // A stream's header goes out at once (the client learns it is streaming
+  // while the prompt is processed). Any other response's header goes out with
+  // its first body bytes: one send, one wake-up of the client, not two.
+  if (plan.sse) {
+    ex.client.expires_after(ex.ctx.opts.write_timeout);
+    co_await write_all(ex.client, asio::buffer(plan.head), ec);
+    ex.client.expires_never();
+    if (ec) {
+      call.close();
+      ex.gone(ex.status);
+      co_return;
+    }
+    co_await stream_body(ex, lease, plan, true);
+    co_return;
+  }
+  if (const auto body = call.whole_body()) {
+    // The usual non-streaming reply: the body came with the header. It goes
+    // out from the read buffer with serve's header, in one send; no copy, no
+    // parsing, no client watch (an epoll_ctl, and nothing left to wait for).
+    const std::array<asio::const_buffer, 2> out{asio::buffer(plan.head), asio::buffer(body->data(), body->size())};
+    ex.client.expires_after(ex.ctx.opts.write_timeout);
+    co_await write_all(ex.client, out, ec);
+    ex.client.expires_never();
+    if (ec) {
+      log::info("client of {} disconnected mid-response; closed the upstream connection", lease.model);
+      call.close();
+      ex.gone(ex.status);
+      co_return;
+    }
+    call.done_with(ex.pool, lease.port);
+    ex.keep = plan.keep;
+    co_return;
+  }
+  co_await stream_body(ex, lease, plan, false);
+}
+
+/// The body-routed relay: the body's "model" picks the instance.
+awaitable<void> relay(Exchange& ex, Launch needs) {
+  // Bodies parse as JSON whatever the Content-Type says (clients differ).
+  const BodyModel body = body_model(ex.req.text());
+  if (body.too_deep) co_return co_await ex.fail(400, kJsonTooDeepMessage);
+  if (!body.is_object) co_return co_await ex.fail(400, "the request body is not a JSON object");
+  if (body.model.empty()) co_return co_await ex.fail(400, "'model' is required");
+  const auto model = ex.ctx.router.resolve(body.model);
+  if (!model) {
+    const std::string message = "model '" + body.model + "' not found";
+    co_return co_await ex.fail(404, message);
+  }
+  const Request& req = ex.req;
+  const UpstreamRequest up{[&req](int port) { return relay_head(req, port); }, req.text()};
+  Lease lease;
+  if (!co_await ex.acquire(*model, needs, &up, lease)) co_return;
+  co_await forward(ex, lease);
+}
+
+// Built outside the coroutines: GCC 12 rejects string literals in braced
+// JSON initialisers inside a coroutine ("array used as initializer").
+std::string load_status(const std::string& state) {
+  return state == "ready" ? "loaded" : state == "stopped" ? "unloaded" : state;
+}
+
+json model_object(const std::string& id) {
+  return json{{"id", id}, {"object", "model"}, {"created", now_ms() / 1000}, {"owned_by", "llamactl"}};
+}
+
+std::string models_json(Router& router) {
+  json data = json::array();
+  for (const auto& m : router.models()) {
+    json o = model_object(m.name);
+    o["status"] = {{"value", load_status(m.state)}};
+    data.push_back(std::move(o));
+  }
+  return dump_utf8(json{{"object", "list"}, {"data", data}});
+}
+
+/// %XX escapes of a path segment decoded ("org%2Fmodel" -> "org/model").
+std::string percent_decoded(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::string retrieved_json(Router& router, const std::string& requested, std::string& error) {
+  const auto model = router.resolve(requested);
+  if (!model || !router.config().find_model(*model)) {
+    error = "The model '" + requested + "' does not exist";
+    return {};
+  }
+  return dump_utf8(model_object(requested));
+}
+
+std::string metrics_text(ServeContext& ctx) {
+  MetricsSnapshot m = ctx.metrics.snapshot();
+  ctx.router.fill(m);
+  const auto probe = ctx.gpus.read();
+  m.gpu_reading_ok = !probe.cpu_mode;
+  m.gpus = probe.snapshot.gpus;
+  return render(m);
+}
+
+}  // namespace
+
+awaitable<void> root_page(Exchange& ex) {
+  co_await ex.reply(200, kTextType, "Ollama is running");
+}
+
+awaitable<void> health(Exchange& ex) {
+  co_await ex.json(R"({"status":"ok"})");
+}
+
+awaitable<void> metrics_page(Exchange& ex) {
+  const std::string text = metrics_text(ex.ctx);
+  co_await ex.reply(200, "text/plain; version=0.0.4; charset=utf-8", text);
+}
+
+awaitable<void> list_models(Exchange& ex) {
+  const std::string body = models_json(ex.ctx.router);
+  co_await ex.json(body);
+}
+
+awaitable<void> retrieve_model(Exchange& ex) {
+  constexpr std::string_view kPrefix = "/v1/models/";
+  const std::string id = percent_decoded(ex.req.path.substr(kPrefix.size()));
+  std::string error;
+  const std::string body = retrieved_json(ex.ctx.router, id, error);
+  if (body.empty()) co_return co_await ex.fail(404, error);
+  co_await ex.json(body);
+}
+
+awaitable<void> relay_generation(Exchange& ex) {
+  co_await relay(ex, Launch{});
+}
+
+awaitable<void> relay_embeddings(Exchange& ex) {
+  co_await relay(ex, Launch{true, 0, 0});
+}
+
+awaitable<void> relay_rerank(Exchange& ex) {
+  co_await relay(ex, Launch{});
+}
+
+}  // namespace llamactl::serve
