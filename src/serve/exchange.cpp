@@ -94,9 +94,9 @@ awaitable<void> Exchange::fail(int code, std::string_view message) {
   co_await reply(code, shape == ErrorShape::text ? kTextType : kJsonType, body);
 }
 
-awaitable<bool> Exchange::start_chunks(int code, std::string_view type) {
+awaitable<bool> Exchange::start_chunks(int code, std::string_view type, std::string_view extra) {
   status = code;
-  const std::string head = response_head(code, type, Framing::chunked, 0, req.keep_alive, origin);
+  const std::string head = response_head(code, type, Framing::chunked, 0, req.keep_alive, origin, extra);
   error_code ec;
   client.expires_after(ctx.opts.write_timeout);
   co_await write_all(client, asio::buffer(head), ec);

@@ -92,8 +92,9 @@ class Exchange {
     keep = false;
   }
 
-  /// A chunked body: the head goes out at once; false when the client is gone.
-  awaitable<bool> start_chunks(int code, std::string_view type);
+  /// A chunked body: the head (with `extra` field lines) goes out at once;
+  /// false when the client is gone.
+  awaitable<bool> start_chunks(int code, std::string_view type, std::string_view extra = {});
   awaitable<bool> chunk(std::string_view data);
   /// The last chunk; keep stays as the client asked.
   awaitable<bool> end_chunks();

@@ -38,6 +38,9 @@ int HttpServer::active() const {
 }
 
 void HttpServer::stop(std::chrono::milliseconds grace) {
+  // Status streams (GET /models/sse) never end by themselves: end them first,
+  // so the grace is for the requests in flight.
+  ctx_->router.close_feed();
   server_->stop(grace);
 }
 

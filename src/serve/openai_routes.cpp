@@ -195,19 +195,16 @@ awaitable<void> relay(Exchange& ex, Launch needs) {
 
 // Built outside the coroutines: GCC 12 rejects string literals in braced
 // JSON initialisers inside a coroutine ("array used as initializer").
-std::string load_status(const std::string& state) {
-  return state == "ready" ? "loaded" : state == "stopped" ? "unloaded" : state;
-}
-
 json model_object(const std::string& id) {
   return json{{"id", id}, {"object", "model"}, {"created", now_ms() / 1000}, {"owned_by", "llamactl"}};
 }
 
+/// OpenAI's list, with each model's load status as GET /models has it.
 std::string models_json(Router& router) {
   json data = json::array();
-  for (const auto& m : router.models()) {
-    json o = model_object(m.name);
-    o["status"] = {{"value", load_status(m.state)}};
+  for (const auto& [name, status] : router.statuses()) {
+    json o = model_object(name);
+    o["status"] = {{"value", status.value}};
     data.push_back(std::move(o));
   }
   return dump_utf8(json{{"object", "list"}, {"data", data}});

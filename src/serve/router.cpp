@@ -1,6 +1,7 @@
 #include "serve/router.h"
 
 #include <algorithm>
+#include <set>
 
 #include "serve/options.h"
 #include "util/duration.h"
@@ -80,11 +81,13 @@ Ticket Router::admit(const std::string& model, Launch needs, std::function<void(
   if (adm.kind == Admission::Kind::start) {
     log::info("load {}: first request, starting it", model);
     lock.unlock();
+    publish();
     start_load(model);
   } else if (adm.kind == Admission::Kind::restart) {
     log::info("reload {}: idle, and the request needs {}", model,
               needs.embeddings ? "embeddings" : "a context of " + std::to_string(needs.context));
     lock.unlock();
+    publish();
     start_stop(model, "reload");
   } else {
     log::info("request for {} joins the load in progress", model);
@@ -200,8 +203,10 @@ void Router::run_load(const std::string& model) {
     {
       std::lock_guard lock(mu_);
       g = sched_.load_failed(model);
+      failed_[model] = std::nullopt;
     }
     grant(g, Ticket{Ticket::Kind::failed, 0, 0, status, message});
+    publish();
   };
   auto keep_alive = keep_alive_for(rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
   if (!keep_alive) return fail(500, keep_alive.error().message);
@@ -232,8 +237,11 @@ void Router::run_load(const std::string& model) {
         std::lock_guard lock(mu_);
         g = sched_.loaded(model, rec.port, rec.pid, rec.keep_alive_ms, rec.loaded_by != "serve", now_ms(),
                           launch_of(rec.argv));
+        failed_.erase(model);
+        args_[model] = rec.argv;
       }
       grant(g, std::nullopt);
+      publish();
       return;
     }
     const auto& err = r.error();
@@ -247,6 +255,7 @@ void Router::run_load(const std::string& model) {
       }
       if (victim) {
         log::info("load {}: no room ({}); evicting idle {}", model, err.message, *victim);
+        publish();
         run_stop(*victim, pid, "evicted");
         continue;
       }
@@ -278,6 +287,7 @@ void Router::run_stop(const std::string& model, int64_t pid, const std::string& 
     std::lock_guard lock(mu_);
     restart = sched_.stopped(model) && !stopping_;
   }
+  publish();
   if (restart) {
     log::info("load {}: requests arrived while it stopped; starting it again", model);
     run_load(model);
@@ -322,13 +332,17 @@ void Router::sync_now() {
     if (!i.dead()) known_.push_back(i);
   std::vector<Record> live;
   std::map<std::string, int64_t> dead_pids;
+  std::map<std::string, std::optional<int>> dead_exits;
+  std::map<std::string, std::vector<std::string>> args;
   size_t dead = 0;
   for (const auto& i : st->instances) {
     if (i.dead()) {
       ++dead;
       dead_pids[i.model] = i.pid;
+      dead_exits[i.model] = i.exit_code;
       continue;
     }
+    args[i.model] = i.argv;
     live.push_back({i.model, i.port, i.pid, i.state == "running", i.last_used_at_ms, i.keep_alive_ms,
                     i.loaded_by != "serve", launch_of(i.argv)});
   }
@@ -341,6 +355,8 @@ void Router::sync_now() {
       if (m.phase == Phase::ready) vanished_pids[name] = m.pid;
     res = sched_.sync(mark, live, now_ms());
     dead_records_ = dead;
+    for (auto& [name, code] : dead_exits) failed_[name] = code;
+    args_ = std::move(args);
     for (const auto& name : res.vanished) {
       const auto d = dead_pids.find(name);
       const bool died = d != dead_pids.end() && d->second == vanished_pids[name];
@@ -354,6 +370,7 @@ void Router::sync_now() {
         uses.emplace_back(rec.model, rec.pid, m->last_used_ms);
   }
   for (const auto& name : res.adopted) log::info("adopted running instance {}", name);
+  publish();
   if (auto s = rt_.record_use(uses); !s) log::warn("{}", s.error().message);
 }
 
@@ -363,6 +380,7 @@ void Router::reap() {
     std::lock_guard lock(mu_);
     for (const auto& name : sched_.expired(now_ms())) expired.emplace_back(name, sched_.find(name)->keep_alive_ms);
   }
+  if (!expired.empty()) publish();
   for (const auto& [name, keep_alive] : expired) start_stop(name, keep_alive == 0 ? "keep_alive_0" : "idle");
 }
 
@@ -388,6 +406,7 @@ void Router::run() {
 }
 
 void Router::stop(bool unload_ours) {
+  close_feed();
   std::vector<Job> jobs;
   {
     std::lock_guard lock(mu_);
@@ -472,6 +491,112 @@ void Router::join_finished_jobs() {
     jobs_.erase(mid, jobs_.end());
   }
   for (auto& j : finished) j.thread.join();
+}
+
+}  // namespace llamactl::serve
+
+namespace llamactl::serve {
+
+ModelStatus Router::status_locked(const std::string& model) const {
+  ModelStatus s;
+  const auto* m = sched_.find(model);
+  const Phase phase = m ? m->phase : Phase::stopped;
+  switch (phase) {
+    case Phase::starting:
+      s.value = "loading";
+      break;
+    case Phase::ready:
+      s.value = "loaded";
+      break;
+    case Phase::stopping:
+      s.value = "unloading";
+      break;
+    case Phase::stopped:
+      break;
+  }
+  if (phase == Phase::ready || phase == Phase::stopping)
+    if (const auto a = args_.find(model); a != args_.end()) s.args = a->second;
+  if (phase == Phase::stopped)
+    if (const auto f = failed_.find(model); f != failed_.end()) {
+      s.failed = true;
+      s.exit_code = f->second;
+    }
+  return s;
+}
+
+std::vector<std::pair<std::string, ModelStatus>> Router::statuses(uint64_t* cursor) {
+  std::lock_guard lock(mu_);
+  std::vector<std::pair<std::string, ModelStatus>> out;
+  for (const auto& [name, mc] : rt_.config().models) out.emplace_back(name, status_locked(name));
+  for (const auto& [name, m] : sched_.models())
+    if (!rt_.config().models.count(name) && m.phase != Phase::stopped) out.emplace_back(name, status_locked(name));
+  if (cursor) *cursor = last_seq_;
+  return out;
+}
+
+void Router::publish() {
+  // Enough for a subscriber that is a few seconds behind a burst of loads.
+  constexpr size_t kKeptEvents = 1024;
+  std::vector<std::function<void()>> wakes;
+  {
+    std::lock_guard lock(mu_);
+    std::set<std::string> names;
+    for (const auto& [name, mc] : rt_.config().models) names.insert(name);
+    for (const auto& [name, m] : sched_.models()) names.insert(name);
+    for (const auto& [name, st] : published_) names.insert(name);
+    bool changed = false;
+    for (const auto& name : names) {
+      ModelStatus now = status_locked(name);
+      const auto it = published_.find(name);
+      // A model first seen unloaded has nothing to announce.
+      const ModelStatus before = it == published_.end() ? ModelStatus{} : it->second;
+      if (before == now) {
+        published_.emplace(name, std::move(now));
+        continue;
+      }
+      published_[name] = now;
+      events_.push_back({++last_seq_, name, std::move(now)});
+      if (events_.size() > kKeptEvents) events_.pop_front();
+      changed = true;
+    }
+    if (changed)
+      for (const auto& [id, wake] : subscribers_) wakes.push_back(wake);
+  }
+  for (auto& w : wakes) w();
+}
+
+uint64_t Router::subscribe(std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  const uint64_t id = ++next_subscriber_;
+  subscribers_.emplace(id, std::move(wake));
+  return id;
+}
+
+void Router::unsubscribe(uint64_t id) {
+  std::lock_guard lock(mu_);
+  subscribers_.erase(id);
+}
+
+StatusFeed Router::events_since(uint64_t& cursor) {
+  std::lock_guard lock(mu_);
+  StatusFeed feed;
+  feed.closed = feed_closed_;
+  feed.missed = !events_.empty() && events_.front().seq > cursor + 1 && cursor < last_seq_;
+  for (const auto& e : events_)
+    if (e.seq > cursor) feed.events.push_back(e);
+  cursor = last_seq_;
+  return feed;
+}
+
+void Router::close_feed() {
+  std::vector<std::function<void()>> wakes;
+  {
+    std::lock_guard lock(mu_);
+    if (feed_closed_) return;
+    feed_closed_ = true;
+    for (const auto& [id, wake] : subscribers_) wakes.push_back(wake);
+  }
+  for (auto& w : wakes) w();
 }
 
 }  // namespace llamactl::serve

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,6 +50,30 @@ struct ModelInfo {
   int in_flight = 0;
 };
 
+/// A model's status as llama-server's router API shows it (GET /models,
+/// GET /models/sse).
+struct ModelStatus {
+  std::string value = "unloaded";  // unloaded, loading, loaded, unloading
+  bool failed = false;             // unloaded after its process died or its load failed
+  std::optional<int> exit_code;    // failed, when the OS told
+  std::vector<std::string> args;   // the running instance's command line
+  bool operator==(const ModelStatus&) const = default;
+};
+
+/// One change of a model's status; seq counts from 1.
+struct StatusEvent {
+  uint64_t seq = 0;
+  std::string model;
+  ModelStatus status;
+};
+
+/// What a status subscriber reads next.
+struct StatusFeed {
+  std::vector<StatusEvent> events;
+  bool missed = false;  // it fell behind: older events were dropped (re-read statuses())
+  bool closed = false;  // serve is stopping: end the stream
+};
+
 class Router {
  public:
   Router(runtime::Runtime& rt, Metrics& metrics, RouterOptions opts);
@@ -88,6 +113,23 @@ class Router {
   void stop(bool unload_ours);
 
   std::vector<ModelInfo> models();
+  /// Every configured model (and any other that runs) with its status, and
+  /// the seq of the last event they include (a subscriber's first cursor).
+  std::vector<std::pair<std::string, ModelStatus>> statuses(uint64_t* cursor = nullptr);
+  /// `wake` is called, from any thread, after new status events (and once
+  /// when the feed closes). Returns the id for unsubscribe().
+  uint64_t subscribe(std::function<void()> wake);
+  void unsubscribe(uint64_t id);
+  /// The events after `cursor`, which is advanced past them.
+  StatusFeed events_since(uint64_t& cursor);
+  /// Ends every subscriber's stream (serve is stopping).
+  void close_feed();
+  /// Reads the state file now (a few ms), instead of at the next sync: for a
+  /// decision that must see what the CLI just did.
+  void refresh() { sync_now(); }
+  /// Stops `model` as soon as nothing is in flight, whoever loaded it
+  /// (POST /models/unload). False when it is not loaded.
+  bool unload_now(const std::string& model) { return unload_when_idle(model); }
   /// What the model's instance runs with (read from its command line); empty when not running.
   Launch running(const std::string& model);
   const config::Config& config() const { return rt_.config(); }
@@ -125,6 +167,10 @@ class Router {
   /// A record of an instance that runs now (a load just finished): known
   /// before the next sync, for set_state_guard's restore.
   void remember(const state::Instance& rec);
+  /// Compares every model's status with the last published one and queues
+  /// an event for each change; wakes the subscribers. Takes mu_.
+  void publish();
+  ModelStatus status_locked(const std::string& model) const;
 
   runtime::Runtime& rt_;
   Metrics& metrics_;
@@ -139,6 +185,17 @@ class Router {
   bool wake_loop_ = false;
   size_t dead_records_ = 0;
   std::map<std::string, int64_t> persisted_use_;  // model -> last_used written to the state file
+  // The status feed: what was last published per model, the recent events,
+  // the subscribers, and why a stopped model stopped (a dead record's exit
+  // code, a failed load) and what a running one runs with.
+  std::map<std::string, ModelStatus> published_;
+  std::deque<StatusEvent> events_;
+  uint64_t last_seq_ = 0;
+  std::map<uint64_t, std::function<void()>> subscribers_;
+  uint64_t next_subscriber_ = 0;
+  bool feed_closed_ = false;
+  std::map<std::string, std::optional<int>> failed_;      // model -> exit code, when its last run failed
+  std::map<std::string, std::vector<std::string>> args_;  // model -> argv of its live record
   struct Job {
     std::thread thread;
     std::shared_ptr<bool> done;

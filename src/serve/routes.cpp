@@ -6,6 +6,7 @@
 #include "serve/ollama_routes.h"
 #include "serve/openai_routes.h"
 #include "serve/options.h"
+#include "serve/router_api.h"
 #include "util/log.h"
 #include "util/strings.h"
 
@@ -35,6 +36,11 @@ constexpr std::array kRoutes{
     Route{kPost, "/v1/reranking", false, true, "/v1/rerank", openai, relay_rerank},
     Route{kPost, "/rerank", false, true, "/v1/rerank", openai, relay_rerank},
     Route{kPost, "/reranking", false, true, "/v1/rerank", openai, relay_rerank},
+    // llama-server's router API
+    Route{kGet, "/models", false, true, "/models", openai, router_models},
+    Route{kPost, "/models/load", false, true, "/models/load", openai, router_load},
+    Route{kPost, "/models/unload", false, true, "/models/unload", openai, router_unload},
+    Route{kGet, "/models/sse", false, true, "/models/sse", openai, router_events},
     // Anthropic
     Route{kPost, "/v1/messages", false, true, "/v1/messages", anthropic, relay_generation},
     Route{kPost, "/v1/messages/count_tokens", false, true, "/v1/messages/count_tokens", anthropic, relay_generation},

@@ -1,0 +1,183 @@
+#include "serve/router_api.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <nlohmann/json.hpp>
+
+#include "serve/body_model.h"
+#include "util/json_depth.h"
+#include "util/time.h"
+
+namespace llamactl::serve {
+namespace {
+
+using nlohmann::json;
+
+json status_object(const ModelStatus& s) {
+  json o{{"value", s.value}, {"args", s.args}};
+  if (s.failed) {
+    o["failed"] = true;
+    if (s.exit_code) o["exit_code"] = *s.exit_code;
+  }
+  return o;
+}
+
+// Built outside the coroutines: GCC 12 rejects string literals in braced
+// JSON initialisers inside a coroutine ("array used as initializer").
+std::string models_json(ServeContext& ctx) {
+  const auto& cfg = ctx.router.config();
+  const int64_t created = now_ms() / 1000;
+  json data = json::array();
+  for (const auto& [name, status] : ctx.router.statuses()) {
+    json o{{"id", name}, {"object", "model"}, {"owned_by", "llamactl"}, {"created", created}};
+    if (const auto* m = cfg.find_model(name)) {
+      o["path"] = m->path;
+      o["aliases"] = m->aliases;
+    }
+    o["status"] = status_object(status);
+    data.push_back(std::move(o));
+  }
+  return dump_utf8(json{{"data", std::move(data)}, {"object", "list"}});
+}
+
+std::string success_json() {
+  return dump_utf8(json{{"success", true}});
+}
+
+/// The configured (or running) model the body names; the error to answer otherwise.
+struct Named {
+  std::string model;
+  int status = 0;  // set: answer this with `error`
+  std::string error;
+};
+
+Named named_model(ServeContext& ctx, const std::string& body_text) {
+  const BodyModel body = body_model(body_text);
+  if (body.too_deep) return {{}, 400, std::string(kJsonTooDeepMessage)};
+  if (!body.is_object) return {{}, 400, "the request body is not a JSON object"};
+  if (body.model.empty()) return {{}, 400, "model name is missing from the request"};
+  const auto model = ctx.router.resolve(body.model);
+  if (!model) return {{}, 404, "model '" + body.model + "' is not found"};
+  return {*model, 0, {}};
+}
+
+std::string status_value(Router& router, const std::string& model) {
+  for (const auto& [name, s] : router.statuses())
+    if (name == model) return s.value;
+  return "unloaded";
+}
+
+}  // namespace
+
+std::string status_json(const ModelStatus& s) {
+  return dump_utf8(status_object(s));
+}
+
+std::string status_event(const std::string& model, const ModelStatus& s) {
+  json data = status_object(s);
+  data["status"] = s.value;
+  data.erase("value");
+  return "data: " + dump_utf8(json{{"model", model}, {"event", "model_status"}, {"data", std::move(data)}}) + "\n\n";
+}
+
+awaitable<void> router_models(Exchange& ex) {
+  const std::string body = models_json(ex.ctx);
+  co_await ex.json(body);
+}
+
+awaitable<void> router_load(Exchange& ex) {
+  const Named n = named_model(ex.ctx, ex.req.text());
+  if (n.status != 0) co_return co_await ex.fail(n.status, n.error);
+  if (status_value(ex.ctx.router, n.model) == "loaded") co_return co_await ex.fail(400, "model is already loaded");
+  {
+    Lease lease;  // admitted, then handed back at once: nothing is sent upstream
+    if (!co_await ex.acquire(n.model, Launch{}, nullptr, lease)) co_return;
+  }
+  const std::string body = success_json();
+  co_await ex.json(body);
+}
+
+awaitable<void> router_unload(Exchange& ex) {
+  const Named n = named_model(ex.ctx, ex.req.text());
+  if (n.status != 0) co_return co_await ex.fail(n.status, n.error);
+  Router& router = ex.ctx.router;
+  if (status_value(router, n.model) == "unloaded") {
+    router.refresh();  // `llamactl load` may have started it since the last sync
+    if (status_value(router, n.model) == "unloaded") co_return co_await ex.fail(400, "model is not loaded");
+  }
+  // A loading model is unloaded once loaded; a busy one once its requests end.
+  Timer timer(co_await asio::this_coro::executor);
+  const auto until = Clock::now() + ex.ctx.opts.wait_timeout;
+  bool asked = false;
+  for (;;) {
+    const std::string value = status_value(router, n.model);
+    if (value == "unloaded") break;
+    if (value == "loaded" && !asked) asked = router.unload_now(n.model);
+    if (Clock::now() >= until) {
+      const std::string message = "timed out waiting for '" + n.model + "' to unload";
+      co_return co_await ex.fail(504, message);
+    }
+    timer.expires_after(std::chrono::milliseconds(50));
+    error_code ec;
+    co_await timer.async_wait(ec_token(ec));
+  }
+  const std::string body = success_json();
+  co_await ex.json(body);
+}
+
+awaitable<void> router_events(Exchange& ex) {
+  // A comment line this often: proxies keep the stream open, and a client
+  // that went away without a FIN is found by the failed write.
+  constexpr auto kHeartbeat = std::chrono::seconds(15);
+  Router& router = ex.ctx.router;
+  const auto exec = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<Timer>(exec);
+  // The wake runs on the router's threads: it only posts a cancel to ours.
+  const uint64_t id = router.subscribe([timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
+  struct Unsubscribe {
+    Router& r;
+    uint64_t id;
+    ~Unsubscribe() { r.unsubscribe(id); }
+  } unsubscribe{router, id};
+
+  uint64_t cursor = 0;
+  std::string out;
+  for (const auto& [name, s] : router.statuses(&cursor)) out += status_event(name, s);  // where things stand
+  if (!co_await ex.start_chunks(200, "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"))
+    co_return;
+  if (!co_await ex.chunk(out)) co_return;
+
+  bool client_gone = false;
+  auto watch = std::make_shared<ClientWatch>();
+  watch->on_readable = [&] {
+    if (peer_closed(ex.client.socket())) {
+      client_gone = true;
+      timer->cancel();
+    }
+  };
+  arm_watch(ex.client.socket(), watch);
+  for (;;) {
+    StatusFeed feed = router.events_since(cursor);
+    out.clear();
+    if (feed.missed)  // it fell behind: where things stand now instead
+      for (const auto& [name, s] : router.statuses(&cursor)) out += status_event(name, s);
+    else
+      for (const auto& e : feed.events) out += status_event(e.model, e.status);
+    if (feed.closed || client_gone) break;
+    if (!out.empty() && !co_await ex.chunk(out)) break;
+    timer->expires_after(kHeartbeat);
+    error_code ec;
+    co_await timer->async_wait(ec_token(ec));
+    if (!ec && !client_gone && !co_await ex.chunk(": keep-alive\n\n")) break;
+  }
+  watch->on_readable = nullptr;
+  error_code ignored;
+  ex.client.socket().cancel(ignored);
+  if (client_gone) {
+    ex.gone(200);
+    co_return;
+  }
+  if (ex.keep) co_await ex.end_chunks();
+}
+
+}  // namespace llamactl::serve
