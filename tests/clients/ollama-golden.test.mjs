@@ -42,7 +42,11 @@ const LLAMACTL_BIN = required('LLAMACTL_BIN');
 const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
 const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
-const GOLDEN_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'ollama');
+const GOLDEN_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'golden');
+const GOLDEN_DIR = path.join(GOLDEN_ROOT, 'ollama');
+// A case named DIR/NAME is tests/golden/DIR/NAME.txt (router/: llama-server's
+// router API, which serve answers too); any other is in tests/golden/ollama.
+const goldenFile = (name) => path.join(name.includes('/') ? GOLDEN_ROOT : GOLDEN_DIR, `${name}.txt`);
 const T = { timeout: 20_000 }; // each case's deadline
 
 // ---------------------------------------------------------------- the cases
@@ -58,6 +62,7 @@ const CASES = [
   ['version', ['/api/version']],
   ['tags', ['/api/tags']],
   ['ps-empty', ['/api/ps']],
+  ['router/models-unloaded', ['/models']],
   ['show', ['/api/show', '-d', json({ model: 'tiny' })]],
   ['chat-stream', ['/api/chat', '-d', json(chat)]],
   ['chat-nostream', ['/api/chat', '-d', json({ ...chat, stream: false })]],
@@ -74,6 +79,14 @@ const CASES = [
   ['bad-json', ['/api/chat', '-d', '{"model":']],
   ['chat-get', ['/api/chat']],
   ['delete', ['-X', 'DELETE', '/api/delete', '-d', json({ model: 'tiny' })]],
+  // tiny may still be stopping after generate-unload: the load waits for that.
+  ['router/load', ['/models/load', '-d', json({ model: 'tiny' })]],
+  ['router/load-again', ['/models/load', '-d', json({ model: 'tiny' })]],
+  ['router/models-loaded', ['/models']],
+  ['router/unload', ['/models/unload', '-d', json({ model: 'tiny' })]],
+  ['router/unload-again', ['/models/unload', '-d', json({ model: 'tiny' })]],
+  ['router/load-unknown', ['/models/load', '-d', json({ model: 'nope' })]],
+  ['router/load-no-model', ['/models/load', '-d', '{}']],
 ];
 
 // ---------------------------------------------------------------- helpers
@@ -195,7 +208,10 @@ function normalise(text) {
     .replace(/"(created_at|modified_at|expires_at)":"[^"]*"/g, '"$1":"<DATE>"')
     .replace(/"(total_duration|load_duration|prompt_eval_duration|eval_duration)":\d+/g, '"$1":<NS>')
     .replace(/"digest":"[0-9a-f]+"/g, '"digest":"<DIGEST>"')
-    .replace(/"version":"[^"]*"/g, '"version":"<VERSION>"');
+    .replace(/"version":"[^"]*"/g, '"version":"<VERSION>"')
+    .replace(new RegExp(esc(JSON.stringify(FAKE_LLAMA_SERVER)), 'g'), '"<LLAMA_SERVER>"')
+    .replace(/"--port","\d+"/g, '"--port","<PORT>"')
+    .replace(/"created":\d+/g, '"created":<SECONDS>');
 }
 
 // `curl -s -i` output -> the transcript: status line, Content-Type,
@@ -339,7 +355,7 @@ async function waitForVram(ms) {
 for (const [name, args, waitFor] of CASES) {
   test(`golden ${name}`, T, async (t) => {
     if (waitFor === 'vram') await waitForVram(5_000);
-    const file = path.join(GOLDEN_DIR, `${name}.txt`);
+    const file = goldenFile(name);
     const full = args.map((a) => (a.startsWith('/') ? `${base}${a}` : a));
     const shown = args.map((a) => (a.startsWith('/') ? `http://127.0.0.1:<PORT>${a}` : a));
     const r = spawnSync('curl', ['-s', '-i', '--max-time', '15', ...full], { encoding: 'utf8', timeout: 20_000 });
@@ -347,7 +363,7 @@ for (const [name, args, waitFor] of CASES) {
     assert.equal(r.status, 0, `curl exited with ${r.status ?? r.signal}: ${r.stderr}\nserve's output:\n${serveLog()}`);
     const got = transcript(['-s', '-i', ...shown], r.stdout);
     if (UPDATE) {
-      fs.mkdirSync(GOLDEN_DIR, { recursive: true });
+      fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, got);
       t.diagnostic(`wrote ${path.relative(process.cwd(), file)}`);
       return;
@@ -358,7 +374,9 @@ for (const [name, args, waitFor] of CASES) {
 }
 
 test('no golden file without a case', { skip: UPDATE && 'UPDATE_GOLDEN=1' }, () => {
-  const known = new Set(CASES.map(([name]) => `${name}.txt`));
-  const stale = fs.readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.txt') && !known.has(f));
+  const known = new Set(CASES.map(([name]) => goldenFile(name)));
+  const stale = [GOLDEN_DIR, path.join(GOLDEN_ROOT, 'router')]
+    .flatMap((dir) => fs.readdirSync(dir).map((f) => path.join(dir, f)))
+    .filter((f) => f.endsWith('.txt') && !known.has(f));
   assert.deepEqual(stale, []);
 });
