@@ -187,6 +187,24 @@ TEST_F(RouterApi, BadRequestsGetLlamaServerShapedErrors) {
   EXPECT_EQ(get_load.status, 405);
 }
 
+TEST_F(RouterApi, APageOnAnotherSiteCanNeitherLoadNorWatch) {
+  // A form post or a no-preflight fetch from a web page: refused before the handler runs.
+  const auto r =
+      post(*serve_, "/models/load", model_body("tiny"), {"Content-Type: text/plain", "Origin: http://evil.example"});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_FALSE(live(*sb_, "tiny"));
+  EXPECT_EQ(http_request(serve_->port(), "GET", "/models/sse", "", {"Origin: http://evil.example"}).status, 403);
+  // DNS rebinding: a page whose name now points at this machine.
+  const std::string rebound =
+      raw_exchange(serve_->port(), "GET /models HTTP/1.1\r\nHost: rebind.example\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(rebound.rfind("HTTP/1.1 403", 0), 0U) << rebound;
+  // A local page (an allowed origin) may, and gets CORS fields.
+  const auto ok = http_request(serve_->port(), "GET", "/models", "", {"Origin: http://localhost:3000"});
+  EXPECT_EQ(ok.status, 200);
+  ASSERT_TRUE(ok.headers.count("access-control-allow-origin"));
+  EXPECT_EQ(ok.headers.at("access-control-allow-origin"), "http://localhost:3000");
+}
+
 TEST_F(RouterApi, TheStreamSeesApiLoadsCliUnloadsAndApiUnloads) {
   HttpStream sse(serve_->port(), "GET", "/models/sse", "");
   // Where things stand first: every configured model.
