@@ -1,6 +1,7 @@
 // The fake llama-server on its own: the HTTP behaviour that a proxy in front
 // of llama-server depends on (keep-alive, chunked SSE, the JSON shapes of
-// chat, completions and embeddings, errors, API key, cancellation, SIGTERM).
+// chat, completions, embeddings, Responses, Messages, token counts and
+// rerank, errors, API key, cancellation, SIGTERM).
 // A raw-socket client, so that chunk boundaries and timings are visible.
 
 #include <arpa/inet.h>
