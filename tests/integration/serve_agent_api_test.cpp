@@ -14,6 +14,7 @@
 
 #include "integration/harness.h"
 #include "integration/serve_harness.h"
+#include "unit/gguf_writer.h"
 
 using namespace llamactl::testing;
 using nlohmann::json;
@@ -25,10 +26,15 @@ class AgentApi : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     sb_ = std::make_unique<Sandbox>();
+    // A reranker's GGUF: <arch>.pooling_type 4 (LLAMA_POOLING_TYPE_RANK).
+    GgufSpec reranker;
+    reranker.extra = {kv_u32("llama.pooling_type", 4)};
+    write_gguf(sb_->path("jina.gguf"), reranker);
     sb_->write_config("[models.tiny]\npath = \"" + sb_->model("tiny") + "\"\naliases = [\"small\", \"org/tiny\"]\n" +
                       "[models.lazy]\npath = \"" + sb_->model("lazy") + "\"\n" + "[models.cut]\npath = \"" +
                       sb_->model("cut") + "\"\n" + "[models.ranker]\npath = \"" + sb_->model("ranker") +
-                      "\"\nreranking = true\n" + "[models.chat2]\npath = \"" + sb_->model("chat2") + "\"\n");
+                      "\"\nreranking = true\n" + "[models.jina]\npath = \"" + sb_->path("jina.gguf") + "\"\n" +
+                      "[models.chat2]\npath = \"" + sb_->model("chat2") + "\"\n");
     serve_ = std::make_unique<ServeProcess>(*sb_);
     ASSERT_TRUE(serve_->ready()) << serve_->output();
   }
@@ -235,6 +241,20 @@ TEST_F(AgentApi, RerankOnARerankingModel) {
   const std::string argv = live_instance("ranker")["argv"].dump();
   EXPECT_NE(argv.find("--reranking"), std::string::npos) << "`reranking = true`: " << argv;
   EXPECT_EQ(post("/v1/messages", messages_body("ranker", false)).status, 200) << "it still chats";
+}
+
+TEST_F(AgentApi, ARerankerGgufStartsWithRerankingUnasked) {
+  // Started by a chat request, which asks for nothing: the GGUF's pooling decides.
+  ASSERT_EQ(post("/v1/messages", messages_body("jina", false)).status, 200) << serve_->output();
+  const json inst = live_instance("jina");
+  const std::string argv = inst["argv"].dump();
+  EXPECT_NE(argv.find("--reranking"), std::string::npos) << argv;
+  EXPECT_EQ(argv.find("--pooling"), std::string::npos) << argv;
+  auto r = post("/v1/rerank", json{{"model", "jina"}, {"query", "q"}, {"documents", {"a", "q"}}, {"top_n", 1}});
+  ASSERT_EQ(r.status, 200) << r.body << serve_->output();
+  ASSERT_EQ(r.json()["results"].size(), 1u) << r.body;
+  EXPECT_EQ(r.json()["results"][0]["index"], 1);
+  EXPECT_EQ(live_instance("jina")["pid"], inst["pid"]) << "served as it runs, no restart";
 }
 
 TEST_F(AgentApi, RerankRestartsAModelRunningWithoutReranking) {
