@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the client-compatibility tests (tests/clients/*.test.mjs: the official,
-# unmodified `openai` and `ollama` npm clients against `llamactl serve`, the
-# curl transcripts of tests/golden/ollama, and the official MCP TypeScript SDK
-# against `llamactl mcp`) with the binaries
+# unmodified `openai`, `ollama` and `@anthropic-ai/sdk` npm clients against
+# `llamactl serve`, the curl transcripts of tests/golden/ollama, and the
+# official MCP TypeScript SDK against `llamactl mcp`) with the binaries
 # of BUILD_DIR (llamactl, tests/fake_llama_server, tests/fake_nvidia_smi).
 # Installs the pinned npm packages (package-lock.json) first when needed.
 # Usage: scripts/client-tests.sh BUILD_DIR

@@ -100,6 +100,8 @@ ModelConfig parse_model(const Walker& w, const std::string& name, const toml::ta
       m.keep_alive_ms = w.duration(node, prefix + key);
     else if (key == "embeddings")
       m.embeddings = w.boolean(node, prefix + key);
+    else if (key == "reranking")
+      m.reranking = w.boolean(node, prefix + key);
     else
       w.unknown(node, prefix + key, cfg.warnings);
   }

@@ -24,6 +24,7 @@ struct ModelConfig {
   std::vector<std::string> aliases;
   std::optional<int64_t> keep_alive_ms;  // kNever for "never"
   bool embeddings = false;               // start llama-server with --embeddings (and a pooling type)
+  bool reranking = false;  // start llama-server with --reranking (a GGUF with rank pooling gets it anyway)
 };
 
 struct GpuOverride {

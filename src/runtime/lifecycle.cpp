@@ -27,6 +27,7 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
     m.gpu = mc->gpu;
     m.args = mc->args;
     m.embeddings = mc->embeddings;
+    m.reranking = mc->reranking;
     if (mc->context) m.context = *mc->context;
   } else if (ends_with(to_lower(wanted), ".gguf") || wanted.find_first_of("/\\") != std::string::npos) {
     m.path = wanted;
@@ -88,18 +89,38 @@ Result<int> choose_port(std::optional<int> wanted, int first, const std::vector<
                     "no free port in " + std::to_string(first) + "-" + std::to_string(first + 99));
 }
 
+// llama.h's LLAMA_POOLING_TYPE_RANK: the value of <arch>.pooling_type in a
+// reranker's GGUF (a classification head on the graph).
+constexpr uint32_t kPoolingRank = 4;
+
+bool has_flag(const ModelChoice& m, const std::vector<std::string>& extra, std::string_view flag) {
+  const auto match = [&](const std::string& a) { return a == flag || starts_with(a, std::string(flag) + "="); };
+  return std::any_of(m.args.begin(), m.args.end(), match) || std::any_of(extra.begin(), extra.end(), match);
+}
+
+/// A reranker (its GGUF declares rank pooling), a model configured with
+/// `reranking = true`, or one serve's rerank request asked for, runs with
+/// --reranking: without it llama-server answers /v1/rerank with 501
+/// "This server does not support reranking" (captured). The flag turns on
+/// embeddings with rank pooling (llama.cpp common/arg.cpp). True when it is on.
+bool add_reranking_args(ModelChoice& m, const gguf::Info& header, const std::vector<std::string>& extra) {
+  if (has_flag(m, extra, "--reranking") || has_flag(m, extra, "--rerank")) return true;
+  if (!m.reranking && header.pooling_type != kPoolingRank) return false;
+  m.args.emplace_back("--reranking");
+  return true;
+}
+
 /// A model that serves embeddings (configured, or serve's first request
 /// for it was one) runs with --embeddings, and with --pooling mean when its
 /// GGUF declares no pooling type: llama-server then answers /v1/embeddings
 /// with 400 "Pooling type 'none' is not OAI compatible" (observed).
-void add_embedding_args(ModelChoice& m, const gguf::Info& header, const std::vector<std::string>& extra) {
-  const auto has = [&](std::string_view flag) {
-    const auto match = [&](const std::string& a) { return a == flag || starts_with(a, std::string(flag) + "="); };
-    return std::any_of(m.args.begin(), m.args.end(), match) || std::any_of(extra.begin(), extra.end(), match);
-  };
+/// A reranking instance keeps its rank pooling: no --pooling mean then.
+void add_embedding_args(ModelChoice& m, const gguf::Info& header, const std::vector<std::string>& extra,
+                        bool reranking) {
+  const auto has = [&](std::string_view flag) { return has_flag(m, extra, flag); };
   if (!m.embeddings && !has("--embeddings") && !has("--embedding")) return;
   if (!has("--embeddings") && !has("--embedding")) m.args.emplace_back("--embeddings");
-  if (!header.pooling_type && !has("--pooling")) {
+  if (!header.pooling_type && !has("--pooling") && !reranking) {
     m.args.emplace_back("--pooling");
     m.args.emplace_back("mean");
   }
@@ -132,7 +153,8 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   auto early_probe = std::async(std::launch::async, [this] { return std::pair(probe_.read(), Clock::now()); });
   const auto header = gguf::read_file(model->path);
   if (!header) return header.error();
-  add_embedding_args(*model, *header, req.extra_args);
+  const bool reranking = add_reranking_args(*model, *header, req.extra_args);
+  add_embedding_args(*model, *header, req.extra_args, reranking);
   std::error_code ec;
   const auto file_bytes = fs::file_size(platform::fs_path(model->path), ec);
   LoadOutcome out;

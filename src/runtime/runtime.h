@@ -115,6 +115,7 @@ struct ModelChoice {
   int64_t context = 4096;
   std::vector<std::string> args;
   bool embeddings = false;  // config `embeddings = true`
+  bool reranking = false;   // config `reranking = true`
 };
 
 struct UnloadRequest {

@@ -287,7 +287,7 @@ awaitable<void> relay_embeddings(Exchange& ex) {
 }
 
 awaitable<void> relay_rerank(Exchange& ex) {
-  co_await relay(ex, Launch{});
+  co_await relay(ex, Launch{false, 0, 0, true});
 }
 
 }  // namespace llamactl::serve

@@ -72,11 +72,12 @@ Ticket Router::admit(const std::string& model, Launch needs, std::function<void(
   const uint64_t id = ++next_waiter_;
   const auto adm = sched_.admit(model, id, now_ms(), needs);
   if (adm.kind == Admission::Kind::serve) return {Ticket::Kind::ready, adm.port, 0, 0, {}};
-  if (adm.kind == Admission::Kind::refuse)
+  if (adm.kind == Admission::Kind::refuse) {
+    const std::string what = needs.reranking ? "reranking" : "embeddings";
     return {Ticket::Kind::failed, 0, 0, 400,
-            "'" + model +
-                "' is running without embeddings (it was started for chat) and is busy; set `embeddings = true` "
-                "for it in the config so that it always starts with them, or retry when it is idle"};
+            "'" + model + "' is running without " + what + " (it was started for chat) and is busy; set `" + what +
+                " = true` for it in the config so that it always starts with them, or retry when it is idle"};
+  }
   waiters_[id] = Waiter{std::move(wake), std::nullopt, model};
   if (adm.kind == Admission::Kind::start) {
     log::info("load {}: first request, starting it", model);
@@ -85,7 +86,9 @@ Ticket Router::admit(const std::string& model, Launch needs, std::function<void(
     start_load(model);
   } else if (adm.kind == Admission::Kind::restart) {
     log::info("reload {}: idle, and the request needs {}", model,
-              needs.embeddings ? "embeddings" : "a context of " + std::to_string(needs.context));
+              needs.reranking    ? std::string("reranking")
+              : needs.embeddings ? std::string("embeddings")
+                                 : "a context of " + std::to_string(needs.context));
     lock.unlock();
     publish();
     start_stop(model, "reload");
@@ -220,7 +223,8 @@ void Router::run_load(const std::string& model) {
     std::lock_guard lock(mu_);
     if (const auto* m = sched_.find(model)) want = m->want;
   }
-  if (want.embeddings) req.extra_args = {"--embeddings"};
+  if (want.embeddings) req.extra_args.emplace_back("--embeddings");
+  if (want.reranking) req.extra_args.emplace_back("--reranking");
   if (want.context > 0) req.context = want.context;
   for (;;) {
     auto r = rt_.load(req);

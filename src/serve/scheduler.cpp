@@ -42,6 +42,7 @@ Launch launch_of(const std::vector<std::string>& argv) {
       value = argv[i + 1];
     }
     if (a == "--embeddings" || a == "--embedding") l.embeddings = true;
+    if (a == "--reranking" || a == "--rerank") l.reranking = true;
     if (!value) continue;
     if (a == "-c" || a == "--ctx-size") l.context = number(*value, 0);
     if (a == "-ub" || a == "--ubatch-size") ubatch = number(*value, ubatch);
@@ -53,12 +54,12 @@ Launch launch_of(const std::vector<std::string>& argv) {
 
 namespace {
 Launch merged(Launch a, Launch b) {
-  return {a.embeddings || b.embeddings, std::max(a.context, b.context), 0};
+  return {a.embeddings || b.embeddings, std::max(a.context, b.context), 0, a.reranking || b.reranking};
 }
 }  // namespace
 
 bool Scheduler::satisfies(const ModelState& m, Launch needs) {
-  return (!needs.embeddings || m.running.embeddings) &&
+  return (!needs.embeddings || m.running.embeddings) && (!needs.reranking || m.running.reranking) &&
          (needs.context == 0 || m.running.context == 0 || m.running.context >= needs.context);
 }
 
@@ -83,7 +84,8 @@ Admission Scheduler::admit(const std::string& model, uint64_t waiter, int64_t no
           s.waiters.push_back(waiter);
           return {Admission::Kind::restart, 0};
         }
-        if (needs.embeddings && !m.running.embeddings) return {Admission::Kind::refuse, 0};
+        if ((needs.embeddings && !m.running.embeddings) || (needs.reranking && !m.running.reranking))
+          return {Admission::Kind::refuse, 0};
         // Busy and only short of context: serve as it is rather than reload under load.
       }
       ++m.in_flight;

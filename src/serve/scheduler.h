@@ -23,9 +23,10 @@ struct Launch {
   bool embeddings = false;  // --embeddings
   int64_t context = 0;      // -c; 0: unknown (then any context need counts as met)
   int64_t ubatch = 0;       // physical batch, the longest embedding input; 0: not read from a command line
+  bool reranking = false;   // --reranking (/v1/rerank answers)
 };
 
-/// Reads --embeddings, -c/--ctx-size and the physical batch (the smaller of
+/// Reads --embeddings, --reranking, -c/--ctx-size and the physical batch (the smaller of
 /// -ub/--ubatch-size and -b/--batch-size, llama-server's defaults 512 and
 /// 2048) from a llama-server command line.
 Launch launch_of(const std::vector<std::string>& argv);
@@ -58,10 +59,10 @@ struct Record {
 };
 
 struct Admission {
-  // restart: the idle instance lacks what the request needs (embeddings, a
+  // restart: the idle instance lacks what the request needs (embeddings, reranking, a
   // larger context): it is marked stopping, the request queued, and the
   // caller runs a stop job (then a load, as after any stop with waiters).
-  // refuse: it lacks embeddings and is busy; nothing changed.
+  // refuse: it lacks embeddings or reranking and is busy; nothing changed.
   enum class Kind { serve, wait, start, restart, refuse } kind = Kind::wait;
   int port = 0;  // serve: the upstream port; the request is counted in flight
 };

@@ -119,10 +119,28 @@
 //                                -> {tokens:[id...]} (or [{id,piece}]); pieces
 //                                of up to 4 bytes, BOS is 1
 //   POST /detokenize             {tokens} -> {content}
-//   anything else                404 {"error":{...,"type":"not_found_error"}}
+//   POST /v1/responses /responses  OpenAI Responses: the same tokens as chat
+//                                (max_output_tokens the limit); SSE with
+//                                "event:" lines, response.created ...
+//                                response.completed (usage, timings)
+//   POST /v1/messages            Anthropic Messages: the same tokens; SSE
+//                                message_start ... message_stop; stop_reason
+//                                "max_tokens" or "end_turn"
+//   POST /v1/responses/input_tokens /responses/input_tokens
+//        /v1/chat/completions/input_tokens
+//                                {"input_tokens":N,"object":"response.input_tokens"}
+//   POST /v1/messages/count_tokens {"input_tokens":N}
+//                                (N counted as for chat's prompt_tokens)
+//   POST /v1/rerank /v1/reranking /rerank /reranking
+//                                without --reranking: 501 not_supported_error
+//                                (Connection: close, as captured); with it,
+//                                llama.cpp's Jina-style list sorted by score
+//   anything else                404 {"error":{...,"type":"not_found_error"}},
+//                                GET /v1/models/{id} included (as real)
 // With --api-key K (or K1,K2): /health, /v1/health, /models, /v1/models stay
 // open; the rest need "Authorization: Bearer K" or "X-Api-Key: K", else 401.
 // Other flags: --no-jinja (see tool calls), --mmproj F (images accepted),
+// --reranking (or --rerank; rerank answers),
 // --reasoning-format none|auto|deepseek|deepseek-legacy (default auto).
 //
 // Token generation takes FAKE_TOKEN_DELAY_MS per token (streaming or not).
@@ -183,6 +201,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -251,6 +270,7 @@ std::string g_reg_file;
 struct Settings {
   std::string alias = "model";
   bool embeddings = false;
+  bool reranking = false;        // --reranking / --rerank: /v1/rerank answers
   std::string pooling = "none";  // effective: --pooling, else the model's own
   std::vector<std::string> api_keys;
   int token_delay_ms = 5;
@@ -1429,6 +1449,286 @@ Response handle_embeddings(const Request& req, bool oai) {
                          {"data", std::move(data)}})};
 }
 
+// ---------------------------------------------------------------------------
+// Agent APIs: OpenAI Responses and Anthropic Messages. llama-server turns both
+// into a chat request (convert_responses_to_chatcmpl() and
+// convert_anthropic_to_oai() in tools/server/server-common.cpp) and answers in
+// the API's own shape; the shapes and field orders here are the captured ones
+// (shared/reference/llama-server-agent-api-transcripts.txt).
+
+std::string sse_event(const std::string& name, const json& data) {
+  return "event: " + name + "\ndata: " + dump(data) + "\n\n";
+}
+
+// The chat messages a Responses body stands for: "instructions" as a system
+// message, "input" as one user message (a string) or its items' role and
+// content (input_text parts count as text).
+json responses_messages(const json& body) {
+  json messages = json::array();
+  const json instructions = json_value(body, "instructions", json());
+  if (instructions.is_string()) messages.push_back(json{{"role", "system"}, {"content", instructions}});
+  const json input = json_value(body, "input", json());
+  if (input.is_string()) {
+    messages.push_back(json{{"role", "user"}, {"content", input}});
+  } else if (input.is_array()) {
+    for (const auto& item : input)
+      messages.push_back(json{{"role", json_value(item, "role", std::string("user"))},
+                              {"content", json_value(item, "content", json(""))}});
+  } else {
+    throw bad_request("'input' must be a string or array of objects");
+  }
+  return messages;
+}
+
+// The chat messages of an Anthropic body: "system" (a string or text blocks)
+// first, then the messages (text blocks count as text). A missing "messages"
+// is a std::runtime_error in llama.cpp: 500.
+json anthropic_messages(const json& body) {
+  if (!body.contains("messages")) throw server_error("'messages' is required");
+  json messages = json::array();
+  const json system = json_value(body, "system", json());
+  if (system.is_string()) {
+    messages.push_back(json{{"role", "system"}, {"content", system}});
+  } else if (system.is_array()) {
+    std::string text;
+    for (const auto& block : system) text += json_value(block, "text", std::string());
+    messages.push_back(json{{"role", "system"}, {"content", text}});
+  }
+  if (body.at("messages").is_array())
+    for (const auto& m : body.at("messages")) messages.push_back(m);
+  return messages;
+}
+
+// A Generation of plain text (3 tokens unless limited) whose limit is `limit_key`.
+Generation agent_generation(const json& body, const char* limit_key, const json& messages) {
+  json limits = json::object();
+  if (body.contains(limit_key)) limits["max_tokens"] = body.at(limit_key);
+  Generation g = make_generation(limits);
+  g.stream = json_value(body, "stream", false);
+  g.prompt_n = count_chat_tokens(messages, json_value(body, "tools", json()));
+  if (!g.limited) g.n = 3;
+  return g;
+}
+
+json responses_usage(const Generation& g) {
+  return json{{"input_tokens", g.prompt_n},
+              {"output_tokens", g.generated},
+              {"total_tokens", g.prompt_n + g.generated},
+              {"input_tokens_details", {{"cached_tokens", 0}}}};
+}
+
+json output_text(const std::string& text) {
+  return json{{"type", "output_text"}, {"annotations", json::array()}, {"logprobs", json::array()}, {"text", text}};
+}
+
+// POST /v1/responses, /responses. Non-streaming: one "response" object
+// (no timings). Streaming: response.created, response.in_progress,
+// response.output_item.added and response.content_part.added with the first
+// token's response.output_text.delta, one delta per later token, then
+// response.output_text.done, response.content_part.done,
+// response.output_item.done and response.completed (with usage and, beside
+// the response, timings); no [DONE]. max_output_tokens is the limit.
+bool handle_responses(Conn& c, const Request& req) {
+  const json body = parse_body(req);
+  Generation g = agent_generation(body, "max_output_tokens", responses_messages(body));
+  const std::string resp_id = "resp_" + random_id();
+  const std::string msg_id = "msg_" + random_id();
+
+  if (!g.stream) {
+    if (!generate_all(c, g)) return false;
+    const json res{{"completed_at", std::time(nullptr)},
+                   {"created_at", g.created},
+                   {"id", resp_id},
+                   {"model", g_cfg.alias},
+                   {"object", "response"},
+                   {"output", json::array({json{{"content", json::array({output_text(generated_text(g.generated))})},
+                                                {"id", msg_id},
+                                                {"role", "assistant"},
+                                                {"status", "completed"},
+                                                {"type", "message"}}})},
+                   {"status", "completed"},
+                   {"usage", responses_usage(g)}};
+    const std::string out = dump(res);
+    return c.send(head(200, req, "application/json; charset=utf-8", out.size()) + out);
+  }
+
+  const json in_progress{{"id", resp_id}, {"object", "response"}, {"status", "in_progress"}};
+  auto start_events = [&] {
+    return sse_event("response.created", json{{"type", "response.created"}, {"response", in_progress}}) +
+           sse_event("response.in_progress", json{{"type", "response.in_progress"}, {"response", in_progress}}) +
+           sse_event("response.output_item.added", json{{"type", "response.output_item.added"},
+                                                        {"item",
+                                                         {{"content", json::array()},
+                                                          {"id", msg_id},
+                                                          {"role", "assistant"},
+                                                          {"status", "in_progress"},
+                                                          {"type", "message"}}}}) +
+           sse_event("response.content_part.added", json{{"type", "response.content_part.added"},
+                                                         {"item_id", msg_id},
+                                                         {"part", {{"type", "output_text"}, {"text", ""}}}});
+  };
+  auto token_events = [&](int i) {
+    const std::string delta =
+        sse_event("response.output_text.delta",
+                  json{{"type", "response.output_text.delta"}, {"item_id", msg_id}, {"delta", token_text(i)}});
+    return i == 0 ? start_events() + delta : delta;
+  };
+  auto final_events = [&] {
+    const std::string text = generated_text(g.generated);
+    const json item{{"type", "message"},
+                    {"status", "completed"},
+                    {"id", msg_id},
+                    {"content", json::array({output_text(text)})},
+                    {"role", "assistant"}};
+    const json response{
+        {"id", resp_id},        {"object", "response"},          {"created_at", g.created},    {"status", "completed"},
+        {"model", g_cfg.alias}, {"output", json::array({item})}, {"usage", responses_usage(g)}};
+    return (g.generated == 0 ? start_events() : std::string()) +
+           sse_event("response.output_text.done",
+                     json{{"type", "response.output_text.done"}, {"item_id", msg_id}, {"text", text}}) +
+           sse_event("response.content_part.done",
+                     json{{"type", "response.content_part.done"}, {"item_id", msg_id}, {"part", output_text(text)}}) +
+           sse_event("response.output_item.done", json{{"type", "response.output_item.done"}, {"item", item}}) +
+           sse_event("response.completed",
+                     json{{"type", "response.completed"}, {"response", response}, {"timings", g.timings()}});
+  };
+  return stream(c, req, g, token_events, final_events);
+}
+
+// Anthropic's usage: nothing is cached here, so every prompt token is input.
+json anthropic_usage(const Generation& g, int output_tokens) {
+  return json{{"cache_read_input_tokens", 0}, {"input_tokens", g.prompt_n}, {"output_tokens", output_tokens}};
+}
+
+// POST /v1/messages. Non-streaming: one "message" (id chatcmpl-..., as real).
+// Streaming: message_start and content_block_start with the first token's
+// content_block_delta, one delta per later token, then content_block_stop,
+// message_delta (stop_reason, output_tokens) and message_stop. stop_reason is
+// "max_tokens" when max_tokens cut it, else "end_turn". Without max_tokens
+// real llama-server sets 4096 and the model stops at its end of generation;
+// the fake's plain text ends after 3 tokens.
+bool handle_messages(Conn& c, const Request& req) {
+  const json body = parse_body(req);
+  Generation g = agent_generation(body, "max_tokens", anthropic_messages(body));
+  auto stop_reason = [&g] { return g.limited ? "max_tokens" : "end_turn"; };
+
+  if (!g.stream) {
+    if (!generate_all(c, g)) return false;
+    const json res{{"id", g.id},
+                   {"type", "message"},
+                   {"role", "assistant"},
+                   {"content", json::array({json{{"type", "text"}, {"text", generated_text(g.generated)}}})},
+                   {"model", g_cfg.alias},
+                   {"stop_reason", stop_reason()},
+                   {"stop_sequence", nullptr},
+                   {"usage", anthropic_usage(g, g.generated)}};
+    const std::string out = dump(res);
+    return c.send(head(200, req, "application/json; charset=utf-8", out.size()) + out);
+  }
+
+  auto start_events = [&] {
+    return sse_event("message_start", json{{"type", "message_start"},
+                                           {"message",
+                                            {{"id", g.id},
+                                             {"type", "message"},
+                                             {"role", "assistant"},
+                                             {"content", json::array()},
+                                             {"model", g_cfg.alias},
+                                             {"stop_reason", nullptr},
+                                             {"stop_sequence", nullptr},
+                                             {"usage", anthropic_usage(g, 0)}}}}) +
+           sse_event("content_block_start", json{{"type", "content_block_start"},
+                                                 {"index", 0},
+                                                 {"content_block", {{"type", "text"}, {"text", ""}}}});
+  };
+  auto token_events = [&](int i) {
+    const std::string delta =
+        sse_event("content_block_delta", json{{"type", "content_block_delta"},
+                                              {"index", 0},
+                                              {"delta", {{"type", "text_delta"}, {"text", token_text(i)}}}});
+    return i == 0 ? start_events() + delta : delta;
+  };
+  auto final_events = [&] {
+    return (g.generated == 0 ? start_events() : std::string()) +
+           sse_event("content_block_stop", json{{"type", "content_block_stop"}, {"index", 0}}) +
+           sse_event("message_delta", json{{"type", "message_delta"},
+                                           {"delta", {{"stop_reason", stop_reason()}, {"stop_sequence", nullptr}}},
+                                           {"usage", {{"output_tokens", g.generated}}}}) +
+           sse_event("message_stop", json{{"type", "message_stop"}});
+  };
+  return stream(c, req, g, token_events, final_events);
+}
+
+// POST /v1/messages/count_tokens: {"input_tokens":N}.
+Response handle_count_tokens(const Request& req) {
+  const json body = parse_body(req);
+  const int n = count_chat_tokens(anthropic_messages(body), json_value(body, "tools", json()));
+  return {200, dump(json{{"input_tokens", n}})};
+}
+
+// POST /v1/responses/input_tokens (captured) and
+// /v1/chat/completions/input_tokens (not captured; answered the same way):
+// {"input_tokens":N,"object":"response.input_tokens"}.
+Response handle_input_tokens(const Request& req, bool chat) {
+  const json body = parse_body(req);
+  const json messages = chat ? json_value(body, "messages", json::array()) : responses_messages(body);
+  const int n = count_chat_tokens(messages, json_value(body, "tools", json()));
+  return {200, dump(json{{"input_tokens", n}, {"object", "response.input_tokens"}})};
+}
+
+// A deterministic relevance of `doc` to `query` in (0, 1): the share of the
+// query's words found in the document, squeezed away from 0 and 1.
+double relevance(const std::string& query, const std::string& doc) {
+  std::istringstream words(lower(query));
+  const std::string d = lower(doc);
+  int n = 0, found = 0;
+  for (std::string w; words >> w; ++n)
+    if (d.find(w) != std::string::npos) ++found;
+  return (found + 0.5) / (n + 1.0);
+}
+
+// POST /v1/rerank, /v1/reranking, /rerank, /reranking. Without --reranking:
+// the captured 501 not_supported_error, with "Connection: close". With it:
+// llama.cpp's handler (tools/server/server-context.cpp, post_rerank: "query"
+// must be a string, "documents" (or TEI's "texts") a non-empty string array,
+// top_n = json_value(body, "top_n", documents.size())) and
+// format_response_rerank() in tools/server/server-common.cpp: results
+// {index, relevance_score} (TEI: a bare array of {index, score}) sorted by
+// score, highest first, cut to top_n; then {"model": the body's model else
+// the alias, "object":"list", "usage":{prompt_tokens, total_tokens},
+// "results"}. Tokens per document: query + document + 4 (BOS, EOS, SEP, EOS).
+Response handle_rerank(const Request& req) {
+  const json body = parse_body(req);
+  const bool tei = body.contains("texts");
+  if (body.count("query") != 1) throw bad_request("\"query\" must be provided");
+  if (!body.at("query").is_string()) throw bad_request("\"query\" must be a string");
+  const std::string query = body.at("query").get<std::string>();
+  const auto documents = json_value(body, "documents", json_value(body, "texts", std::vector<std::string>()));
+  if (documents.empty()) throw bad_request("\"documents\" must be a non-empty string array");
+  const int top_n = json_value(body, "top_n", static_cast<int>(documents.size()));
+
+  std::vector<std::pair<size_t, double>> ranks;
+  int n_tokens = 0;
+  for (size_t i = 0; i < documents.size(); ++i) {
+    ranks.emplace_back(i, relevance(query, documents[i]));
+    n_tokens += count_tokens(query) + count_tokens(documents[i]) + 4;
+  }
+  // Real sorts with std::sort (ties in no set order); stable here, so tests can rely on it.
+  std::stable_sort(ranks.begin(), ranks.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  ranks.resize(static_cast<size_t>(std::clamp(top_n, 0, static_cast<int>(ranks.size()))));
+  json results = json::array();
+  for (const auto& [index, score] : ranks) {
+    json r{{"index", index}, {tei ? "score" : "relevance_score", score}};
+    if (tei && json_value(body, "return_text", false)) r["text"] = documents[index];
+    results.push_back(std::move(r));
+  }
+  if (tei) return {200, dump(results)};
+  return {200, dump(json{{"model", json_value(body, "model", g_cfg.alias)},
+                         {"object", "list"},
+                         {"usage", {{"prompt_tokens", n_tokens}, {"total_tokens", n_tokens}}},
+                         {"results", std::move(results)}})};
+}
+
 Response handle_tokenize(const Request& req) {
   const json body = parse_body(req);
   json tokens = json::array();
@@ -1501,8 +1801,14 @@ bool send_response(Conn& c, const Request& req, const Response& r) {
   return c.send(head(r.status, req, r.content_type, r.body.size(), r.extra_headers) + r.body);
 }
 
+// The captured refusal of a server started without --reranking.
+std::string inline_rerank_refusal() {
+  return api_error(501, "This server does not support reranking. Start it with `--reranking`", "not_supported_error")
+      .body;
+}
+
 // Answers one request; returns whether the connection can serve another.
-bool dispatch(Conn& c, const Request& req) {
+bool dispatch(Conn& c, Request& req) {
   const std::string json_type = "application/json; charset=utf-8";
   const std::string& m = req.method;
   const std::string& p = req.path;
@@ -1529,6 +1835,20 @@ bool dispatch(Conn& c, const Request& req) {
     if (m == "POST" && p == "/v1/embeddings") return send_response(c, req, handle_embeddings(req, true));
     if (m == "POST" && (p == "/embeddings" || p == "/embedding"))
       return send_response(c, req, handle_embeddings(req, false));
+    if (m == "POST" && (p == "/v1/responses" || p == "/responses")) return handle_responses(c, req);
+    if (m == "POST" && (p == "/v1/responses/input_tokens" || p == "/responses/input_tokens"))
+      return send_response(c, req, handle_input_tokens(req, false));
+    if (m == "POST" && p == "/v1/chat/completions/input_tokens")
+      return send_response(c, req, handle_input_tokens(req, true));
+    if (m == "POST" && p == "/v1/messages") return handle_messages(c, req);
+    if (m == "POST" && p == "/v1/messages/count_tokens") return send_response(c, req, handle_count_tokens(req));
+    if (m == "POST" && (p == "/v1/rerank" || p == "/v1/reranking" || p == "/rerank" || p == "/reranking")) {
+      if (!g_cfg.reranking) {
+        req.close = true;  // captured: this 501 closes the connection
+        return send_response(c, req, {501, inline_rerank_refusal()});
+      }
+      return send_response(c, req, handle_rerank(req));
+    }
     if (m == "POST" && p == "/tokenize") return send_response(c, req, handle_tokenize(req));
     if (m == "POST" && p == "/detokenize") return send_response(c, req, handle_detokenize(req));
     return send_response(c, req, {404, inline_error(404, "File Not Found", "not_found_error")});
@@ -1615,6 +1935,7 @@ int main(int argc, char** argv) {
     g_cfg.alias = a.substr(0, a.find(','));
   }
   g_cfg.embeddings = opt.count("--embeddings") || opt.count("--embedding");
+  g_cfg.reranking = opt.count("--reranking") || opt.count("--rerank");
   g_cfg.pooling = lower(env_or("FAKE_MODEL_POOLING", "none"));
   if (opt.count("--pooling") && !opt["--pooling"].empty()) g_cfg.pooling = lower(opt["--pooling"]);
   if (opt.count("--api-key")) g_cfg.api_keys = split_keys(opt["--api-key"]);

@@ -1,6 +1,7 @@
 // The fake llama-server on its own: the HTTP behaviour that a proxy in front
 // of llama-server depends on (keep-alive, chunked SSE, the JSON shapes of
-// chat, completions and embeddings, errors, API key, cancellation, SIGTERM).
+// chat, completions, embeddings, Responses, Messages, token counts and
+// rerank, errors, API key, cancellation, SIGTERM).
 // A raw-socket client, so that chunk boundaries and timings are visible.
 
 #include <arpa/inet.h>
@@ -1317,6 +1318,245 @@ TEST_F(FakeServer, UsageAndTimingsAreShapedAsReal) {
                                            .dump()))
           .body_json();
   EXPECT_GT(two_messages["usage"]["prompt_tokens"].get<int>(), short_prompt["usage"]["prompt_tokens"].get<int>());
+}
+
+// ---------------------------------------------------------------------------
+// Agent APIs, shaped as shared/reference/llama-server-agent-api-transcripts.txt
+
+// Each SSE event's "event:" name, in order.
+std::vector<std::string> sse_names(const std::string& body) {
+  std::vector<std::string> out;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("event: ", 0) == 0) out.push_back(line.substr(7));
+  return out;
+}
+
+std::vector<std::string> keys_of(const json& j) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : j.items()) out.push_back(k);
+  return out;
+}
+
+// The field order of the raw body's top-level object (nlohmann::json sorts keys).
+std::vector<std::string> raw_keys(const std::string& body) {
+  std::vector<std::string> out;
+  auto cb = [&out](int d, nlohmann::json::parse_event_t e, json& parsed) {
+    if (e == nlohmann::json::parse_event_t::key && d == 1) out.push_back(parsed.get<std::string>());
+    return true;
+  };
+  const json parsed = json::parse(body, cb, false);
+  return parsed.is_discarded() ? std::vector<std::string>{} : out;
+}
+
+TEST_F(FakeServer, ResponsesNonStreamingIsShapedAsReal) {
+  start();
+  auto r = ask(post("/v1/responses", R"({"model":"x","input":"Say hi","max_output_tokens":4})"));
+  ASSERT_EQ(r.status(), 200) << r.body;
+  EXPECT_EQ(r.head.header("content-type"), "application/json; charset=utf-8");
+  EXPECT_EQ(raw_keys(r.body), (std::vector<std::string>{"completed_at", "created_at", "id", "model", "object", "output",
+                                                        "status", "usage"}));
+  const json j = r.body_json();
+  EXPECT_EQ(j["id"].get<std::string>().rfind("resp_", 0), 0u);
+  EXPECT_EQ(j["id"].get<std::string>().size(), 5u + 32u);
+  EXPECT_EQ(j["model"], "tiny");
+  EXPECT_EQ(j["object"], "response");
+  EXPECT_EQ(j["status"], "completed");
+  ASSERT_EQ(j["output"].size(), 1u);
+  const json& item = j["output"][0];
+  EXPECT_EQ(item["id"].get<std::string>().rfind("msg_", 0), 0u);
+  EXPECT_EQ(item["type"], "message");
+  EXPECT_EQ(item["role"], "assistant");
+  EXPECT_EQ(item["content"][0], json({{"type", "output_text"},
+                                      {"annotations", json::array()},
+                                      {"logprobs", json::array()},
+                                      {"text", "Hello from fake token"}}));
+  EXPECT_EQ(j["usage"]["output_tokens"], 4);
+  EXPECT_EQ(j["usage"]["total_tokens"].get<int>(), 4 + j["usage"]["input_tokens"].get<int>());
+  EXPECT_EQ(j["usage"]["input_tokens_details"]["cached_tokens"], 0);
+  EXPECT_FALSE(j.contains("timings"));
+  // /responses is the same route; an input that is neither string nor array is 400.
+  EXPECT_EQ(ask(post("/responses", R"({"input":[{"role":"user","content":"hi"}]})")).status(), 200);
+  auto bad = ask(post("/v1/responses", R"({"input":7})"));
+  EXPECT_EQ(bad.status(), 400);
+  EXPECT_EQ(bad.body_json()["error"]["message"], "'input' must be a string or array of objects");
+}
+
+TEST_F(FakeServer, ResponsesStreamIsShapedAsReal) {
+  start();
+  auto r = ask(post("/v1/responses", R"({"input":"Say hi","stream":true})"));
+  ASSERT_EQ(r.status(), 200);
+  EXPECT_TRUE(r.head.chunked());
+  EXPECT_EQ(r.head.header("content-type"), "text/event-stream");
+  EXPECT_EQ(r.head.header("x-accel-buffering"), "no");
+  EXPECT_EQ(
+      sse_names(r.body),
+      (std::vector<std::string>{"response.created", "response.in_progress", "response.output_item.added",
+                                "response.content_part.added", "response.output_text.delta",
+                                "response.output_text.delta", "response.output_text.delta", "response.output_text.done",
+                                "response.content_part.done", "response.output_item.done", "response.completed"}));
+  const auto ev = sse_events(r.body);
+  ASSERT_EQ(ev.size(), 11u);
+  for (const auto& e : ev) EXPECT_NE(e, "[DONE]");
+  const std::string resp_id = ev[0]["response"]["id"];
+  const std::string msg_id = ev[2]["item"]["id"];
+  EXPECT_EQ(ev[0]["response"], json({{"id", resp_id}, {"object", "response"}, {"status", "in_progress"}}));
+  EXPECT_EQ(ev[4]["item_id"], msg_id);
+  EXPECT_EQ(ev[4]["delta"], "Hello");
+  EXPECT_EQ(ev[7]["text"], "Hello from fake");
+  const json& done = ev[10];
+  EXPECT_EQ(keys_of(done), (std::vector<std::string>{"response", "timings", "type"}));
+  EXPECT_EQ(done["response"]["id"], resp_id);
+  EXPECT_EQ(done["response"]["status"], "completed");
+  EXPECT_EQ(done["response"]["model"], "tiny");
+  EXPECT_EQ(done["response"]["output"][0]["content"][0]["text"], "Hello from fake");
+  EXPECT_EQ(done["response"]["usage"]["output_tokens"], 3);
+  EXPECT_EQ(done["timings"]["predicted_n"], 3);
+  // The opening events go out with the first token, then one HTTP chunk per token.
+  ASSERT_EQ(r.chunks.size(), 4u);
+  EXPECT_EQ(sse_names(r.chunks[0]).size(), 5u);
+}
+
+TEST_F(FakeServer, MessagesNonStreamingIsShapedAsReal) {
+  start();
+  auto r = ask(post("/v1/messages",
+                    R"({"model":"x","max_tokens":4,"system":"be brief","messages":[{"role":"user","content":"hi"}]})"));
+  ASSERT_EQ(r.status(), 200) << r.body;
+  EXPECT_EQ(raw_keys(r.body), (std::vector<std::string>{"id", "type", "role", "content", "model", "stop_reason",
+                                                        "stop_sequence", "usage"}));
+  const json j = r.body_json();
+  EXPECT_EQ(j["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_EQ(j["type"], "message");
+  EXPECT_EQ(j["content"], json::parse(R"([{"type":"text","text":"Hello from fake token"}])"));
+  EXPECT_EQ(j["model"], "tiny");
+  EXPECT_EQ(j["stop_reason"], "max_tokens");
+  EXPECT_TRUE(j["stop_sequence"].is_null());
+  EXPECT_EQ(j["usage"]["output_tokens"], 4);
+  EXPECT_EQ(j["usage"]["cache_read_input_tokens"], 0);
+  EXPECT_GT(j["usage"]["input_tokens"].get<int>(), 0);
+  // Without max_tokens the fake model ends on its own.
+  auto natural = ask(post("/v1/messages", R"({"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]})"));
+  EXPECT_EQ(natural.body_json()["stop_reason"], "end_turn");
+  auto missing = ask(post("/v1/messages", R"({"max_tokens":4})"));
+  EXPECT_EQ(missing.status(), 500);
+  EXPECT_EQ(missing.body_json()["error"]["message"], "'messages' is required");
+}
+
+TEST_F(FakeServer, MessagesStreamIsShapedAsReal) {
+  start();
+  auto r = ask(post("/v1/messages", R"({"max_tokens":3,"stream":true,"messages":[{"role":"user","content":"hi"}]})"));
+  ASSERT_EQ(r.status(), 200);
+  EXPECT_EQ(r.head.header("content-type"), "text/event-stream");
+  EXPECT_EQ(sse_names(r.body), (std::vector<std::string>{"message_start", "content_block_start", "content_block_delta",
+                                                         "content_block_delta", "content_block_delta",
+                                                         "content_block_stop", "message_delta", "message_stop"}));
+  const auto ev = sse_events(r.body);
+  ASSERT_EQ(ev.size(), 8u);
+  EXPECT_EQ(ev[0]["message"]["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_EQ(ev[0]["message"]["content"], json::array());
+  EXPECT_TRUE(ev[0]["message"]["stop_reason"].is_null());
+  EXPECT_EQ(ev[0]["message"]["usage"]["output_tokens"], 0);
+  EXPECT_EQ(ev[1],
+            json::parse(R"({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}})"));
+  EXPECT_EQ(ev[2],
+            json::parse(R"({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}})"));
+  EXPECT_EQ(ev[5], json::parse(R"({"type":"content_block_stop","index":0})"));
+  EXPECT_EQ(ev[6], json::parse(R"({"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},)"
+                               R"("usage":{"output_tokens":3}})"));
+  EXPECT_EQ(ev[7], json::parse(R"({"type":"message_stop"})"));
+  ASSERT_EQ(r.chunks.size(), 4u);
+}
+
+TEST_F(FakeServer, MessagesStreamWithNoTokensStillOpensAndCloses) {
+  start();
+  auto r = ask(post("/v1/messages", R"({"max_tokens":0,"stream":true,"messages":[{"role":"user","content":"hi"}]})"));
+  EXPECT_EQ(sse_names(r.body), (std::vector<std::string>{"message_start", "content_block_start", "content_block_stop",
+                                                         "message_delta", "message_stop"}));
+}
+
+TEST_F(FakeServer, TokenCountRoutes) {
+  start();
+  const std::string chat = R"({"messages":[{"role":"user","content":"hello there"}]})";
+  auto count = ask(post("/v1/messages/count_tokens", chat));
+  ASSERT_EQ(count.status(), 200);
+  EXPECT_EQ(keys_of(count.body_json()), std::vector<std::string>{"input_tokens"});
+  const int n = count.body_json()["input_tokens"];
+  // The same prompt counts the same on every route, and as chat's prompt_tokens.
+  auto chat_in = ask(post("/v1/chat/completions/input_tokens", chat)).body_json();
+  EXPECT_EQ(chat_in, json({{"input_tokens", n}, {"object", "response.input_tokens"}}));
+  auto resp_in = ask(post("/v1/responses/input_tokens", R"({"input":"hello there"})")).body_json();
+  EXPECT_EQ(resp_in, json({{"input_tokens", n}, {"object", "response.input_tokens"}}));
+  EXPECT_EQ(ask(post("/responses/input_tokens", R"({"input":"hello there"})")).body_json(), resp_in);
+  EXPECT_EQ(ask(post("/v1/chat/completions", chat)).body_json()["usage"]["prompt_tokens"], n);
+}
+
+TEST_F(FakeServer, RerankWithoutTheFlagIsTheReal501) {
+  start();
+  for (const char* path : {"/v1/rerank", "/v1/reranking", "/rerank", "/reranking"}) {
+    auto r = ask(post(path, R"({"query":"q","documents":["a"]})"));
+    EXPECT_EQ(r.status(), 501) << path;
+    EXPECT_EQ(r.body, R"({"error":{"code":501,"message":"This server does not support reranking. Start it with )"
+                      R"(`--reranking`","type":"not_supported_error"}})");
+    EXPECT_EQ(r.head.header("connection"), "close");
+  }
+}
+
+TEST_F(FakeServer, RerankWithTheFlagSortsByScore) {
+  start({"--reranking"});
+  const std::string body =
+      R"({"model":"rr","query":"red apple","documents":["a blue car","a red apple pie","an apple tree"]})";
+  auto r = ask(post("/v1/rerank", body));
+  ASSERT_EQ(r.status(), 200) << r.body;
+  EXPECT_EQ(raw_keys(r.body), (std::vector<std::string>{"model", "object", "usage", "results"}));
+  const json j = r.body_json();
+  EXPECT_EQ(j["model"], "rr");  // the request's model, as real
+  EXPECT_EQ(j["object"], "list");
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"]);
+  ASSERT_EQ(j["results"].size(), 3u);
+  EXPECT_EQ(j["results"][0]["index"], 1);
+  EXPECT_EQ(j["results"][1]["index"], 2);
+  EXPECT_EQ(j["results"][2]["index"], 0);
+  EXPECT_EQ(raw_keys(j["results"][0].dump()), (std::vector<std::string>{"index", "relevance_score"}));
+  for (size_t i = 1; i < 3; ++i)
+    EXPECT_GE(j["results"][i - 1]["relevance_score"].get<double>(), j["results"][i]["relevance_score"].get<double>());
+
+  auto top = ask(post("/rerank", R"({"query":"red apple","documents":["x","red apple"],"top_n":1})")).body_json();
+  ASSERT_EQ(top["results"].size(), 1u);
+  EXPECT_EQ(top["results"][0]["index"], 1);
+  EXPECT_EQ(top["model"], "tiny");  // no model in the body: the alias
+
+  auto tei = ask(post("/reranking", R"({"query":"q","texts":["q","z"]})")).body_json();
+  ASSERT_TRUE(tei.is_array()) << tei;
+  EXPECT_TRUE(tei[0].contains("score"));
+
+  EXPECT_EQ(ask(post("/v1/rerank", R"({"documents":["a"]})")).body_json()["error"]["message"],
+            "\"query\" must be provided");
+  auto empty = ask(post("/v1/rerank", R"({"query":"q","documents":[]})"));
+  EXPECT_EQ(empty.status(), 400);
+  EXPECT_EQ(empty.body_json()["error"]["message"], "\"documents\" must be a non-empty string array");
+}
+
+TEST_F(FakeServer, ModelByIdIsNotARealRoute) {
+  start();
+  auto r = ask(get("/v1/models/tiny"));
+  EXPECT_EQ(r.status(), 404);
+  EXPECT_EQ(r.body_json()["error"]["type"], "not_found_error");
+}
+
+TEST_F(FakeServer, ClientClosingMidMessagesStreamCancelsTheTask) {
+  start({}, {"FAKE_TOKEN_DELAY_MS=20"});
+  {
+    Client c(port_);
+    ASSERT_TRUE(c.send(post("/v1/messages", R"({"max_tokens":500,"stream":true,"messages":[]})")));
+    ASSERT_TRUE(c.read_head());
+    ASSERT_TRUE(c.read_chunk());
+    ASSERT_TRUE(c.read_chunk());
+  }
+  std::optional<int> k;
+  ASSERT_TRUE(eventually([&] { return (k = cancelled_after(log(), 500)).has_value(); }, 5s)) << log();
+  EXPECT_LT(*k, 100);
 }
 
 }  // namespace

@@ -109,6 +109,23 @@ TEST(Config, ErrorsNameFileLineAndKey) {
 
   auto port_key = parse("[ports]\ngpux = 1\n", "c.toml");
   ASSERT_FALSE(port_key.ok());
+
+  auto rerank = parse("[models.x]\npath = \"/m.gguf\"\nreranking = \"yes\"\n", "c.toml");
+  ASSERT_FALSE(rerank.ok());
+  EXPECT_NE(rerank.error().message.find("c.toml:3: key 'models.x.reranking'"), std::string::npos)
+      << rerank.error().message;
+}
+
+TEST(Config, RerankingAndEmbeddingsKeys) {
+  auto c =
+      parse("[models.r]\npath = \"/r.gguf\"\nreranking = true\n[models.e]\npath = \"/e.gguf\"\nembeddings = true\n",
+            "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_TRUE(c->models.at("r").reranking);
+  EXPECT_FALSE(c->models.at("r").embeddings);
+  EXPECT_TRUE(c->models.at("e").embeddings);
+  EXPECT_FALSE(c->models.at("e").reranking);
+  EXPECT_TRUE(c->warnings.empty());
 }
 
 TEST(Config, UnknownKeysWarnWithLine) {

@@ -245,3 +245,62 @@ TEST(Runtime, UndeliverableGracefulStopKillsWithoutWaiting) {
   EXPECT_TRUE(out->stopped[0].killed);
   EXPECT_TRUE(f.state().instances.empty());
 }
+
+namespace {
+
+bool has_arg(const platform::SpawnSpec& s, const std::string& a) {
+  return std::find(s.argv.begin(), s.argv.end(), a) != s.argv.end();
+}
+
+}  // namespace
+
+TEST(Runtime, ARerankerGgufStartsWithReranking) {
+  Fixture f;
+  // <arch>.pooling_type 4 is llama.h's LLAMA_POOLING_TYPE_RANK.
+  const std::string ranker = f.tmp / "ranker.gguf";
+  llamactl::testing::GgufSpec spec;
+  spec.extra = {llamactl::testing::kv_u32("llama.pooling_type", 4)};
+  llamactl::testing::write_gguf(ranker, spec);
+  LoadRequest r = f.request("0");
+  r.model = ranker;
+  ASSERT_TRUE(f.rt->load(r).ok());
+  ASSERT_TRUE(f.rt->load(f.request("1")).ok());  // the plain model
+  ASSERT_EQ(f.ops.spawned.size(), 2u);
+  EXPECT_TRUE(has_arg(f.ops.spawned[0], "--reranking"));
+  EXPECT_FALSE(has_arg(f.ops.spawned[0], "--pooling")) << "rank pooling is the model's own";
+  EXPECT_FALSE(has_arg(f.ops.spawned[1], "--reranking"));
+}
+
+TEST(Runtime, RerankingIsForcedByConfigOrAskedForOnce) {
+  llamactl::testing::TempDir tmp;
+  FakeProbe probe;
+  FakeOps ops;
+  FakeHealth health;
+  const std::string model = tmp / "plain.gguf";
+  llamactl::testing::write_gguf(model, {});
+  config::Config cfg;
+  cfg.llama_server = "/opt/llama/llama-server";
+  for (const char* name : {"forced", "both", "asked"}) {
+    auto& m = cfg.models[name];
+    m.name = name;
+    m.path = model;
+  }
+  cfg.models["forced"].reranking = true;
+  cfg.models["both"].embeddings = true;
+  cfg.models["both"].reranking = true;
+  Runtime rt(cfg, state::StateDir(tmp / "state"), probe, ops, health, classify_options(cfg, std::nullopt));
+  for (const char* name : {"forced", "both", "asked"}) {
+    LoadRequest r;
+    r.model = name;
+    r.timeout = std::chrono::milliseconds(300);
+    r.gpu = "cpu";                                                     // three instances, two GPUs
+    if (std::string(name) == "asked") r.extra_args = {"--reranking"};  // serve's rerank request
+    const auto out = rt.load(r);
+    ASSERT_TRUE(out.ok()) << name << ": " << out.error().message;
+  }
+  ASSERT_EQ(ops.spawned.size(), 3u);
+  for (const auto& s : ops.spawned)
+    EXPECT_EQ(std::count(s.argv.begin(), s.argv.end(), "--reranking"), 1) << "once, not twice";
+  EXPECT_TRUE(has_arg(ops.spawned[1], "--embeddings"));
+  EXPECT_FALSE(has_arg(ops.spawned[1], "--pooling")) << "--pooling mean would undo the rank pooling";
+}

@@ -234,6 +234,24 @@ TEST(Scheduler, BusyInstanceWithoutEmbeddingsRefusesAndKeepsServing) {
   EXPECT_EQ(s.admit("a", 3, 5).kind, Admission::Kind::serve);
 }
 
+TEST(Scheduler, RerankRestartsAnIdleInstanceWithRerankingAndRefusesABusyOne) {
+  Scheduler s;
+  const Launch rerank{false, 0, 0, true};
+  s.admit("a", 1, 0);
+  s.loaded("a", 8081, 7, kMin, false, 0, Launch{false, 4096, 0});  // request 1 in flight
+  EXPECT_EQ(s.admit("a", 2, 5, rerank).kind, Admission::Kind::refuse);
+  EXPECT_EQ(s.find("a")->in_flight, 1);
+  s.finish("a", 6);
+  EXPECT_EQ(s.admit("a", 3, 10, rerank).kind, Admission::Kind::restart);
+  EXPECT_TRUE(s.find("a")->want.reranking);
+  EXPECT_FALSE(s.find("a")->want.embeddings);
+  EXPECT_EQ(s.find("a")->want.context, 4096) << "keeps what it ran with";
+  EXPECT_TRUE(s.stopped("a"));
+  s.loaded("a", 8082, 8, kMin, false, 20, launch_of({"llama-server", "-c", "4096", "--reranking"}));
+  EXPECT_EQ(s.admit("a", 4, 30, rerank).kind, Admission::Kind::serve) << "now it has it";
+  EXPECT_EQ(s.admit("a", 5, 30).kind, Admission::Kind::serve) << "and still serves the rest";
+}
+
 TEST(Scheduler, LargerContextReloadsOnlyWhenIdle) {
   Scheduler s;
   s.admit("a", 1, 0);
@@ -254,6 +272,9 @@ TEST(Scheduler, LaunchIsReadFromTheCommandLine) {
   EXPECT_EQ(l.context, 8192);
   EXPECT_EQ(launch_of({"llama-server", "--ctx-size", "512"}).context, 512);
   EXPECT_FALSE(launch_of({"llama-server", "-c"}).embeddings);
+  EXPECT_FALSE(l.reranking);
+  EXPECT_TRUE(launch_of({"llama-server", "--reranking"}).reranking);
+  EXPECT_TRUE(launch_of({"llama-server", "--rerank", "-c", "512"}).reranking);
   EXPECT_EQ(launch_of({"llama-server", "-c", "x"}).context, 0);
   // The physical batch: llama-server's defaults, then the smaller of -ub and -b.
   EXPECT_EQ(l.ubatch, 512);

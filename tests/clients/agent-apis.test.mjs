@@ -1,0 +1,318 @@
+// The official, unmodified agent-API clients against `llamactl serve`: the
+// `@anthropic-ai/sdk` client's Messages API (create, streaming, countTokens)
+// and the `openai` client's Responses API. serve relays both to llama-server
+// by the body's model; here the fake llama-server answers in llama-server's
+// captured shapes (shared/reference/llama-server-agent-api-transcripts.txt).
+//
+// serve runs on loopback in front of the fake llama-server and the mock
+// nvidia-smi (both built by CMake), in a fresh temp dir of its own. Paths come
+// from the environment:
+//   LLAMACTL_BIN        <build>/llamactl
+//   FAKE_LLAMA_SERVER   <build>/tests/fake_llama_server
+//   FAKE_NVIDIA_SMI     <build>/tests/fake_nvidia_smi
+// Run with `node --test tests/clients/*.test.mjs`; scripts/client-tests.sh
+// BUILD_DIR does the npm ci and the paths. Every wait has a deadline.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+
+function required(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set (see scripts/client-tests.sh)`);
+  if (!fs.existsSync(v)) throw new Error(`${name}=${v} does not exist (build it first)`);
+  return path.resolve(v);
+}
+
+const LLAMACTL_BIN = required('LLAMACTL_BIN');
+const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
+const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+
+// ---------------------------------------------------------------- helpers
+
+function portFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+// A port nothing listens on right now (the kernel picks it).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// A base for llama-servers' ports: llamactl uses P, P+1, ... and skips taken
+// ones, but a free run of them keeps the test away from everything else.
+async function freeBasePort(span = 20) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 20000 + Math.floor(Math.random() * 400) * 100;
+    let ok = true;
+    for (let p = base; p < base + span && ok; p++) ok = await portFree(p);
+    if (ok) return base;
+  }
+  throw new Error('no free run of ports for base_port');
+}
+
+// The smallest GGUF llamactl accepts: magic, version 3, no tensors, no metadata.
+function tinyGguf() {
+  const b = Buffer.alloc(24);
+  b.write('GGUF', 0, 'ascii');
+  b.writeUInt32LE(3, 4);
+  b.writeBigUInt64LE(0n, 8);
+  b.writeBigUInt64LE(0n, 16);
+  return b;
+}
+
+function childEnv(tmp) {
+  const env = { ...process.env };
+  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
+    delete env[k];
+  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
+  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
+  env.FAKE_TOKEN_DELAY_MS = '5';
+  return env;
+}
+
+function waitExit(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null)
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(null), ms);
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  });
+}
+
+async function waitHealthy(url, child, ms) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`serve exited early (${child.exitCode ?? child.signalCode})`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+      last = `HTTP ${res.status}`;
+    } catch (e) {
+      last = e.cause?.code ?? e.message;
+    }
+    await sleep(50);
+  }
+  throw new Error(`serve not healthy after ${ms} ms (${last})`);
+}
+
+// ---------------------------------------------------------------- fixture
+
+let tmp;
+let env;
+let configPath;
+let stateDir;
+let serve;
+let serveLog = '';
+let client;
+let anthropic;
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-agent-apis-'));
+  env = childEnv(tmp);
+  const model = path.join(tmp, 'tiny.gguf');
+  fs.writeFileSync(model, tinyGguf());
+  fs.mkdirSync(path.join(tmp, 'gpus', 'procs'), { recursive: true });
+  fs.writeFileSync(path.join(tmp, 'gpus', 'gpus'), '0 0 81559 0 NVIDIA H100 80GB HBM3\n');
+  configPath = path.join(tmp, 'llamactl.toml');
+  stateDir = path.join(tmp, 'state');
+  const basePort = await freeBasePort();
+  fs.writeFileSync(
+    configPath,
+    [
+      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
+      `base_port = ${basePort}`,
+      '[models.tiny]',
+      `path = ${JSON.stringify(model)}`,
+      '',
+    ].join('\n'),
+  );
+
+  const port = await freePort();
+  serve = spawn(
+    LLAMACTL_BIN,
+    ['serve', '--listen', `127.0.0.1:${port}`, '--config', configPath, '--state-dir', stateDir],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  serve.stdout.on('data', (d) => (serveLog += d));
+  serve.stderr.on('data', (d) => (serveLog += d));
+  try {
+    await waitHealthy(`http://127.0.0.1:${port}/health`, serve, 10_000);
+  } catch (e) {
+    e.message += `\nserve's output:\n${serveLog}`;
+    throw e;
+  }
+  client = new OpenAI({
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    apiKey: 'unused',
+    timeout: 30_000,
+    maxRetries: 0,
+  });
+  // The Anthropic client appends /v1/messages itself.
+  anthropic = new Anthropic({
+    baseURL: `http://127.0.0.1:${port}`,
+    apiKey: 'unused',
+    timeout: 30_000,
+    maxRetries: 0,
+  });
+});
+
+after(async () => {
+  const problems = [];
+  if (serve) {
+    if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGTERM');
+    const exit = await waitExit(serve, 15_000); // serve's --grace is 10 s
+    if (exit === null) {
+      serve.kill('SIGKILL'); // by its pid: the child we started
+      await waitExit(serve, 5_000);
+      problems.push('serve did not exit within 15 s of SIGTERM');
+    } else if (exit.code !== 0) {
+      problems.push(`serve exited with ${exit.code ?? exit.signal}, not 0`);
+    }
+  }
+  if (tmp && configPath) {
+    // Every llama-server serve started, stopped by pid through llamactl.
+    const r = spawnSync(LLAMACTL_BIN, ['unload', '--all', '--config', configPath, '--state-dir', stateDir], {
+      env,
+      timeout: 15_000,
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) problems.push(`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`);
+  }
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${serveLog}`);
+});
+
+// ---------------------------------------------------------------- tests
+
+test('anthropic messages.create(), non-streaming', async () => {
+  const m = await anthropic.messages.create({
+    model: 'tiny',
+    max_tokens: 5,
+    system: 'Be brief.',
+    messages: [{ role: 'user', content: 'hi' }],
+  });
+  assert.equal(m.type, 'message');
+  assert.equal(m.role, 'assistant');
+  assert.match(m.id, /^chatcmpl-/);
+  assert.equal(m.content[0].type, 'text');
+  assert.equal(m.content[0].text, 'Hello from fake token token');
+  assert.equal(m.stop_reason, 'max_tokens');
+  assert.equal(m.usage.output_tokens, 5);
+  assert.ok(m.usage.input_tokens > 0);
+});
+
+test('anthropic messages.create({stream: true}) yields every event up to message_stop', async () => {
+  const stream = await anthropic.messages.create({
+    model: 'tiny',
+    max_tokens: 4,
+    messages: [{ role: 'user', content: 'hi' }],
+    stream: true,
+  });
+  const types = [];
+  let text = '';
+  for await (const ev of stream) {
+    types.push(ev.type);
+    if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') text += ev.delta.text;
+  }
+  assert.equal(text, 'Hello from fake token');
+  assert.equal(types[0], 'message_start');
+  assert.equal(types.at(-1), 'message_stop');
+  assert.equal(types.filter((t) => t === 'content_block_delta').length, 4);
+});
+
+test('anthropic messages.stream() assembles the final message', async () => {
+  const stream = anthropic.messages.stream({
+    model: 'tiny',
+    max_tokens: 3,
+    messages: [{ role: 'user', content: 'hi' }],
+  });
+  let deltas = '';
+  stream.on('text', (t) => (deltas += t));
+  const m = await stream.finalMessage();
+  assert.equal(m.content[0].text, 'Hello from fake');
+  assert.equal(deltas, 'Hello from fake');
+  assert.equal(m.stop_reason, 'max_tokens');
+  assert.equal(m.usage.output_tokens, 3);
+});
+
+test('anthropic messages.countTokens()', async () => {
+  const r = await anthropic.messages.countTokens({
+    model: 'tiny',
+    messages: [{ role: 'user', content: 'hello there' }],
+  });
+  assert.equal(typeof r.input_tokens, 'number');
+  assert.ok(r.input_tokens > 0);
+});
+
+test('anthropic: an unknown model is a NotFoundError (404) in Anthropic\'s shape', async () => {
+  await assert.rejects(
+    anthropic.messages.create({ model: 'nope', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }),
+    (e) => {
+      assert.ok(e instanceof Anthropic.NotFoundError, `got ${e?.constructor?.name}: ${e?.message}`);
+      assert.equal(e.status, 404);
+      assert.equal(e.error?.type, 'error');
+      assert.equal(e.error?.error?.type, 'not_found_error');
+      return true;
+    },
+  );
+});
+
+test('openai responses.create(), non-streaming', async () => {
+  const r = await client.responses.create({ model: 'tiny', input: 'hi', max_output_tokens: 4 });
+  assert.equal(r.object, 'response');
+  assert.equal(r.status, 'completed');
+  assert.match(r.id, /^resp_/);
+  assert.equal(r.output_text, 'Hello from fake token');
+  assert.equal(r.usage.output_tokens, 4);
+});
+
+test('openai responses.create({stream: true}) ends with response.completed', async () => {
+  const stream = await client.responses.create({ model: 'tiny', input: 'hi', stream: true });
+  const types = [];
+  let text = '';
+  let completed;
+  for await (const ev of stream) {
+    types.push(ev.type);
+    if (ev.type === 'response.output_text.delta') text += ev.delta;
+    if (ev.type === 'response.completed') completed = ev.response;
+  }
+  assert.equal(text, 'Hello from fake');
+  assert.equal(types[0], 'response.created');
+  assert.equal(types.at(-1), 'response.completed');
+  assert.equal(completed?.status, 'completed');
+  assert.equal(completed?.usage?.output_tokens, 3);
+});
+
+test('openai: an unknown model on responses is a NotFoundError (404)', async () => {
+  await assert.rejects(client.responses.create({ model: 'nope', input: 'hi' }), (e) => {
+    assert.ok(e instanceof OpenAI.NotFoundError, `got ${e?.constructor?.name}: ${e?.message}`);
+    assert.equal(e.status, 404);
+    return true;
+  });
+});
