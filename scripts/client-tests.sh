@@ -23,7 +23,9 @@ for f in "$build/llamactl" "$build/tests/fake_llama_server" "$build/tests/fake_n
   fi
 done
 
-if [[ ! -d node_modules || package-lock.json -nt node_modules ]]; then
+# npm writes node_modules/.package-lock.json last: an install that was cut
+# short (an empty or half-filled node_modules) has none and is done again.
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund
 fi
 

@@ -36,9 +36,12 @@ if [ -f "$root/package-lock.json" ]; then
     echo "setup: npm not found; the client-compatibility tests need Node.js and npm" >&2
     exit 1
   fi
-  if [ ! -d "$root/node_modules" ] || [ "$root/package-lock.json" -nt "$root/node_modules" ]; then
+  # npm writes node_modules/.package-lock.json last: an install that was cut
+  # short has none and is done again.
+  installed="$root/node_modules/.package-lock.json"
+  if [ ! -f "$installed" ] || [ "$root/package-lock.json" -nt "$installed" ]; then
     echo "setup: npm ci"
     (cd "$root" && npm ci --no-audit --no-fund --loglevel=error)
-    touch "$root/node_modules"
+    touch "$installed"
   fi
 fi
