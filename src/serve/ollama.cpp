@@ -56,14 +56,13 @@ std::string random_call_id() {
 
 /// `format`: "json" -> JSON mode, an object -> a JSON schema. Chat takes
 /// OpenAI's response_format; llama-server's completion routes take json_schema.
+/// JSON mode is the schema {"type":"object"} on every route: llama-server
+/// builds a grammar only from a non-empty schema, so a bare
+/// {"type":"json_object"} would leave the reply unconstrained.
 std::optional<Failure> map_format(const json* format, Upstream up, json& out) {
   if (!format || format->is_null() || (format->is_string() && format->get<std::string>().empty())) return std::nullopt;
   json schema;
   if (format->is_string() && format->get<std::string>() == "json") {
-    if (up == Upstream::chat) {
-      out["response_format"] = {{"type", "json_object"}};
-      return std::nullopt;
-    }
     schema = {{"type", "object"}};
   } else if (format->is_object()) {
     schema = *format;

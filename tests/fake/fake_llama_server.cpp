@@ -69,11 +69,15 @@
 //        500 "Unknown reasoning format: X"; enable_thinking given as a
 //        string -> 400 'invalid type for "enable_thinking" (expected
 //        boolean, got string)'.
-//      response_format {"type":"json_object"} / {"type":"json_schema",...} (or
-//        a top-level json_schema): the answer is {"fake":true} in 5 tokens
-//        '{"' 'fake' '":' 'true' '}', finish "stop" (it wins over a tool call);
-//        type "text" is plain; any other type -> 400 'response_format type
-//        must be one of "text" or "json_object", but got: X'.
+//      response_format {"type":"json_object","schema":{...}} /
+//        {"type":"json_schema","json_schema":{"schema":{...}}} (or a
+//        top-level json_schema) with a non-empty schema object: the answer
+//        is {"fake":true} in 5 tokens '{"' 'fake' '":' 'true' '}', finish
+//        "stop" (it wins over a tool call). An empty or missing schema (a
+//        bare {"type":"json_object"}) builds no grammar in llama.cpp
+//        (chat.cpp tests is_object() && !empty()): the answer is plain, as
+//        with type "text"; any other type -> 400 'response_format type must
+//        be one of "text" or "json_object", but got: X'.
 //      Content arrays: "text" parts count as text. "image_url" parts without
 //        --mmproj -> 500 "image input is not supported - hint: if this is
 //        unexpected, you may need to provide the mmproj" ("input_audio" ->
@@ -1083,7 +1087,7 @@ ChatReply plan_chat(const json& body, bool streaming) {
   ChatReply r;
   r.n_reasoning = g_cfg.thinking && enable_thinking ? static_cast<int>(std::size(ChatReply::kReasoning)) : 0;
   r.reasoning_inline = reasoning_format == "none" || (reasoning_format == "deepseek-legacy" && streaming);
-  if (!json_schema.is_null()) {
+  if (json_schema.is_object() && !json_schema.empty()) {  // llama.cpp: no grammar from {}
     r.kind = ChatReply::Kind::json;
   } else if (has_tools && tool_choice != "none" &&
              (tool_choice == "required" || lower(last_user_text(messages)).find("tool") != std::string::npos)) {

@@ -1105,7 +1105,8 @@ TEST_F(FakeServer, ThinkingModelSendsReasoningContent) {
 
 TEST_F(FakeServer, ResponseFormatGivesJson) {
   start();
-  auto r = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "json_object"}}}})));
+  const json object_schema = {{"type", "json_object"}, {"schema", {{"type", "object"}}}};
+  auto r = ask(post("/v1/chat/completions", chat_body({{"response_format", object_schema}})));
   ASSERT_EQ(r.status(), 200) << r.body;
   const json j = r.body_json();
   EXPECT_EQ(json::parse(j["choices"][0]["message"]["content"].get<std::string>()), json({{"fake", true}}));
@@ -1126,6 +1127,9 @@ TEST_F(FakeServer, ResponseFormatGivesJson) {
   EXPECT_EQ(top["choices"][0]["message"]["content"], "{\"fake\":true}");
   auto text_format = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "text"}}}})));
   EXPECT_EQ(text_format.body_json()["choices"][0]["message"]["content"], "Hello from fake");
+  // json_object without a schema: llama.cpp builds no grammar from the empty schema.
+  auto bare = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "json_object"}}}})));
+  EXPECT_EQ(bare.body_json()["choices"][0]["message"]["content"], "Hello from fake");
 
   auto bad = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "yaml"}}}})));
   EXPECT_EQ(bad.status(), 400);

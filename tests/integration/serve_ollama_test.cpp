@@ -102,6 +102,25 @@ TEST(ServeOllama, GenerateStreamFalseIsOneObject) {
   EXPECT_EQ(o["eval_count"], 5);
 }
 
+TEST(ServeOllama, FormatJsonHoldsTheReplyToJson) {
+  Sandbox sb;
+  models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  // The fake, as llama-server, answers JSON only when given a non-empty
+  // schema: a bare json_object would come back as prose (LangChain's JSON mode).
+  auto r = post(s, "/api/chat",
+                {{"model", "tiny"},
+                 {"stream", false},
+                 {"format", "json"},
+                 {"messages", {{{"role", "user"}, {"content", "hi"}}}}});
+  ASSERT_EQ(r.status, 200) << r.body << s.output();
+  EXPECT_EQ(json::parse(r.json()["message"]["content"].get<std::string>()), json({{"fake", true}})) << r.body;
+  r = post(s, "/api/generate", {{"model", "tiny"}, {"stream", false}, {"format", "json"}, {"prompt", "hi"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.json()["response"].get<std::string>()), json({{"fake", true}})) << r.body;
+}
+
 TEST(ServeOllama, EmptyRequestLoadsAndKeepAliveZeroUnloads) {
   Sandbox sb;
   models(sb);

@@ -149,7 +149,14 @@ TEST(OllamaRequest, FormatJsonAndSchema) {
   Request r;
   ASSERT_FALSE(
       translate(Kind::chat, j(R"({"model":"t","messages":[{"role":"user","content":"x"}],"format":"json"})"), r));
-  EXPECT_EQ(r.upstream_body["response_format"], j(R"({"type":"json_object"})"));
+  // JSON mode is a schema: llama-server builds no grammar for a bare json_object.
+  EXPECT_EQ(r.upstream_body["response_format"],
+            j(R"({"type":"json_schema","json_schema":{"name":"schema","schema":{"type":"object"}}})"));
+  ASSERT_FALSE(translate(Kind::generate, j(R"({"model":"t","prompt":"x","format":"json"})"), r));
+  EXPECT_EQ(r.upstream_path, "/v1/chat/completions");
+  EXPECT_EQ(r.upstream_body["response_format"],
+            j(R"({"type":"json_schema","json_schema":{"name":"schema","schema":{"type":"object"}}})"))
+      << "non-raw generate is a chat upstream and is held to the same schema";
   ASSERT_FALSE(translate(Kind::chat,
                          j(R"({"model":"t","messages":[{"role":"user","content":"x"}],"format":{"type":"object",
                            "properties":{"age":{"type":"integer"}}}})"),
