@@ -358,6 +358,7 @@ std::optional<Failure> translate(Kind kind, const json& body, Request& out) {
     return it == body.end() ? nullptr : &*it;
   };
 
+  bool raw = false;
   if (kind == Kind::chat) {
     const json* messages = find("messages");
     if (messages && !messages->is_null() && !messages->is_array()) return bad("field 'messages' must be an array");
@@ -371,7 +372,6 @@ std::optional<Failure> translate(Kind kind, const json& body, Request& out) {
     out.upstream = Upstream::chat;
   } else {
     std::string prompt, suffix, system, tmpl;
-    bool raw = false;
     for (auto [key, dest] :
          {std::pair{"prompt", &prompt}, {"suffix", &suffix}, {"system", &system}, {"template", &tmpl}})
       if (auto f = string_field(body, key, *dest)) return f;
@@ -408,6 +408,8 @@ std::optional<Failure> translate(Kind kind, const json& body, Request& out) {
     up.erase("reasoning_effort");
   }
   if (out.keep_alive_ms && *out.keep_alive_ms == 0 && out.load_only) out.unload = true;
+  // Ollama returns the tokens of every templated generate (not raw ones, not loads).
+  out.wants_context = kind == Kind::generate && !out.load_only && !raw;
   up["stream"] = true;  // always streamed from llama-server; stream:false is collected here
   if (out.upstream != Upstream::infill) up["stream_options"] = {{"include_usage", true}};
   up["cache_prompt"] = true;
@@ -466,8 +468,8 @@ ojson Translator::base(int64_t wall_ns) const {
 
 void Translator::emit_text(const std::string& content, const std::string& thinking, int64_t wall_ns, std::string& out) {
   if (content.empty() && thinking.empty()) return;
+  content_ += content;
   if (!stream_) {
-    content_ += content;
     thinking_ += thinking;
     return;
   }
@@ -534,6 +536,7 @@ void Translator::on_event(const json& ev, int64_t wall_ns, std::string& out) {
   if (upstream_ == Upstream::infill) {  // native /completion shape
     emit_text(ev.value("content", std::string()), "", wall_ns, out);
     if (ev.value("stop", false)) {
+      if (const auto p = ev.find("prompt"); p != ev.end() && p->is_string()) prompt_ = p->get<std::string>();
       saw_finish_ = true;
       done_reason_ = ev.value("stop_type", std::string()) == "limit" ? "length" : "stop";
       if (!ev.contains("timings")) return;
@@ -652,6 +655,7 @@ std::string Translator::finish(int64_t wall_ns, int64_t steady_ns, const std::st
     if (!stream_ && !thinking_.empty()) o["thinking"] = thinking_;
     o["done"] = true;
     o["done_reason"] = done_reason_;
+    if (context_ && !context_->empty()) o["context"] = *context_;  // omitempty, before the metrics
   }
   add_metrics(o, steady_ns);
   out += dump_utf8(o);
@@ -761,6 +765,30 @@ std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream
     if (n > 0) out["prompt_eval_count"] = n;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> applied_prompt(std::string_view reply) {
+  const json j = parse_json_bounded<json>(reply);
+  if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string()) return std::nullopt;
+  return j["prompt"].get<std::string>();
+}
+
+std::optional<std::vector<int64_t>> token_ids(std::string_view reply) {
+  const json j = parse_json_bounded<json>(reply);
+  if (j.is_discarded() || !j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) return std::nullopt;
+  std::vector<int64_t> ids;
+  ids.reserve(j["tokens"].size());
+  for (const auto& t : j["tokens"]) {
+    if (!t.is_number_integer()) return std::nullopt;  // with_pieces objects are not asked for
+    ids.push_back(t.get<int64_t>());
+  }
+  return ids;
+}
+
+std::string tokenize_body(const std::string& text) {
+  json b = json::object();
+  b["content"] = text;
+  return dump_utf8(b);
 }
 
 std::string upstream_error_message(std::string_view body) {

@@ -775,6 +775,20 @@ TEST_F(FakeServer, TokenizeAndDetokenizeRoundTrip) {
   EXPECT_EQ(ask(post("/tokenize", "{}")).body_json()["tokens"], json::array());
 }
 
+TEST_F(FakeServer, ApplyTemplateRendersChatMlAsTheFallback) {
+  start({});
+  const json body = {{"messages",
+                      {{{"role", "system"}, {"content", "be brief"}},
+                       {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}}}};
+  auto r = ask(post("/apply-template", body.dump()));
+  ASSERT_EQ(r.status(), 200) << r.body;
+  EXPECT_EQ(r.body_json(), json({{"prompt",
+                                  "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                                  "<|im_start|>assistant\n"}}));
+  // The chat route's checks, with its errors.
+  EXPECT_EQ(ask(post("/apply-template", "{}")).status(), 400);
+}
+
 TEST_F(FakeServer, InvalidJsonIs500AndKeepsTheConnection) {
   start();
   Client c(port_);

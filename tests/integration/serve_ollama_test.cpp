@@ -100,6 +100,24 @@ TEST(ServeOllama, GenerateStreamFalseIsOneObject) {
   EXPECT_EQ(o["done"], true);
   EXPECT_EQ(o["done_reason"], "length") << "num_predict reached";
   EXPECT_EQ(o["eval_count"], 5);
+  // context: llama-server's /tokenize of the prompt as its template rendered
+  // it (/apply-template: the fake's ChatML) and the reply, 4 bytes a token in
+  // the fake.
+  const std::string text = "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\nHello from fake token token";
+  ASSERT_TRUE(o.contains("context") && o["context"].is_array()) << o.dump();
+  EXPECT_EQ(o["context"].size(), (text.size() + 3) / 4) << o.dump();
+  for (const auto& id : o["context"]) EXPECT_TRUE(id.is_number_integer());
+  // Streaming: the same ids on the last line only (the fake's vocabulary is stable).
+  r = post(s, "/api/generate", {{"model", "tiny"}, {"prompt", "Why?"}, {"options", {{"num_predict", 5}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto v = ndjson(r.body);
+  ASSERT_GE(v.size(), 2u);
+  EXPECT_FALSE(v.front().contains("context"));
+  EXPECT_EQ(v.back()["context"], o["context"]) << r.body;
+  // Raw prompts have none, as in Ollama.
+  r = post(s, "/api/generate", {{"model", "tiny"}, {"prompt", "Why?"}, {"raw", true}, {"stream", false}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(r.json().contains("context")) << r.body;
 }
 
 TEST(ServeOllama, FormatJsonHoldsTheReplyToJson) {

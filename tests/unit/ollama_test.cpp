@@ -269,6 +269,28 @@ TEST(OllamaRequest, EmptyPromptLoadsAndKeepAliveZeroUnloads) {
   EXPECT_EQ(f->message, "time: missing unit in duration \"300\"");
 }
 
+TEST(OllamaRequest, ContextIsWantedForTemplatedGenerateOnly) {
+  // Ollama's GenerateHandler tokenizes prompt + reply unless the request is raw.
+  struct Case {
+    Kind kind;
+    const char* body;
+    bool wanted;
+  };
+  for (const auto& c : std::vector<Case>{
+           {Kind::generate, R"({"model":"t","prompt":"x"})", true},
+           {Kind::generate, R"({"model":"t","prompt":"x","suffix":"y"})", true},
+           {Kind::generate, R"({"model":"t","prompt":"x","raw":null})", true},
+           {Kind::generate, R"({"model":"t","prompt":"x","raw":true})", false},
+           {Kind::generate, R"({"model":"t","prompt":"x","suffix":"y","raw":true})", false},
+           {Kind::generate, R"({"model":"t"})", false},  // a load: no reply to tokenize
+           {Kind::chat, R"({"model":"t","messages":[{"role":"user","content":"x"}]})", false},
+       }) {
+    Request r;
+    ASSERT_FALSE(translate(c.kind, j(c.body), r)) << c.body;
+    EXPECT_EQ(r.wants_context, c.wanted) << c.body;
+  }
+}
+
 TEST(OllamaRequest, NameIsAnAliasOfModel) {
   EXPECT_EQ(requested_model(j(R"({"name":"tiny"})")), "tiny");
   EXPECT_EQ(requested_model(j(R"({"model":"a","name":"b"})")), "a");
@@ -439,6 +461,54 @@ TEST(OllamaTranslator, CompletionAndInfillStreams) {
   EXPECT_EQ(v[0]["response"], "x = 1");
   EXPECT_EQ(v[1]["done_reason"], "length") << "stop_type limit is Ollama's length";
   EXPECT_EQ(v[1]["eval_duration"], 3'000'000);
+}
+
+TEST(OllamaTranslator, ContextGoesOnTheFinalObjectAfterDoneReason) {
+  // stream:false: context after done_reason and before the metrics, as Go's
+  // GenerateResponse fields are ordered.
+  Translator t(Kind::generate, Upstream::chat, "tiny", false, {0, 0});
+  t.feed(sse(kChatStream), kWall);
+  EXPECT_EQ(t.reply_text(), "Hello from");
+  EXPECT_TRUE(t.succeeded());
+  t.set_context({5, 6, 7});
+  const std::string text = t.finish(kWall, 7);
+  EXPECT_NE(text.find(R"("done":true,"done_reason":"stop","context":[5,6,7],"total_duration")"), std::string::npos)
+      << text;
+
+  // Streaming: only the last line has it; the text is still kept for it.
+  Translator s(Kind::generate, Upstream::chat, "tiny", true, {0, 0});
+  std::string out = s.feed(sse(kChatStream), kWall);
+  EXPECT_EQ(s.reply_text(), "Hello from");
+  s.set_context({1});
+  out += s.finish(kWall, 7);
+  auto v = lines(out);
+  ASSERT_EQ(v.size(), 3u) << out;
+  EXPECT_FALSE(v[0].contains("context"));
+  EXPECT_EQ(v.back()["context"], j("[1]"));
+
+  // Never set (raw, or llama-server could not tokenize): left out.
+  Translator n(Kind::generate, Upstream::chat, "tiny", false, {0, 0});
+  n.feed(sse(kChatStream), kWall);
+  EXPECT_FALSE(json::parse(n.finish(kWall, 7)).contains("context"));
+
+  // /infill names its rendered prompt in the last event.
+  Translator i(Kind::generate, Upstream::infill, "t", false, {0, 0});
+  i.feed(sse({R"({"content":"x","stop":false})",
+              R"({"content":"","stop":true,"prompt":"<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>","timings":{}})"}),
+         kWall);
+  EXPECT_EQ(i.prompt_text(), "<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>");
+  EXPECT_EQ(i.reply_text(), "x");
+}
+
+TEST(OllamaTranslator, ContextRepliesOfLlamaServer) {
+  EXPECT_EQ(applied_prompt(R"({"prompt":"<|im_start|>user\nhi"})"), "<|im_start|>user\nhi");
+  EXPECT_EQ(applied_prompt(R"({"error":{"message":"x"}})"), std::nullopt);
+  EXPECT_EQ(applied_prompt("not json"), std::nullopt);
+  EXPECT_EQ(token_ids(R"({"tokens":[1,22,333]})"), (std::vector<int64_t>{1, 22, 333}));
+  EXPECT_EQ(token_ids(R"({"tokens":[]})"), std::vector<int64_t>{});
+  EXPECT_EQ(token_ids(R"({"tokens":[{"id":1,"piece":"a"}]})"), std::nullopt) << "pieces were not asked for";
+  EXPECT_EQ(token_ids(R"({"tokens":"x"})"), std::nullopt);
+  EXPECT_EQ(json::parse(tokenize_body("a\"b")), j(R"({"content":"a\"b"})"));
 }
 
 TEST(OllamaTranslator, CreatedAtIsRfc3339LikeGo) {
