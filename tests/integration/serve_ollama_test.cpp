@@ -239,6 +239,22 @@ TEST(ServeOllama, TagsAndShowDescribeTheGguf) {
   EXPECT_NE(show["parameters"].get<std::string>().find("num_ctx"), std::string::npos);
 }
 
+TEST(ServeOllama, ConfiguredEmbeddingsShowInCapabilities) {
+  Sandbox sb;
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\nembeddings = true\n");
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  // A chat GGUF started with --embeddings: embedding first, as Ollama lists a
+  // model's config capabilities, and completion, since it still chats.
+  const json expected = {"embedding", "completion"};
+  auto tags = http_request(s.port(), "GET", "/api/tags").json();
+  ASSERT_EQ(tags["models"].size(), 1u) << tags.dump();
+  EXPECT_EQ(tags["models"][0]["capabilities"], expected) << tags.dump();
+  auto r = post(s, "/api/show", {{"model", "tiny"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["capabilities"], expected) << r.body;
+}
+
 TEST(ServeOllama, EmbedStartsWithEmbeddingsAndNormalises) {
   Sandbox sb;
   models(sb);
