@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -725,6 +726,106 @@ std::optional<int64_t> embed_overflow_limit(int status, std::string_view body, i
   return limit > kEmbedSpecialTokens ? limit - kEmbedSpecialTokens : 0;
 }
 
+void truncate_normalise(std::vector<double>& v, std::optional<int64_t> dimensions) {
+  if (dimensions && *dimensions > 0 && static_cast<size_t>(*dimensions) < v.size())
+    v.resize(static_cast<size_t>(*dimensions));
+  double norm = 0;
+  for (double x : v) norm += x * x;
+  norm = std::sqrt(norm);
+  if (norm > 0)
+    for (double& x : v) x /= norm;
+}
+
+std::optional<Failure> openai_dimensions(const json& body, std::optional<int64_t>& dimensions) {
+  dimensions.reset();
+  const auto d = body.find("dimensions");
+  if (d == body.end() || d->is_null()) return std::nullopt;
+  if (!d->is_number_integer() || d->get<int64_t>() < 0) return bad("dimensions must be a positive integer");
+  if (d->get<int64_t>() > 0) dimensions = d->get<int64_t>();
+  return std::nullopt;
+}
+
+namespace {
+constexpr std::string_view kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// encoding_format "base64": the float32 values, little-endian, in standard
+/// base64 (what llama-server sends and the OpenAI clients decode).
+std::optional<std::vector<double>> floats_of_base64(std::string_view text) {
+  std::string bytes;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    if (c == '=') break;
+    const size_t v = kBase64.find(c);
+    if (v == std::string_view::npos) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  if (bytes.size() % 4 != 0) return std::nullopt;
+  std::vector<double> out;
+  for (size_t i = 0; i < bytes.size(); i += 4) {
+    uint32_t u = 0;
+    for (size_t k = 0; k < 4; ++k) u |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + k])) << (8 * k);
+    float f = 0;
+    std::memcpy(&f, &u, sizeof f);
+    out.push_back(f);
+  }
+  return out;
+}
+
+std::string base64_of_floats(const std::vector<double>& v) {
+  std::string bytes;
+  for (double d : v) {
+    const auto f = static_cast<float>(d);
+    uint32_t u = 0;
+    std::memcpy(&u, &f, sizeof u);
+    for (int k = 0; k < 4; ++k) bytes.push_back(static_cast<char>((u >> (8 * k)) & 0xFF));
+  }
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
+    out.push_back(kBase64[(n >> 18) & 63]);
+    out.push_back(kBase64[(n >> 12) & 63]);
+    out.push_back(i + 1 < bytes.size() ? kBase64[(n >> 6) & 63] : '=');
+    out.push_back(i + 2 < bytes.size() ? kBase64[n & 63] : '=');
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<Failure> cut_openai_embeddings(std::string_view reply, int64_t dimensions, std::string& out) {
+  const Failure malformed{502, "llama-server answered the embedding request without a list of vectors"};
+  ojson j = parse_json_bounded<ojson>(reply);  // ordered: the reply keeps llama-server's field order
+  if (j.is_discarded() || !j.is_object() || !j.contains("data") || !j["data"].is_array()) return malformed;
+  for (auto& item : j["data"]) {
+    if (!item.is_object() || !item.contains("embedding")) return malformed;
+    auto& emb = item["embedding"];
+    if (emb.is_string()) {  // encoding_format "base64" (the openai clients' default)
+      auto v = floats_of_base64(emb.get<std::string>());
+      if (!v) return malformed;
+      truncate_normalise(*v, dimensions);
+      emb = base64_of_floats(*v);
+      continue;
+    }
+    if (!emb.is_array()) return malformed;
+    std::vector<double> v;
+    for (const auto& x : emb) {
+      if (!x.is_number()) return malformed;
+      v.push_back(x.get<double>());
+    }
+    truncate_normalise(v, dimensions);
+    emb = std::move(v);
+  }
+  out = dump_utf8(j);
+  return std::nullopt;
+}
+
 std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream, int64_t total_ns, int64_t load_ns,
                                    ojson& out) {
   const auto data = upstream.find("data");
@@ -747,15 +848,7 @@ std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream
     out = ojson{{"embedding", vecs.empty() ? std::vector<double>{} : vecs[0]}};
     return std::nullopt;
   }
-  for (auto& v : vecs) {
-    if (req.dimensions && static_cast<size_t>(*req.dimensions) < v.size())
-      v.resize(static_cast<size_t>(*req.dimensions));
-    double norm = 0;
-    for (double x : v) norm += x * x;
-    norm = std::sqrt(norm);
-    if (norm > 0)
-      for (double& x : v) x /= norm;
-  }
+  for (auto& v : vecs) truncate_normalise(v, req.dimensions);
   out = ojson{{"model", req.model}, {"embeddings", vecs}};
   if (total_ns > 0) out["total_duration"] = total_ns;
   if (load_ns > 0) out["load_duration"] = load_ns;

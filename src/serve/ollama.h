@@ -165,6 +165,20 @@ std::optional<Failure> translate_embed(const json& body, bool legacy, EmbedReque
 std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream, int64_t total_ns, int64_t load_ns,
                                    ojson& out);
 
+/// An embedding cut to its first `dimensions` values (when it has more) and
+/// L2-normalised again, as Ollama's EmbedHandler does for `dimensions`.
+void truncate_normalise(std::vector<double>& v, std::optional<int64_t> dimensions);
+
+/// `dimensions` of a /v1/embeddings body (OpenAI's: the length to cut the
+/// vectors to); nullopt when absent, null or 0 (Ollama's "not set"). Failure
+/// (400) when it is not a non-negative integer.
+std::optional<Failure> openai_dimensions(const json& body, std::optional<int64_t>& dimensions);
+/// llama-server's /v1/embeddings reply with each float vector passed through
+/// truncate_normalise, float arrays and base64 strings (float32,
+/// little-endian) alike; the rest of the reply as it was. Failure (502) when
+/// it is not an OpenAI list of vectors.
+std::optional<Failure> cut_openai_embeddings(std::string_view reply, int64_t dimensions, std::string& out);
+
 /// Tokens llama-server adds around an embedding input that /tokenize leaves
 /// out (BOS, and EOS or SEP), kept free when an input is cut.
 inline constexpr int64_t kEmbedSpecialTokens = 2;

@@ -7,6 +7,7 @@
 
 #include "serve/body_model.h"
 #include "serve/http/heads.h"
+#include "serve/ollama.h"
 #include "util/json_depth.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -174,8 +175,27 @@ awaitable<void> forward(Exchange& ex, Lease& lease) {
   co_await stream_body(ex, lease, plan, false);
 }
 
-/// The body-routed relay: the body's "model" picks the instance.
-awaitable<void> relay(Exchange& ex, Launch needs) {
+/// /v1/embeddings with `dimensions`, which llama-server ignores: its reply
+/// collected, each vector cut and normalised again (Ollama's /v1/embeddings
+/// does the same), then sent whole. An error reply goes on as it came.
+awaitable<void> reply_cut_embeddings(Exchange& ex, Lease& lease, int64_t dimensions) {
+  if (lease.call.status() != 200) co_return co_await forward(ex, lease);
+  std::string text;
+  if (const error_code ec = co_await lease.call.collect(text)) {
+    ex.pool.drop(lease.port);
+    ex.ctx.router.upstream_failed(lease.model);
+    const std::string message = "llama-server for '" + lease.model + "' failed mid-response: " + ec.message();
+    co_return co_await ex.fail(502, message);
+  }
+  lease.call.done_with(ex.pool, lease.port);
+  std::string out;
+  if (auto f = ollama::cut_openai_embeddings(text, dimensions, out)) co_return co_await ex.fail(f->status, f->message);
+  co_await ex.json(out);
+}
+
+/// The body-routed relay: the body's "model" picks the instance. With
+/// `dimensions` (embeddings), the reply is rewritten rather than relayed.
+awaitable<void> relay(Exchange& ex, Launch needs, std::optional<int64_t> dimensions = std::nullopt) {
   // Bodies parse as JSON whatever the Content-Type says (clients differ).
   const BodyModel body = body_model(ex.req.text());
   if (body.too_deep) co_return co_await ex.fail(400, kJsonTooDeepMessage);
@@ -190,7 +210,19 @@ awaitable<void> relay(Exchange& ex, Launch needs) {
   const UpstreamRequest up{[&req](int port) { return relay_head(req, port); }, req.text()};
   Lease lease;
   if (!co_await ex.acquire(*model, needs, &up, lease)) co_return;
+  if (dimensions) co_return co_await reply_cut_embeddings(ex, lease, *dimensions);
   co_await forward(ex, lease);
+}
+
+/// `dimensions` of an embeddings body; an error message (400) when it is
+/// invalid. Parsed only when the text mentions it: the relay stays
+/// byte-for-byte, without a parse, for every other body.
+std::string embedding_dimensions(const std::string& text, std::optional<int64_t>& dimensions) {
+  if (text.find("\"dimensions\"") == std::string::npos) return {};
+  const json body = parse_json_bounded<json>(text);
+  if (body.is_discarded() || !body.is_object()) return {};  // relay() answers for it
+  const auto f = ollama::openai_dimensions(body, dimensions);
+  return f ? f->message : std::string();
 }
 
 // Built outside the coroutines: GCC 12 rejects string literals in braced
@@ -283,7 +315,10 @@ awaitable<void> relay_generation(Exchange& ex) {
 }
 
 awaitable<void> relay_embeddings(Exchange& ex) {
-  co_await relay(ex, Launch{true, 0, 0});
+  std::optional<int64_t> dimensions;
+  if (const std::string why = embedding_dimensions(ex.req.text(), dimensions); !why.empty())
+    co_return co_await ex.fail(400, why);
+  co_await relay(ex, Launch{true, 0, 0}, dimensions);
 }
 
 awaitable<void> relay_rerank(Exchange& ex) {

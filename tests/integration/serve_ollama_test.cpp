@@ -276,6 +276,41 @@ TEST(ServeOllama, EmbedStartsWithEmbeddingsAndNormalises) {
   EXPECT_FALSE(r.json()["embedding"].empty());
 }
 
+TEST(ServeOllama, OpenAiEmbeddingsHonourDimensions) {
+  Sandbox sb;
+  models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  auto full = post(s, "/v1/embeddings", {{"model", "emb"}, {"input", {"one", "two"}}});
+  ASSERT_EQ(full.status, 200) << full.body << s.output();
+  const json whole_list = full.json();
+  ASSERT_EQ(whole_list["data"][0]["embedding"].size(), 128u) << "the fake's length, relayed as it came";
+  // llama-server ignores dimensions: serve cuts each vector and normalises it again.
+  auto cut = post(s, "/v1/embeddings", {{"model", "emb"}, {"input", {"one", "two"}}, {"dimensions", 16}});
+  ASSERT_EQ(cut.status, 200) << cut.body;
+  const json o = cut.json();
+  EXPECT_EQ(o["object"], "list");
+  EXPECT_EQ(o["usage"], whole_list["usage"]);
+  ASSERT_EQ(o["data"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const json& v = o["data"][i]["embedding"];
+    const json& whole = whole_list["data"][i]["embedding"];
+    ASSERT_EQ(v.size(), 16u) << cut.body;
+    double norm = 0, whole_norm = 0;
+    for (size_t k = 0; k < 16; ++k) {
+      norm += v[k].get<double>() * v[k].get<double>();
+      whole_norm += whole[k].get<double>() * whole[k].get<double>();
+    }
+    EXPECT_NEAR(std::sqrt(norm), 1.0, 1e-6);
+    // The first 16 values of the whole vector, scaled back to length 1.
+    for (size_t k = 0; k < 16; ++k)
+      EXPECT_NEAR(v[k].get<double>(), whole[k].get<double>() / std::sqrt(whole_norm), 1e-5) << k;
+  }
+  auto bad = post(s, "/v1/embeddings", {{"model", "emb"}, {"input", "one"}, {"dimensions", -3}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.json()["error"]["message"], "dimensions must be a positive integer") << bad.body;
+}
+
 TEST(ServeOllama, EmbedTruncatesAnInputTooLongForTheInstance) {
   Sandbox sb;
   models(sb);

@@ -560,6 +560,46 @@ TEST(OllamaEmbed, RepliesAreNormalisedAndTruncated) {
   EXPECT_EQ(out, ojson::parse(R"({"embedding":[3.0,4.0]})"));
 }
 
+TEST(OllamaEmbed, OpenAiDimensionsCutAndNormaliseAgain) {
+  std::optional<int64_t> d;
+  EXPECT_FALSE(openai_dimensions(j(R"({"input":"x"})"), d));
+  EXPECT_EQ(d, std::nullopt);
+  EXPECT_FALSE(openai_dimensions(j(R"({"dimensions":0})"), d));
+  EXPECT_EQ(d, std::nullopt) << "0 is Ollama's unset";
+  EXPECT_FALSE(openai_dimensions(j(R"({"dimensions":2,"encoding_format":"float"})"), d));
+  EXPECT_EQ(d, 2);
+  for (const char* bad : {R"({"dimensions":-1})", R"({"dimensions":"2"})", R"({"dimensions":1.5})"})
+    EXPECT_TRUE(openai_dimensions(j(bad), d)) << bad;
+
+  // The reply keeps llama-server's fields and their order; only the vectors change.
+  std::string out;
+  ASSERT_FALSE(cut_openai_embeddings(
+      R"({"model":"m","object":"list","usage":{"prompt_tokens":2},"data":[{"index":0,"embedding":[3,4,12],"object":"embedding"}]})",
+      2, out));
+  const ojson o = ojson::parse(out);
+  EXPECT_EQ(o.begin().key(), "model");
+  EXPECT_EQ(o["usage"]["prompt_tokens"], 2);
+  const auto& v = o["data"][0]["embedding"];
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_NEAR(v[0].get<double>(), 0.6, 1e-12);
+  EXPECT_NEAR(v[1].get<double>(), 0.8, 1e-12);
+  EXPECT_EQ(o["data"][0]["object"], "embedding");
+  // More dimensions than the vector has: the vector whole, normalised.
+  ASSERT_FALSE(cut_openai_embeddings(R"({"data":[{"embedding":[0,2]}]})", 8, out));
+  EXPECT_EQ(ojson::parse(out)["data"][0]["embedding"], ojson::parse("[0.0,1.0]"));
+  // base64 (float32 little-endian): [3, 4, 12] -> [0.6, 0.8], encoded again.
+  // 3.0f = 00 00 40 40, 4.0f = 00 00 80 40, 12.0f = 00 00 40 41.
+  ASSERT_FALSE(cut_openai_embeddings(R"({"data":[{"embedding":"AABAQAAAgEAAAEBB"}]})", 2, out));
+  // 0.6f = 9a 99 19 3f, 0.8f = cd cc 4c 3f.
+  EXPECT_EQ(ojson::parse(out)["data"][0]["embedding"], "mpkZP83MTD8=");
+  EXPECT_TRUE(cut_openai_embeddings(R"({"data":[{"embedding":"AAB"}]})", 2, out)) << "not whole floats";
+  EXPECT_TRUE(cut_openai_embeddings("[]", 2, out));
+
+  std::vector<double> zero = {0, 0, 0};
+  truncate_normalise(zero, 2);
+  EXPECT_EQ(zero, (std::vector<double>{0, 0})) << "a zero vector stays zero";
+}
+
 TEST(OllamaEmbed, TruncateAndTheLimitOfAnOverflow) {
   EmbedRequest e;
   ASSERT_FALSE(translate_embed(j(R"({"model":"m","input":"x"})"), false, e));
