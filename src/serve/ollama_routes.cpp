@@ -70,7 +70,12 @@ std::string show_json(const ModelCard& c, const std::string& path, const std::st
   if (!c.parameters.empty()) o["parameters"] = c.parameters;
   if (!c.template_text.empty()) o["template"] = c.template_text;
   o["details"] = ordered_details(c.details);
-  o["model_info"] = to_ordered(c.model_info);
+  // Ollama's GetModelInfo drops these two: the name is the model's, the
+  // template is in "template" already.
+  ojson info = to_ordered(c.model_info);
+  info.erase("general.name");
+  info.erase("tokenizer.chat_template");
+  o["model_info"] = std::move(info);
   o["capabilities"] = c.capabilities;
   o["modified_at"] = ollama::rfc3339_ms(c.modified_ms);
   return dump_utf8(o);
@@ -99,12 +104,17 @@ std::string tags_json(ServeContext& ctx) {
       continue;
     }
     const auto& c = **card;
+    // /api/tags' details carry the GGUF's context and embedding lengths too
+    // (omitempty; Ollama's model list reads them from the file).
+    ojson details = ordered_details(c.details);
+    if (c.context_length && *c.context_length > 0) details["context_length"] = *c.context_length;
+    if (c.embedding_length && *c.embedding_length > 0) details["embedding_length"] = *c.embedding_length;
     entries.emplace_back(c.modified_ms, ojson{{"name", c.name},
                                               {"model", c.name},
                                               {"modified_at", ol::rfc3339_ms(c.modified_ms)},
                                               {"size", c.size},
                                               {"digest", c.digest},
-                                              {"details", ordered_details(c.details)},
+                                              {"details", std::move(details)},
                                               {"capabilities", c.capabilities}});
   }
   // Newest first, as Ollama sorts them.

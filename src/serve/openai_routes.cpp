@@ -227,15 +227,24 @@ std::string embedding_dimensions(const std::string& text, std::optional<int64_t>
 
 // Built outside the coroutines: GCC 12 rejects string literals in braced
 // JSON initialisers inside a coroutine ("array used as initializer").
-json model_object(const std::string& id) {
-  return json{{"id", id}, {"object", "model"}, {"created", now_ms() / 1000}, {"owned_by", "llamactl"}};
+/// `created`: the model file's mtime in seconds, as Ollama's /v1/models gives
+/// it (stable from one listing to the next); now when the file cannot be read.
+int64_t created_s(ServeContext& ctx, const std::string& model) {
+  const auto* mc = ctx.router.config().find_model(model);
+  if (mc)
+    if (auto card = ctx.card_of(*mc)) return (*card)->modified_ms / 1000;
+  return now_ms() / 1000;
+}
+
+json model_object(const std::string& id, int64_t created) {
+  return json{{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "llamactl"}};
 }
 
 /// OpenAI's list, with each model's load status as GET /models has it.
-std::string models_json(Router& router) {
+std::string models_json(ServeContext& ctx) {
   json data = json::array();
-  for (const auto& [name, status] : router.statuses()) {
-    json o = model_object(name);
+  for (const auto& [name, status] : ctx.router.statuses()) {
+    json o = model_object(name, created_s(ctx, name));
     o["status"] = {{"value", status.value}};
     data.push_back(std::move(o));
   }
@@ -263,13 +272,13 @@ std::string percent_decoded(std::string_view s) {
   return out;
 }
 
-std::string retrieved_json(Router& router, const std::string& requested, std::string& error) {
-  const auto model = router.resolve(requested);
-  if (!model || !router.config().find_model(*model)) {
+std::string retrieved_json(ServeContext& ctx, const std::string& requested, std::string& error) {
+  const auto model = ctx.router.resolve(requested);
+  if (!model || !ctx.router.config().find_model(*model)) {
     error = "The model '" + requested + "' does not exist";
     return {};
   }
-  return dump_utf8(model_object(requested));
+  return dump_utf8(model_object(requested, created_s(ctx, *model)));
 }
 
 std::string metrics_text(ServeContext& ctx) {
@@ -297,7 +306,7 @@ awaitable<void> metrics_page(Exchange& ex) {
 }
 
 awaitable<void> list_models(Exchange& ex) {
-  const std::string body = models_json(ex.ctx.router);
+  const std::string body = models_json(ex.ctx);
   co_await ex.json(body);
 }
 
@@ -305,7 +314,7 @@ awaitable<void> retrieve_model(Exchange& ex) {
   constexpr std::string_view kPrefix = "/v1/models/";
   const std::string id = percent_decoded(ex.req.path.substr(kPrefix.size()));
   std::string error;
-  const std::string body = retrieved_json(ex.ctx.router, id, error);
+  const std::string body = retrieved_json(ex.ctx, id, error);
   if (body.empty()) co_return co_await ex.fail(404, error);
   co_await ex.json(body);
 }

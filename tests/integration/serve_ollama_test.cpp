@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ctime>
+#include <filesystem>
 #include <sstream>
 
 #include "integration/harness.h"
@@ -237,6 +239,36 @@ TEST(ServeOllama, TagsAndShowDescribeTheGguf) {
   EXPECT_FALSE(show.contains("template"))
       << "the test GGUF has no chat template; empty fields are left out (omitempty)";
   EXPECT_NE(show["parameters"].get<std::string>().find("num_ctx"), std::string::npos);
+  // As Ollama: show's model_info drops general.name (and the template, which
+  // has its own field); tags' details add the GGUF's context length.
+  EXPECT_FALSE(show["model_info"].contains("general.name")) << r.body;
+  EXPECT_FALSE(show["details"].contains("context_length")) << "show's details have none in Ollama";
+  for (const auto& m : tags["models"]) {
+    if (m["name"] == "tiny:latest") {
+      EXPECT_EQ(m["details"]["context_length"], show["model_info"]["llama.context_length"]);
+    }
+  }
+}
+
+TEST(ServeOllama, OpenAiModelsAreCreatedWhenTheirFileWas) {
+  Sandbox sb;
+  models(sb);
+  // An hour old: `created` is the file's mtime (as Ollama's), not the time of asking.
+  const auto an_hour_ago = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  std::filesystem::last_write_time(sb.model("tiny"), an_hour_ago);
+  const int64_t expected = std::time(nullptr) - 3600;
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  const json list = http_request(s.port(), "GET", "/v1/models").json();
+  bool seen = false;
+  for (const auto& m : list["data"])
+    if (m["id"] == "tiny") {
+      seen = true;
+      EXPECT_NEAR(m["created"].get<int64_t>(), expected, 5) << list.dump();
+    }
+  EXPECT_TRUE(seen) << list.dump();
+  const json one = http_request(s.port(), "GET", "/v1/models/tiny").json();
+  EXPECT_NEAR(one["created"].get<int64_t>(), expected, 5) << one.dump();
 }
 
 TEST(ServeOllama, ConfiguredEmbeddingsShowInCapabilities) {
