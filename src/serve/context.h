@@ -22,7 +22,7 @@ struct ServeContext {
 
   /// The card of a configured model (cached by file size and mtime).
   Result<std::shared_ptr<const ModelCard>> card_of(const config::ModelConfig& m) {
-    return cards.get(m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args));
+    return cards.get(m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args), m.embeddings);
   }
 };
 

@@ -74,7 +74,12 @@ bool has_key(const gguf::Info& info, const std::string& key) {
   return std::any_of(info.metadata.begin(), info.metadata.end(), [&](const auto& kv) { return kv.first == key; });
 }
 
-// Ollama's rules (server/images.go), on the GGUF and its Jinja template:
+// Ollama's rules (server/images.go), on the config, the GGUF and its Jinja
+// template:
+// - "embedding" first when the config says so (`embeddings = true`, as an
+//   Ollama model's config capabilities come first); the rest as below, so a
+//   chat GGUF started with --embeddings lists "completion" too (llama-server
+//   still chats then; Ollama appends completion whenever pooling_type is absent);
 // - "embedding" when <arch>.pooling_type is present, and then nothing else:
 //   an embedding GGUF often carries the chat template of the model it was
 //   tuned from (Qwen3-Embedding's mentions tools and <think>) but cannot chat;
@@ -85,9 +90,12 @@ bool has_key(const gguf::Info& info, const std::string& key) {
 //   template, which a Jinja chat template never has. llama-server fills in the
 //   middle (/infill) when the vocabulary has FIM prefix and suffix tokens, by
 //   id or by a known text, so that is the rule here (gguf::Info::fim).
-std::vector<std::string> capabilities(const gguf::Info& info, bool declares_pooling, const gguf::Info* projector) {
+std::vector<std::string> capabilities(const gguf::Info& info, bool declares_pooling, const gguf::Info* projector,
+                                      bool embeddings) {
   if (declares_pooling) return {"embedding"};
-  std::vector<std::string> caps = {"completion"};
+  std::vector<std::string> caps;
+  if (embeddings) caps.emplace_back("embedding");
+  caps.emplace_back("completion");
   if (info.vision || (projector && projector->vision)) caps.emplace_back("vision");
   if (info.audio || (projector && projector->audio)) caps.emplace_back("audio");
   const std::string& t = info.chat_template;
@@ -133,13 +141,14 @@ nlohmann::json model_info_json(const gguf::Info& info) {
   return out;
 }
 
-ModelCard make_card(const std::string& name, const gguf::Info& info, int64_t context, const gguf::Info* projector) {
+ModelCard make_card(const std::string& name, const gguf::Info& info, int64_t context, const gguf::Info* projector,
+                    bool embeddings) {
   ModelCard card;
   card.name = tagged_name(name);
   card.details = details_json(info);
   card.model_info = model_info_json(info);
   card.declares_pooling = has_key(info, info.architecture + ".pooling_type");
-  card.capabilities = capabilities(info, card.declares_pooling, projector);
+  card.capabilities = capabilities(info, card.declares_pooling, projector, embeddings);
   card.template_text = info.chat_template;
   card.parameters = parameters_text(info, context);
   card.context_length = info.context_length;
@@ -219,7 +228,7 @@ std::string projector_path(const std::vector<std::string>& args) {
 }
 
 Result<ModelCard> describe(const std::string& name, const std::string& path, int64_t context,
-                           const std::string& projector) {
+                           const std::string& projector, bool embeddings) {
   const auto st = stat_file(path);
   if (!st) return st.error();
   const auto info = gguf::read_file(path);
@@ -230,7 +239,7 @@ Result<ModelCard> describe(const std::string& name, const std::string& path, int
   if (!projector.empty()) {
     if (auto p = gguf::read_file(projector)) projector_info = std::move(*p);
   }
-  ModelCard card = make_card(name, *info, context, projector_info ? &*projector_info : nullptr);
+  ModelCard card = make_card(name, *info, context, projector_info ? &*projector_info : nullptr, embeddings);
   card.digest = std::move(*digest);
   card.size = st->size;
   card.modified_ms = st->mtime_ms;
@@ -238,7 +247,8 @@ Result<ModelCard> describe(const std::string& name, const std::string& path, int
 }
 
 Result<std::shared_ptr<const ModelCard>> ModelCatalog::get(const std::string& name, const std::string& path,
-                                                           int64_t context, const std::string& projector) {
+                                                           int64_t context, const std::string& projector,
+                                                           bool embeddings) {
   // Stamped before reading: a file that changes during describe() has a newer
   // stamp next time and is read again.
   auto now = stamp(path, projector);
@@ -250,14 +260,14 @@ Result<std::shared_ptr<const ModelCard>> ModelCatalog::get(const std::string& na
     }
     const auto it = entries_.find(name);
     if (it != entries_.end() && it->second.path == path && it->second.projector == projector &&
-        it->second.context == context && it->second.stamp == *now)
+        it->second.context == context && it->second.embeddings == embeddings && it->second.stamp == *now)
       return it->second.card;
   }
-  auto card = describe(name, path, context, projector);
+  auto card = describe(name, path, context, projector, embeddings);
   if (!card) return card.error();
   auto shared = std::make_shared<const ModelCard>(std::move(*card));
   std::lock_guard lock(mutex_);
-  entries_[name] = Entry{path, projector, context, std::move(*now), shared};
+  entries_[name] = Entry{path, projector, context, embeddings, std::move(*now), shared};
   return shared;
 }
 

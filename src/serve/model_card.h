@@ -33,9 +33,10 @@ struct ModelCard {          // NOLINT(bugprone-exception-escape)
   /// items are []), plus general.parameter_count when the file lacks it, as
   /// Ollama always has it. Always an object.
   nlohmann::json model_info;
-  /// In this order, each when it applies: "completion" or "embedding",
-  /// "vision", "audio", "tools", "insert", "thinking". See capabilities() in
-  /// model_card.cpp for the rules.
+  /// In this order, each when it applies: "embedding" (configured
+  /// `embeddings = true`), "completion" or "embedding" (the GGUF declares a
+  /// pooling type: then alone), "vision", "audio", "tools", "insert",
+  /// "thinking". See capabilities() in model_card.cpp for the rules.
   std::vector<std::string> capabilities;
   std::string template_text;  // tokenizer.chat_template (Jinja), or ""
   /// Ollama-style block, one "%-30s %s" line per parameter, joined by "\n":
@@ -70,9 +71,10 @@ std::string projector_path(const std::vector<std::string>& args);
 /// the model's (an unreadable projector adds nothing). Errors, naming the
 /// path: model_not_found when the file is missing or not a readable GGUF
 /// (the message says what is wrong with the header), io when it cannot be
-/// read for the digest.
+/// read for the digest. `embeddings`: the config starts it with --embeddings
+/// (capabilities then list "embedding").
 Result<ModelCard> describe(const std::string& name, const std::string& path, int64_t context,
-                           const std::string& projector = "");
+                           const std::string& projector = "", bool embeddings = false);
 
 /// Cards by model name, re-read only when the model file's (or projector's)
 /// size or mtime changed, or the path, projector or context did. Thread-safe;
@@ -82,12 +84,13 @@ class ModelCatalog {
  public:
   /// describe() through the cache; the same errors.
   Result<std::shared_ptr<const ModelCard>> get(const std::string& name, const std::string& path, int64_t context,
-                                               const std::string& projector = "");
+                                               const std::string& projector = "", bool embeddings = false);
 
  private:
   struct Entry {
     std::string path, projector;
     int64_t context = 0;
+    bool embeddings = false;
     std::vector<int64_t> stamp;  // size and mtime (ns) of the model file, then of the projector
     std::shared_ptr<const ModelCard> card;
   };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <random>
 
@@ -56,14 +57,13 @@ std::string random_call_id() {
 
 /// `format`: "json" -> JSON mode, an object -> a JSON schema. Chat takes
 /// OpenAI's response_format; llama-server's completion routes take json_schema.
+/// JSON mode is the schema {"type":"object"} on every route: llama-server
+/// builds a grammar only from a non-empty schema, so a bare
+/// {"type":"json_object"} would leave the reply unconstrained.
 std::optional<Failure> map_format(const json* format, Upstream up, json& out) {
   if (!format || format->is_null() || (format->is_string() && format->get<std::string>().empty())) return std::nullopt;
   json schema;
   if (format->is_string() && format->get<std::string>() == "json") {
-    if (up == Upstream::chat) {
-      out["response_format"] = {{"type", "json_object"}};
-      return std::nullopt;
-    }
     schema = {{"type", "object"}};
   } else if (format->is_object()) {
     schema = *format;
@@ -359,6 +359,7 @@ std::optional<Failure> translate(Kind kind, const json& body, Request& out) {
     return it == body.end() ? nullptr : &*it;
   };
 
+  bool raw = false;
   if (kind == Kind::chat) {
     const json* messages = find("messages");
     if (messages && !messages->is_null() && !messages->is_array()) return bad("field 'messages' must be an array");
@@ -372,7 +373,6 @@ std::optional<Failure> translate(Kind kind, const json& body, Request& out) {
     out.upstream = Upstream::chat;
   } else {
     std::string prompt, suffix, system, tmpl;
-    bool raw = false;
     for (auto [key, dest] :
          {std::pair{"prompt", &prompt}, {"suffix", &suffix}, {"system", &system}, {"template", &tmpl}})
       if (auto f = string_field(body, key, *dest)) return f;
@@ -409,6 +409,8 @@ std::optional<Failure> translate(Kind kind, const json& body, Request& out) {
     up.erase("reasoning_effort");
   }
   if (out.keep_alive_ms && *out.keep_alive_ms == 0 && out.load_only) out.unload = true;
+  // Ollama returns the tokens of every templated generate (not raw ones, not loads).
+  out.wants_context = kind == Kind::generate && !out.load_only && !raw;
   up["stream"] = true;  // always streamed from llama-server; stream:false is collected here
   if (out.upstream != Upstream::infill) up["stream_options"] = {{"include_usage", true}};
   up["cache_prompt"] = true;
@@ -467,8 +469,8 @@ ojson Translator::base(int64_t wall_ns) const {
 
 void Translator::emit_text(const std::string& content, const std::string& thinking, int64_t wall_ns, std::string& out) {
   if (content.empty() && thinking.empty()) return;
+  content_ += content;
   if (!stream_) {
-    content_ += content;
     thinking_ += thinking;
     return;
   }
@@ -535,6 +537,7 @@ void Translator::on_event(const json& ev, int64_t wall_ns, std::string& out) {
   if (upstream_ == Upstream::infill) {  // native /completion shape
     emit_text(ev.value("content", std::string()), "", wall_ns, out);
     if (ev.value("stop", false)) {
+      if (const auto p = ev.find("prompt"); p != ev.end() && p->is_string()) prompt_ = p->get<std::string>();
       saw_finish_ = true;
       done_reason_ = ev.value("stop_type", std::string()) == "limit" ? "length" : "stop";
       if (!ev.contains("timings")) return;
@@ -653,6 +656,7 @@ std::string Translator::finish(int64_t wall_ns, int64_t steady_ns, const std::st
     if (!stream_ && !thinking_.empty()) o["thinking"] = thinking_;
     o["done"] = true;
     o["done_reason"] = done_reason_;
+    if (context_ && !context_->empty()) o["context"] = *context_;  // omitempty, before the metrics
   }
   add_metrics(o, steady_ns);
   out += dump_utf8(o);
@@ -722,6 +726,106 @@ std::optional<int64_t> embed_overflow_limit(int status, std::string_view body, i
   return limit > kEmbedSpecialTokens ? limit - kEmbedSpecialTokens : 0;
 }
 
+void truncate_normalise(std::vector<double>& v, std::optional<int64_t> dimensions) {
+  if (dimensions && *dimensions > 0 && static_cast<size_t>(*dimensions) < v.size())
+    v.resize(static_cast<size_t>(*dimensions));
+  double norm = 0;
+  for (double x : v) norm += x * x;
+  norm = std::sqrt(norm);
+  if (norm > 0)
+    for (double& x : v) x /= norm;
+}
+
+std::optional<Failure> openai_dimensions(const json& body, std::optional<int64_t>& dimensions) {
+  dimensions.reset();
+  const auto d = body.find("dimensions");
+  if (d == body.end() || d->is_null()) return std::nullopt;
+  if (!d->is_number_integer() || d->get<int64_t>() < 0) return bad("dimensions must be a positive integer");
+  if (d->get<int64_t>() > 0) dimensions = d->get<int64_t>();
+  return std::nullopt;
+}
+
+namespace {
+constexpr std::string_view kBase64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// encoding_format "base64": the float32 values, little-endian, in standard
+/// base64 (what llama-server sends and the OpenAI clients decode).
+std::optional<std::vector<double>> floats_of_base64(std::string_view text) {
+  std::string bytes;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    if (c == '=') break;
+    const size_t v = kBase64.find(c);
+    if (v == std::string_view::npos) return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  if (bytes.size() % 4 != 0) return std::nullopt;
+  std::vector<double> out;
+  for (size_t i = 0; i < bytes.size(); i += 4) {
+    uint32_t u = 0;
+    for (size_t k = 0; k < 4; ++k) u |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + k])) << (8 * k);
+    float f = 0;
+    std::memcpy(&f, &u, sizeof f);
+    out.push_back(f);
+  }
+  return out;
+}
+
+std::string base64_of_floats(const std::vector<double>& v) {
+  std::string bytes;
+  for (double d : v) {
+    const auto f = static_cast<float>(d);
+    uint32_t u = 0;
+    std::memcpy(&u, &f, sizeof u);
+    for (int k = 0; k < 4; ++k) bytes.push_back(static_cast<char>((u >> (8 * k)) & 0xFF));
+  }
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 2]));
+    out.push_back(kBase64[(n >> 18) & 63]);
+    out.push_back(kBase64[(n >> 12) & 63]);
+    out.push_back(i + 1 < bytes.size() ? kBase64[(n >> 6) & 63] : '=');
+    out.push_back(i + 2 < bytes.size() ? kBase64[n & 63] : '=');
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<Failure> cut_openai_embeddings(std::string_view reply, int64_t dimensions, std::string& out) {
+  const Failure malformed{502, "llama-server answered the embedding request without a list of vectors"};
+  ojson j = parse_json_bounded<ojson>(reply);  // ordered: the reply keeps llama-server's field order
+  if (j.is_discarded() || !j.is_object() || !j.contains("data") || !j["data"].is_array()) return malformed;
+  for (auto& item : j["data"]) {
+    if (!item.is_object() || !item.contains("embedding")) return malformed;
+    auto& emb = item["embedding"];
+    if (emb.is_string()) {  // encoding_format "base64" (the openai clients' default)
+      auto v = floats_of_base64(emb.get<std::string>());
+      if (!v) return malformed;
+      truncate_normalise(*v, dimensions);
+      emb = base64_of_floats(*v);
+      continue;
+    }
+    if (!emb.is_array()) return malformed;
+    std::vector<double> v;
+    for (const auto& x : emb) {
+      if (!x.is_number()) return malformed;
+      v.push_back(x.get<double>());
+    }
+    truncate_normalise(v, dimensions);
+    emb = std::move(v);
+  }
+  out = dump_utf8(j);
+  return std::nullopt;
+}
+
 std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream, int64_t total_ns, int64_t load_ns,
                                    ojson& out) {
   const auto data = upstream.find("data");
@@ -744,15 +848,7 @@ std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream
     out = ojson{{"embedding", vecs.empty() ? std::vector<double>{} : vecs[0]}};
     return std::nullopt;
   }
-  for (auto& v : vecs) {
-    if (req.dimensions && static_cast<size_t>(*req.dimensions) < v.size())
-      v.resize(static_cast<size_t>(*req.dimensions));
-    double norm = 0;
-    for (double x : v) norm += x * x;
-    norm = std::sqrt(norm);
-    if (norm > 0)
-      for (double& x : v) x /= norm;
-  }
+  for (auto& v : vecs) truncate_normalise(v, req.dimensions);
   out = ojson{{"model", req.model}, {"embeddings", vecs}};
   if (total_ns > 0) out["total_duration"] = total_ns;
   if (load_ns > 0) out["load_duration"] = load_ns;
@@ -762,6 +858,30 @@ std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream
     if (n > 0) out["prompt_eval_count"] = n;
   }
   return std::nullopt;
+}
+
+std::optional<std::string> applied_prompt(std::string_view reply) {
+  const json j = parse_json_bounded<json>(reply);
+  if (j.is_discarded() || !j.is_object() || !j.contains("prompt") || !j["prompt"].is_string()) return std::nullopt;
+  return j["prompt"].get<std::string>();
+}
+
+std::optional<std::vector<int64_t>> token_ids(std::string_view reply) {
+  const json j = parse_json_bounded<json>(reply);
+  if (j.is_discarded() || !j.is_object() || !j.contains("tokens") || !j["tokens"].is_array()) return std::nullopt;
+  std::vector<int64_t> ids;
+  ids.reserve(j["tokens"].size());
+  for (const auto& t : j["tokens"]) {
+    if (!t.is_number_integer()) return std::nullopt;  // with_pieces objects are not asked for
+    ids.push_back(t.get<int64_t>());
+  }
+  return ids;
+}
+
+std::string tokenize_body(const std::string& text) {
+  json b = json::object();
+  b["content"] = text;
+  return dump_utf8(b);
 }
 
 std::string upstream_error_message(std::string_view body) {

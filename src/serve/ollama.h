@@ -56,6 +56,7 @@ struct Request {  // NOLINT(bugprone-exception-escape)
   bool unload = false;     // load_only with keep_alive 0
   std::optional<int64_t> num_ctx;
   bool wants_thinking = false;  // `think` asked for it (checked against the model)
+  bool wants_context = false;   // generate, not raw: the final object carries `context`
   Upstream upstream = Upstream::chat;
   std::string upstream_path;         // "/v1/chat/completions", "/v1/completions", "/infill"
   json upstream_body;                // always a streaming request
@@ -107,6 +108,14 @@ class Translator {
   /// answer with (0 when the reply is a normal 200).
   int error_status() const { return error_status_; }
   bool finished() const { return finished_; }
+  /// llama-server finished the reply with no error (so far: finish() may still find bad tool calls).
+  bool succeeded() const { return saw_finish_ && error_.empty(); }
+  /// The reply's text so far (stream mode too), and the prompt llama-server
+  /// names in /infill's last event (empty for the other routes).
+  const std::string& reply_text() const { return content_; }
+  const std::string& prompt_text() const { return prompt_; }
+  /// Token ids for the final object's `context` (generate only; left out when never set).
+  void set_context(std::vector<int64_t> ids) { context_ = std::move(ids); }
 
  private:
   void on_event(const json& ev, int64_t wall_ns, std::string& out);
@@ -126,8 +135,11 @@ class Translator {
   int error_status_ = 0;
   std::string error_;
   std::string done_reason_ = "stop";
-  // stream:false accumulates; tool calls always do (parsed at the end).
+  // The content always accumulates (for `context`), thinking only for
+  // stream:false; tool calls always do (parsed at the end).
   std::string content_, thinking_;
+  std::string prompt_;                           // /infill's rendered prompt
+  std::optional<std::vector<int64_t>> context_;  // generate's `context`
   struct ToolCall {
     std::string id, name, arguments;
   };
@@ -153,6 +165,20 @@ std::optional<Failure> translate_embed(const json& body, bool legacy, EmbedReque
 std::optional<Failure> embed_reply(const EmbedRequest& req, const json& upstream, int64_t total_ns, int64_t load_ns,
                                    ojson& out);
 
+/// An embedding cut to its first `dimensions` values (when it has more) and
+/// L2-normalised again, as Ollama's EmbedHandler does for `dimensions`.
+void truncate_normalise(std::vector<double>& v, std::optional<int64_t> dimensions);
+
+/// `dimensions` of a /v1/embeddings body (OpenAI's: the length to cut the
+/// vectors to); nullopt when absent, null or 0 (Ollama's "not set"). Failure
+/// (400) when it is not a non-negative integer.
+std::optional<Failure> openai_dimensions(const json& body, std::optional<int64_t>& dimensions);
+/// llama-server's /v1/embeddings reply with each float vector passed through
+/// truncate_normalise, float arrays and base64 strings (float32,
+/// little-endian) alike; the rest of the reply as it was. Failure (502) when
+/// it is not an OpenAI list of vectors.
+std::optional<Failure> cut_openai_embeddings(std::string_view reply, int64_t dimensions, std::string& out);
+
 /// Tokens llama-server adds around an embedding input that /tokenize leaves
 /// out (BOS, and EOS or SEP), kept free when an input is cut.
 inline constexpr int64_t kEmbedSpecialTokens = 2;
@@ -167,6 +193,18 @@ std::optional<int64_t> embed_overflow_limit(int status, std::string_view body, i
 
 /// Sets the inputs (after some were cut) in the request's upstream body.
 void set_embed_inputs(EmbedRequest& req, std::vector<std::string> input);
+
+/// Ollama's `context` (server/routes.go, GenerateHandler): the token ids of
+/// the prompt as the template rendered it followed by the reply, one
+/// /tokenize of the two texts together. These read llama-server's answers on
+/// the way: the rendered prompt of an /apply-template reply ({"prompt":...})
+/// and the ids of a /tokenize reply ({"tokens":[...]}); nullopt when the
+/// reply is not that shape.
+std::optional<std::string> applied_prompt(std::string_view apply_template_reply);
+std::optional<std::vector<int64_t>> token_ids(std::string_view tokenize_reply);
+/// A /tokenize body for `text` (no BOS added, special tokens parsed: the
+/// server's defaults, which Ollama keeps).
+std::string tokenize_body(const std::string& text);
 
 /// llama-server's error body ({"error":{"message":...}} or text) -> its message.
 std::string upstream_error_message(std::string_view body);

@@ -70,7 +70,12 @@ std::string show_json(const ModelCard& c, const std::string& path, const std::st
   if (!c.parameters.empty()) o["parameters"] = c.parameters;
   if (!c.template_text.empty()) o["template"] = c.template_text;
   o["details"] = ordered_details(c.details);
-  o["model_info"] = to_ordered(c.model_info);
+  // Ollama's GetModelInfo drops these two: the name is the model's, the
+  // template is in "template" already.
+  ojson info = to_ordered(c.model_info);
+  info.erase("general.name");
+  info.erase("tokenizer.chat_template");
+  o["model_info"] = std::move(info);
   o["capabilities"] = c.capabilities;
   o["modified_at"] = ollama::rfc3339_ms(c.modified_ms);
   return dump_utf8(o);
@@ -99,12 +104,17 @@ std::string tags_json(ServeContext& ctx) {
       continue;
     }
     const auto& c = **card;
+    // /api/tags' details carry the GGUF's context and embedding lengths too
+    // (omitempty; Ollama's model list reads them from the file).
+    ojson details = ordered_details(c.details);
+    if (c.context_length && *c.context_length > 0) details["context_length"] = *c.context_length;
+    if (c.embedding_length && *c.embedding_length > 0) details["embedding_length"] = *c.embedding_length;
     entries.emplace_back(c.modified_ms, ojson{{"name", c.name},
                                               {"model", c.name},
                                               {"modified_at", ol::rfc3339_ms(c.modified_ms)},
                                               {"size", c.size},
                                               {"digest", c.digest},
-                                              {"details", ordered_details(c.details)},
+                                              {"details", std::move(details)},
                                               {"capabilities", c.capabilities}});
   }
   // Newest first, as Ollama sorts them.
@@ -178,6 +188,34 @@ std::string generation_needs(ServeContext& ctx, const std::string& model, const 
   return {};
 }
 
+std::string failure_of(const JsonExchange& x) {
+  return x.ec ? x.ec.message() : ol::upstream_error_message(x.text);
+}
+
+/// Ollama's `context` for a finished generate reply: the prompt as the
+/// template rendered it (llama-server's /apply-template for the chat route,
+/// the prompt /infill named in its last event) and the reply, tokenized
+/// together. Two small requests on the same instance, no evaluation.
+/// nullopt (logged) when llama-server does not give them: the reply then
+/// goes without `context` rather than failing after it was generated.
+awaitable<std::optional<std::vector<int64_t>>> context_tokens(UpstreamPool& pool, int port, const ol::Request& r,
+                                                              const ol::Translator& tr) {
+  std::string prompt = tr.prompt_text();
+  if (r.upstream == ol::Upstream::chat) {
+    const JsonExchange t = co_await post_json(pool, port, "/apply-template", dump_utf8(r.upstream_body));
+    const auto applied = !t.ec && t.status == 200 ? ol::applied_prompt(t.text) : std::nullopt;
+    if (!applied) {
+      log::warn("{}: no context in the reply: /apply-template failed: {}", r.model, failure_of(t));
+      co_return std::nullopt;
+    }
+    prompt = *applied;
+  }
+  const JsonExchange tok = co_await post_json(pool, port, "/tokenize", ol::tokenize_body(prompt + tr.reply_text()));
+  auto ids = !tok.ec && tok.status == 200 ? ol::token_ids(tok.text) : std::nullopt;
+  if (!ids) log::warn("{}: no context in the reply: /tokenize failed: {}", r.model, failure_of(tok));
+  co_return ids;
+}
+
 /// Reads llama-server's stream, translated to Ollama's NDJSON as it arrives
 /// (stream mode) or collected into one reply. A client that goes away closes
 /// the upstream connection: llama-server cancels.
@@ -221,6 +259,8 @@ awaitable<void> translate_stream(Exchange& ex, Lease& lease, const ol::Request& 
     ex.ctx.router.upstream_failed(lease.model);
   } else {
     call.done_with(ex.pool, lease.port);
+    if (r.wants_context && tr.succeeded())
+      if (auto ids = co_await context_tokens(ex.pool, lease.port, r, tr)) tr.set_context(std::move(*ids));
   }
   const std::string last = tr.finish(wall_ns(), steady_ns(), broken);
   if (!r.stream) {
@@ -282,13 +322,6 @@ awaitable<void> generate(Exchange& ex, bool chat) {
   co_await translate_stream(ex, lease, r, tr);
 }
 
-// Bodies for /tokenize and /detokenize, built outside the coroutines (GCC 12).
-std::string tokenize_body(const std::string& text) {
-  json b = json::object();
-  b["content"] = text;
-  return dump_utf8(b);
-}
-
 /// The first `limit` tokens of a /tokenize reply as a /detokenize body; empty
 /// when the reply has `limit` tokens or fewer (or is not a token list).
 std::string detokenize_body(const std::string& tokenize_reply, int64_t limit) {
@@ -299,10 +332,6 @@ std::string detokenize_body(const std::string& tokenize_reply, int64_t limit) {
   json b = json::object();
   b["tokens"] = json(tokens.begin(), tokens.begin() + limit);
   return dump_utf8(b);
-}
-
-std::string failure_of(const JsonExchange& x) {
-  return x.ec ? x.ec.message() : ol::upstream_error_message(x.text);
 }
 
 std::string detokenized(const std::string& reply) {
@@ -325,7 +354,7 @@ awaitable<bool> truncate_inputs(UpstreamPool& pool, int port, int64_t limit, ol:
   for (auto& text : inputs) {
     // Every token but the specials is at least one byte: a short input needs no round trip.
     if (static_cast<int64_t>(text.size()) <= limit) continue;
-    const JsonExchange tok = co_await post_json(pool, port, "/tokenize", tokenize_body(text));
+    const JsonExchange tok = co_await post_json(pool, port, "/tokenize", ol::tokenize_body(text));
     if (tok.ec || tok.status != 200) {
       why = "could not tokenize an input to truncate it: " + failure_of(tok);
       co_return false;

@@ -7,6 +7,7 @@
 
 #include "serve/body_model.h"
 #include "serve/http/heads.h"
+#include "serve/ollama.h"
 #include "util/json_depth.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -174,8 +175,27 @@ awaitable<void> forward(Exchange& ex, Lease& lease) {
   co_await stream_body(ex, lease, plan, false);
 }
 
-/// The body-routed relay: the body's "model" picks the instance.
-awaitable<void> relay(Exchange& ex, Launch needs) {
+/// /v1/embeddings with `dimensions`, which llama-server ignores: its reply
+/// collected, each vector cut and normalised again (Ollama's /v1/embeddings
+/// does the same), then sent whole. An error reply goes on as it came.
+awaitable<void> reply_cut_embeddings(Exchange& ex, Lease& lease, int64_t dimensions) {
+  if (lease.call.status() != 200) co_return co_await forward(ex, lease);
+  std::string text;
+  if (const error_code ec = co_await lease.call.collect(text)) {
+    ex.pool.drop(lease.port);
+    ex.ctx.router.upstream_failed(lease.model);
+    const std::string message = "llama-server for '" + lease.model + "' failed mid-response: " + ec.message();
+    co_return co_await ex.fail(502, message);
+  }
+  lease.call.done_with(ex.pool, lease.port);
+  std::string out;
+  if (auto f = ollama::cut_openai_embeddings(text, dimensions, out)) co_return co_await ex.fail(f->status, f->message);
+  co_await ex.json(out);
+}
+
+/// The body-routed relay: the body's "model" picks the instance. With
+/// `dimensions` (embeddings), the reply is rewritten rather than relayed.
+awaitable<void> relay(Exchange& ex, Launch needs, std::optional<int64_t> dimensions = std::nullopt) {
   // Bodies parse as JSON whatever the Content-Type says (clients differ).
   const BodyModel body = body_model(ex.req.text());
   if (body.too_deep) co_return co_await ex.fail(400, kJsonTooDeepMessage);
@@ -190,20 +210,41 @@ awaitable<void> relay(Exchange& ex, Launch needs) {
   const UpstreamRequest up{[&req](int port) { return relay_head(req, port); }, req.text()};
   Lease lease;
   if (!co_await ex.acquire(*model, needs, &up, lease)) co_return;
+  if (dimensions) co_return co_await reply_cut_embeddings(ex, lease, *dimensions);
   co_await forward(ex, lease);
+}
+
+/// `dimensions` of an embeddings body; an error message (400) when it is
+/// invalid. Parsed only when the text mentions it: the relay stays
+/// byte-for-byte, without a parse, for every other body.
+std::string embedding_dimensions(const std::string& text, std::optional<int64_t>& dimensions) {
+  if (text.find("\"dimensions\"") == std::string::npos) return {};
+  const json body = parse_json_bounded<json>(text);
+  if (body.is_discarded() || !body.is_object()) return {};  // relay() answers for it
+  const auto f = ollama::openai_dimensions(body, dimensions);
+  return f ? f->message : std::string();
 }
 
 // Built outside the coroutines: GCC 12 rejects string literals in braced
 // JSON initialisers inside a coroutine ("array used as initializer").
-json model_object(const std::string& id) {
-  return json{{"id", id}, {"object", "model"}, {"created", now_ms() / 1000}, {"owned_by", "llamactl"}};
+/// `created`: the model file's mtime in seconds, as Ollama's /v1/models gives
+/// it (stable from one listing to the next); now when the file cannot be read.
+int64_t created_s(ServeContext& ctx, const std::string& model) {
+  const auto* mc = ctx.router.config().find_model(model);
+  if (mc)
+    if (auto card = ctx.card_of(*mc)) return (*card)->modified_ms / 1000;
+  return now_ms() / 1000;
+}
+
+json model_object(const std::string& id, int64_t created) {
+  return json{{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "llamactl"}};
 }
 
 /// OpenAI's list, with each model's load status as GET /models has it.
-std::string models_json(Router& router) {
+std::string models_json(ServeContext& ctx) {
   json data = json::array();
-  for (const auto& [name, status] : router.statuses()) {
-    json o = model_object(name);
+  for (const auto& [name, status] : ctx.router.statuses()) {
+    json o = model_object(name, created_s(ctx, name));
     o["status"] = {{"value", status.value}};
     data.push_back(std::move(o));
   }
@@ -231,13 +272,13 @@ std::string percent_decoded(std::string_view s) {
   return out;
 }
 
-std::string retrieved_json(Router& router, const std::string& requested, std::string& error) {
-  const auto model = router.resolve(requested);
-  if (!model || !router.config().find_model(*model)) {
+std::string retrieved_json(ServeContext& ctx, const std::string& requested, std::string& error) {
+  const auto model = ctx.router.resolve(requested);
+  if (!model || !ctx.router.config().find_model(*model)) {
     error = "The model '" + requested + "' does not exist";
     return {};
   }
-  return dump_utf8(model_object(requested));
+  return dump_utf8(model_object(requested, created_s(ctx, *model)));
 }
 
 std::string metrics_text(ServeContext& ctx) {
@@ -265,7 +306,7 @@ awaitable<void> metrics_page(Exchange& ex) {
 }
 
 awaitable<void> list_models(Exchange& ex) {
-  const std::string body = models_json(ex.ctx.router);
+  const std::string body = models_json(ex.ctx);
   co_await ex.json(body);
 }
 
@@ -273,7 +314,7 @@ awaitable<void> retrieve_model(Exchange& ex) {
   constexpr std::string_view kPrefix = "/v1/models/";
   const std::string id = percent_decoded(ex.req.path.substr(kPrefix.size()));
   std::string error;
-  const std::string body = retrieved_json(ex.ctx.router, id, error);
+  const std::string body = retrieved_json(ex.ctx, id, error);
   if (body.empty()) co_return co_await ex.fail(404, error);
   co_await ex.json(body);
 }
@@ -283,7 +324,10 @@ awaitable<void> relay_generation(Exchange& ex) {
 }
 
 awaitable<void> relay_embeddings(Exchange& ex) {
-  co_await relay(ex, Launch{true, 0, 0});
+  std::optional<int64_t> dimensions;
+  if (const std::string why = embedding_dimensions(ex.req.text(), dimensions); !why.empty())
+    co_return co_await ex.fail(400, why);
+  co_await relay(ex, Launch{true, 0, 0}, dimensions);
 }
 
 awaitable<void> relay_rerank(Exchange& ex) {

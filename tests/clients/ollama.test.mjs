@@ -388,6 +388,9 @@ test('generate(), non-streaming and streaming', T, async () => {
   assert.equal(r.done_reason, 'stop');
   assert.equal(r.eval_count, 3);
   assert.ok(r.total_duration > 0);
+  // context: what the Vercel AI SDK's Ollama provider requires of a completion.
+  assert.ok(Array.isArray(r.context) && r.context.length > 0, `context ${r.context}`);
+  assert.ok(r.context.every(Number.isInteger));
 
   const stream = await ollama.generate({ model: 'tiny', prompt: 'hi', stream: true });
   const parts = [];
@@ -399,7 +402,11 @@ test('generate(), non-streaming and streaming', T, async () => {
   assert.equal(last.done_reason, 'stop');
   assert.ok(last.eval_count > 0);
   assert.ok(last.total_duration > 0);
-  for (const p of parts.slice(0, -1)) assert.equal(p.done, false);
+  assert.deepEqual(last.context, r.context, 'the same prompt and reply: the same tokens');
+  for (const p of parts.slice(0, -1)) {
+    assert.equal(p.done, false);
+    assert.equal(p.context, undefined);
+  }
 });
 
 test('embed() returns L2-normalised vectors', T, async () => {

@@ -286,6 +286,19 @@ test('embeddings.create() starts the model with --embeddings', async () => {
   for (const v of [a, b]) assert.ok(Math.abs(l2(v) - 1) < 1e-3, `L2 norm ${l2(v)}`);
 });
 
+test('embeddings.create() with dimensions: cut and normalised again', async () => {
+  // The SDK asks for base64 unless told otherwise: serve decodes, cuts and re-encodes it.
+  const r = await client.embeddings.create({ model: 'embed', input: ['hello', 'world'], dimensions: 8 });
+  assert.equal(r.data.length, 2);
+  for (const d of r.data) {
+    assert.equal(d.embedding.length, 8);
+    assert.ok(Math.abs(l2(d.embedding) - 1) < 1e-3, `L2 norm ${l2(d.embedding)}`);
+  }
+  const f = await client.embeddings.create({ model: 'embed', input: 'hello', dimensions: 8, encoding_format: 'float' });
+  assert.equal(f.data[0].embedding.length, 8);
+  for (let i = 0; i < 8; i++) assert.ok(Math.abs(f.data[0].embedding[i] - r.data[0].embedding[i]) < 1e-6);
+});
+
 test('an unknown model is a NotFoundError (404)', async () => {
   await assert.rejects(
     client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }),

@@ -69,11 +69,15 @@
 //        500 "Unknown reasoning format: X"; enable_thinking given as a
 //        string -> 400 'invalid type for "enable_thinking" (expected
 //        boolean, got string)'.
-//      response_format {"type":"json_object"} / {"type":"json_schema",...} (or
-//        a top-level json_schema): the answer is {"fake":true} in 5 tokens
-//        '{"' 'fake' '":' 'true' '}', finish "stop" (it wins over a tool call);
-//        type "text" is plain; any other type -> 400 'response_format type
-//        must be one of "text" or "json_object", but got: X'.
+//      response_format {"type":"json_object","schema":{...}} /
+//        {"type":"json_schema","json_schema":{"schema":{...}}} (or a
+//        top-level json_schema) with a non-empty schema object: the answer
+//        is {"fake":true} in 5 tokens '{"' 'fake' '":' 'true' '}', finish
+//        "stop" (it wins over a tool call). An empty or missing schema (a
+//        bare {"type":"json_object"}) builds no grammar in llama.cpp
+//        (chat.cpp tests is_object() && !empty()): the answer is plain, as
+//        with type "text"; any other type -> 400 'response_format type must
+//        be one of "text" or "json_object", but got: X'.
 //      Content arrays: "text" parts count as text. "image_url" parts without
 //        --mmproj -> 500 "image input is not supported - hint: if this is
 //        unexpected, you may need to provide the mmproj" ("input_audio" ->
@@ -135,6 +139,13 @@
 //                                without --reranking: 501 not_supported_error
 //                                (Connection: close, as captured); with it,
 //                                llama.cpp's Jina-style list sorted by score
+//   POST /apply-template         a chat body -> {prompt}: checked as the chat
+//                                route checks it (same errors), rendered with
+//                                llama.cpp's fallback for a GGUF without a
+//                                template, ChatML with the generation prompt:
+//                                "<|im_start|>ROLE\nTEXT<|im_end|>\n"... then
+//                                "<|im_start|>assistant\n" (TEXT: the string
+//                                content, or the text parts joined)
 //   anything else                404 {"error":{...,"type":"not_found_error"}},
 //                                GET /v1/models/{id} included (as real)
 // With --api-key K (or K1,K2): /health, /v1/health, /models, /v1/models stay
@@ -1083,7 +1094,7 @@ ChatReply plan_chat(const json& body, bool streaming) {
   ChatReply r;
   r.n_reasoning = g_cfg.thinking && enable_thinking ? static_cast<int>(std::size(ChatReply::kReasoning)) : 0;
   r.reasoning_inline = reasoning_format == "none" || (reasoning_format == "deepseek-legacy" && streaming);
-  if (!json_schema.is_null()) {
+  if (json_schema.is_object() && !json_schema.empty()) {  // llama.cpp: no grammar from {}
     r.kind = ChatReply::Kind::json;
   } else if (has_tools && tool_choice != "none" &&
              (tool_choice == "required" || lower(last_user_text(messages)).find("tool") != std::string::npos)) {
@@ -1753,6 +1764,23 @@ Response handle_detokenize(const Request& req) {
   return {200, dump(json{{"content", content}})};
 }
 
+Response handle_apply_template(const Request& req) {
+  const json body = parse_body(req);
+  plan_chat(body, false);  // oaicompat_chat_params_parse: the chat route's checks
+  std::string prompt;
+  for (const auto& m : body.at("messages")) {
+    const json content = json_value(m, "content", json());
+    std::string text;
+    if (content.is_string())
+      text = content.get<std::string>();
+    else if (content.is_array())
+      for (const auto& part : content) text += json_value(part, "text", std::string());
+    prompt += "<|im_start|>" + json_value(m, "role", std::string()) + "\n" + text + "<|im_end|>\n";
+  }
+  prompt += "<|im_start|>assistant\n";
+  return {200, dump(json{{"prompt", prompt}})};
+}
+
 Response handle_models() {
   const json caps = g_cfg.embeddings ? json::array({"embedding"})
                     : g_cfg.mmproj   ? json::array({"completion", "multimodal"})
@@ -1851,6 +1879,7 @@ bool dispatch(Conn& c, Request& req) {
     }
     if (m == "POST" && p == "/tokenize") return send_response(c, req, handle_tokenize(req));
     if (m == "POST" && p == "/detokenize") return send_response(c, req, handle_detokenize(req));
+    if (m == "POST" && p == "/apply-template") return send_response(c, req, handle_apply_template(req));
     return send_response(c, req, {404, inline_error(404, "File Not Found", "not_found_error")});
   } catch (const HttpError& e) {
     return send_response(c, req, {e.status, e.body, json_type});

@@ -775,6 +775,20 @@ TEST_F(FakeServer, TokenizeAndDetokenizeRoundTrip) {
   EXPECT_EQ(ask(post("/tokenize", "{}")).body_json()["tokens"], json::array());
 }
 
+TEST_F(FakeServer, ApplyTemplateRendersChatMlAsTheFallback) {
+  start({});
+  const json body = {{"messages",
+                      {{{"role", "system"}, {"content", "be brief"}},
+                       {{"role", "user"}, {"content", {{{"type", "text"}, {"text", "hi"}}}}}}}};
+  auto r = ask(post("/apply-template", body.dump()));
+  ASSERT_EQ(r.status(), 200) << r.body;
+  EXPECT_EQ(r.body_json(), json({{"prompt",
+                                  "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                                  "<|im_start|>assistant\n"}}));
+  // The chat route's checks, with its errors.
+  EXPECT_EQ(ask(post("/apply-template", "{}")).status(), 400);
+}
+
 TEST_F(FakeServer, InvalidJsonIs500AndKeepsTheConnection) {
   start();
   Client c(port_);
@@ -1105,7 +1119,8 @@ TEST_F(FakeServer, ThinkingModelSendsReasoningContent) {
 
 TEST_F(FakeServer, ResponseFormatGivesJson) {
   start();
-  auto r = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "json_object"}}}})));
+  const json object_schema = {{"type", "json_object"}, {"schema", {{"type", "object"}}}};
+  auto r = ask(post("/v1/chat/completions", chat_body({{"response_format", object_schema}})));
   ASSERT_EQ(r.status(), 200) << r.body;
   const json j = r.body_json();
   EXPECT_EQ(json::parse(j["choices"][0]["message"]["content"].get<std::string>()), json({{"fake", true}}));
@@ -1126,6 +1141,9 @@ TEST_F(FakeServer, ResponseFormatGivesJson) {
   EXPECT_EQ(top["choices"][0]["message"]["content"], "{\"fake\":true}");
   auto text_format = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "text"}}}})));
   EXPECT_EQ(text_format.body_json()["choices"][0]["message"]["content"], "Hello from fake");
+  // json_object without a schema: llama.cpp builds no grammar from the empty schema.
+  auto bare = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "json_object"}}}})));
+  EXPECT_EQ(bare.body_json()["choices"][0]["message"]["content"], "Hello from fake");
 
   auto bad = ask(post("/v1/chat/completions", chat_body({{"response_format", {{"type", "yaml"}}}})));
   EXPECT_EQ(bad.status(), 400);

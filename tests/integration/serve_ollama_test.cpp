@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ctime>
+#include <filesystem>
 #include <sstream>
 
 #include "integration/harness.h"
@@ -100,6 +102,43 @@ TEST(ServeOllama, GenerateStreamFalseIsOneObject) {
   EXPECT_EQ(o["done"], true);
   EXPECT_EQ(o["done_reason"], "length") << "num_predict reached";
   EXPECT_EQ(o["eval_count"], 5);
+  // context: llama-server's /tokenize of the prompt as its template rendered
+  // it (/apply-template: the fake's ChatML) and the reply, 4 bytes a token in
+  // the fake.
+  const std::string text = "<|im_start|>user\nWhy?<|im_end|>\n<|im_start|>assistant\nHello from fake token token";
+  ASSERT_TRUE(o.contains("context") && o["context"].is_array()) << o.dump();
+  EXPECT_EQ(o["context"].size(), (text.size() + 3) / 4) << o.dump();
+  for (const auto& id : o["context"]) EXPECT_TRUE(id.is_number_integer());
+  // Streaming: the same ids on the last line only (the fake's vocabulary is stable).
+  r = post(s, "/api/generate", {{"model", "tiny"}, {"prompt", "Why?"}, {"options", {{"num_predict", 5}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto v = ndjson(r.body);
+  ASSERT_GE(v.size(), 2u);
+  EXPECT_FALSE(v.front().contains("context"));
+  EXPECT_EQ(v.back()["context"], o["context"]) << r.body;
+  // Raw prompts have none, as in Ollama.
+  r = post(s, "/api/generate", {{"model", "tiny"}, {"prompt", "Why?"}, {"raw", true}, {"stream", false}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FALSE(r.json().contains("context")) << r.body;
+}
+
+TEST(ServeOllama, FormatJsonHoldsTheReplyToJson) {
+  Sandbox sb;
+  models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  // The fake, as llama-server, answers JSON only when given a non-empty
+  // schema: a bare json_object would come back as prose (LangChain's JSON mode).
+  auto r = post(s, "/api/chat",
+                {{"model", "tiny"},
+                 {"stream", false},
+                 {"format", "json"},
+                 {"messages", {{{"role", "user"}, {"content", "hi"}}}}});
+  ASSERT_EQ(r.status, 200) << r.body << s.output();
+  EXPECT_EQ(json::parse(r.json()["message"]["content"].get<std::string>()), json({{"fake", true}})) << r.body;
+  r = post(s, "/api/generate", {{"model", "tiny"}, {"stream", false}, {"format", "json"}, {"prompt", "hi"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.json()["response"].get<std::string>()), json({{"fake", true}})) << r.body;
 }
 
 TEST(ServeOllama, EmptyRequestLoadsAndKeepAliveZeroUnloads) {
@@ -200,6 +239,52 @@ TEST(ServeOllama, TagsAndShowDescribeTheGguf) {
   EXPECT_FALSE(show.contains("template"))
       << "the test GGUF has no chat template; empty fields are left out (omitempty)";
   EXPECT_NE(show["parameters"].get<std::string>().find("num_ctx"), std::string::npos);
+  // As Ollama: show's model_info drops general.name (and the template, which
+  // has its own field); tags' details add the GGUF's context length.
+  EXPECT_FALSE(show["model_info"].contains("general.name")) << r.body;
+  EXPECT_FALSE(show["details"].contains("context_length")) << "show's details have none in Ollama";
+  for (const auto& m : tags["models"]) {
+    if (m["name"] == "tiny:latest") {
+      EXPECT_EQ(m["details"]["context_length"], show["model_info"]["llama.context_length"]);
+    }
+  }
+}
+
+TEST(ServeOllama, OpenAiModelsAreCreatedWhenTheirFileWas) {
+  Sandbox sb;
+  models(sb);
+  // An hour old: `created` is the file's mtime (as Ollama's), not the time of asking.
+  const auto an_hour_ago = std::filesystem::file_time_type::clock::now() - std::chrono::hours(1);
+  std::filesystem::last_write_time(sb.model("tiny"), an_hour_ago);
+  const int64_t expected = std::time(nullptr) - 3600;
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  const json list = http_request(s.port(), "GET", "/v1/models").json();
+  bool seen = false;
+  for (const auto& m : list["data"])
+    if (m["id"] == "tiny") {
+      seen = true;
+      EXPECT_NEAR(m["created"].get<int64_t>(), expected, 5) << list.dump();
+    }
+  EXPECT_TRUE(seen) << list.dump();
+  const json one = http_request(s.port(), "GET", "/v1/models/tiny").json();
+  EXPECT_NEAR(one["created"].get<int64_t>(), expected, 5) << one.dump();
+}
+
+TEST(ServeOllama, ConfiguredEmbeddingsShowInCapabilities) {
+  Sandbox sb;
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\nembeddings = true\n");
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  // A chat GGUF started with --embeddings: embedding first, as Ollama lists a
+  // model's config capabilities, and completion, since it still chats.
+  const json expected = {"embedding", "completion"};
+  auto tags = http_request(s.port(), "GET", "/api/tags").json();
+  ASSERT_EQ(tags["models"].size(), 1u) << tags.dump();
+  EXPECT_EQ(tags["models"][0]["capabilities"], expected) << tags.dump();
+  auto r = post(s, "/api/show", {{"model", "tiny"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["capabilities"], expected) << r.body;
 }
 
 TEST(ServeOllama, EmbedStartsWithEmbeddingsAndNormalises) {
@@ -221,6 +306,41 @@ TEST(ServeOllama, EmbedStartsWithEmbeddingsAndNormalises) {
   r = post(s, "/api/embeddings", {{"model", "emb"}, {"prompt", "one"}});
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_FALSE(r.json()["embedding"].empty());
+}
+
+TEST(ServeOllama, OpenAiEmbeddingsHonourDimensions) {
+  Sandbox sb;
+  models(sb);
+  ServeProcess s(sb);
+  ASSERT_TRUE(s.ready()) << s.output();
+  auto full = post(s, "/v1/embeddings", {{"model", "emb"}, {"input", {"one", "two"}}});
+  ASSERT_EQ(full.status, 200) << full.body << s.output();
+  const json whole_list = full.json();
+  ASSERT_EQ(whole_list["data"][0]["embedding"].size(), 128u) << "the fake's length, relayed as it came";
+  // llama-server ignores dimensions: serve cuts each vector and normalises it again.
+  auto cut = post(s, "/v1/embeddings", {{"model", "emb"}, {"input", {"one", "two"}}, {"dimensions", 16}});
+  ASSERT_EQ(cut.status, 200) << cut.body;
+  const json o = cut.json();
+  EXPECT_EQ(o["object"], "list");
+  EXPECT_EQ(o["usage"], whole_list["usage"]);
+  ASSERT_EQ(o["data"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const json& v = o["data"][i]["embedding"];
+    const json& whole = whole_list["data"][i]["embedding"];
+    ASSERT_EQ(v.size(), 16u) << cut.body;
+    double norm = 0, whole_norm = 0;
+    for (size_t k = 0; k < 16; ++k) {
+      norm += v[k].get<double>() * v[k].get<double>();
+      whole_norm += whole[k].get<double>() * whole[k].get<double>();
+    }
+    EXPECT_NEAR(std::sqrt(norm), 1.0, 1e-6);
+    // The first 16 values of the whole vector, scaled back to length 1.
+    for (size_t k = 0; k < 16; ++k)
+      EXPECT_NEAR(v[k].get<double>(), whole[k].get<double>() / std::sqrt(whole_norm), 1e-5) << k;
+  }
+  auto bad = post(s, "/v1/embeddings", {{"model", "emb"}, {"input", "one"}, {"dimensions", -3}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.json()["error"]["message"], "dimensions must be a positive integer") << bad.body;
 }
 
 TEST(ServeOllama, EmbedTruncatesAnInputTooLongForTheInstance) {

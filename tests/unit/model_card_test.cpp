@@ -163,6 +163,27 @@ TEST(ModelCard, BareModel) {
   EXPECT_EQ(card->parameters, "");  // no context configured, no EOS token
 }
 
+TEST(ModelCard, ConfiguredEmbeddingsListEmbeddingBeforeCompletion) {
+  // `embeddings = true` on a chat GGUF: llama-server runs with --embeddings
+  // and still chats. Ollama lists a model's config capabilities first and
+  // adds completion when the GGUF declares no pooling type.
+  t::TempDir dir;
+  const std::string path = dir / "m.gguf";
+  t::write_gguf(path, chat_spec());
+  auto card = serve::describe("m", path, 4096, "", true);
+  ASSERT_TRUE(card.ok()) << card.error().message;
+  EXPECT_EQ(card->capabilities, (std::vector<std::string>{"embedding", "completion", "tools", "thinking"}));
+  // A GGUF that declares pooling stays embedding only.
+  t::GgufSpec spec;
+  spec.architecture = "bert";
+  spec.extra = {t::kv_u32("bert.pooling_type", 1)};
+  const std::string embed = dir / "embed.gguf";
+  t::write_gguf(embed, spec);
+  auto e = serve::describe("embed", embed, 512, "", true);
+  ASSERT_TRUE(e.ok()) << e.error().message;
+  EXPECT_EQ(e->capabilities, (std::vector<std::string>{"embedding"}));
+}
+
 TEST(ModelCard, EmbeddingModelIsOnlyEmbedding) {
   t::TempDir dir;
   const std::string path = dir / "embed.gguf";
@@ -332,6 +353,9 @@ TEST(ModelCard, CatalogRereadsOnlyChangedFiles) {
   auto other_context = catalog.get("m", path, 8192);
   ASSERT_TRUE(other_context.ok());
   EXPECT_EQ((*other_context)->parameters.substr(0, 35), "num_ctx                        8192");
+  auto configured = catalog.get("m", path, 8192, "", true);  // the config turned embeddings on
+  ASSERT_TRUE(configured.ok());
+  EXPECT_EQ((*configured)->capabilities.front(), "embedding");
 
   t::GgufSpec bigger = chat_spec();
   bigger.extra.push_back(t::kv_u32("llama.pooling_type", 2));

@@ -149,7 +149,14 @@ TEST(OllamaRequest, FormatJsonAndSchema) {
   Request r;
   ASSERT_FALSE(
       translate(Kind::chat, j(R"({"model":"t","messages":[{"role":"user","content":"x"}],"format":"json"})"), r));
-  EXPECT_EQ(r.upstream_body["response_format"], j(R"({"type":"json_object"})"));
+  // JSON mode is a schema: llama-server builds no grammar for a bare json_object.
+  EXPECT_EQ(r.upstream_body["response_format"],
+            j(R"({"type":"json_schema","json_schema":{"name":"schema","schema":{"type":"object"}}})"));
+  ASSERT_FALSE(translate(Kind::generate, j(R"({"model":"t","prompt":"x","format":"json"})"), r));
+  EXPECT_EQ(r.upstream_path, "/v1/chat/completions");
+  EXPECT_EQ(r.upstream_body["response_format"],
+            j(R"({"type":"json_schema","json_schema":{"name":"schema","schema":{"type":"object"}}})"))
+      << "non-raw generate is a chat upstream and is held to the same schema";
   ASSERT_FALSE(translate(Kind::chat,
                          j(R"({"model":"t","messages":[{"role":"user","content":"x"}],"format":{"type":"object",
                            "properties":{"age":{"type":"integer"}}}})"),
@@ -260,6 +267,28 @@ TEST(OllamaRequest, EmptyPromptLoadsAndKeepAliveZeroUnloads) {
   const auto f = translate(Kind::chat, j(R"({"model":"t","keep_alive":"300"})"), r);
   ASSERT_TRUE(f);
   EXPECT_EQ(f->message, "time: missing unit in duration \"300\"");
+}
+
+TEST(OllamaRequest, ContextIsWantedForTemplatedGenerateOnly) {
+  // Ollama's GenerateHandler tokenizes prompt + reply unless the request is raw.
+  struct Case {
+    Kind kind;
+    const char* body;
+    bool wanted;
+  };
+  for (const auto& c : std::vector<Case>{
+           {Kind::generate, R"({"model":"t","prompt":"x"})", true},
+           {Kind::generate, R"({"model":"t","prompt":"x","suffix":"y"})", true},
+           {Kind::generate, R"({"model":"t","prompt":"x","raw":null})", true},
+           {Kind::generate, R"({"model":"t","prompt":"x","raw":true})", false},
+           {Kind::generate, R"({"model":"t","prompt":"x","suffix":"y","raw":true})", false},
+           {Kind::generate, R"({"model":"t"})", false},  // a load: no reply to tokenize
+           {Kind::chat, R"({"model":"t","messages":[{"role":"user","content":"x"}]})", false},
+       }) {
+    Request r;
+    ASSERT_FALSE(translate(c.kind, j(c.body), r)) << c.body;
+    EXPECT_EQ(r.wants_context, c.wanted) << c.body;
+  }
 }
 
 TEST(OllamaRequest, NameIsAnAliasOfModel) {
@@ -434,6 +463,54 @@ TEST(OllamaTranslator, CompletionAndInfillStreams) {
   EXPECT_EQ(v[1]["eval_duration"], 3'000'000);
 }
 
+TEST(OllamaTranslator, ContextGoesOnTheFinalObjectAfterDoneReason) {
+  // stream:false: context after done_reason and before the metrics, as Go's
+  // GenerateResponse fields are ordered.
+  Translator t(Kind::generate, Upstream::chat, "tiny", false, {0, 0});
+  t.feed(sse(kChatStream), kWall);
+  EXPECT_EQ(t.reply_text(), "Hello from");
+  EXPECT_TRUE(t.succeeded());
+  t.set_context({5, 6, 7});
+  const std::string text = t.finish(kWall, 7);
+  EXPECT_NE(text.find(R"("done":true,"done_reason":"stop","context":[5,6,7],"total_duration")"), std::string::npos)
+      << text;
+
+  // Streaming: only the last line has it; the text is still kept for it.
+  Translator s(Kind::generate, Upstream::chat, "tiny", true, {0, 0});
+  std::string out = s.feed(sse(kChatStream), kWall);
+  EXPECT_EQ(s.reply_text(), "Hello from");
+  s.set_context({1});
+  out += s.finish(kWall, 7);
+  auto v = lines(out);
+  ASSERT_EQ(v.size(), 3u) << out;
+  EXPECT_FALSE(v[0].contains("context"));
+  EXPECT_EQ(v.back()["context"], j("[1]"));
+
+  // Never set (raw, or llama-server could not tokenize): left out.
+  Translator n(Kind::generate, Upstream::chat, "tiny", false, {0, 0});
+  n.feed(sse(kChatStream), kWall);
+  EXPECT_FALSE(json::parse(n.finish(kWall, 7)).contains("context"));
+
+  // /infill names its rendered prompt in the last event.
+  Translator i(Kind::generate, Upstream::infill, "t", false, {0, 0});
+  i.feed(sse({R"({"content":"x","stop":false})",
+              R"({"content":"","stop":true,"prompt":"<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>","timings":{}})"}),
+         kWall);
+  EXPECT_EQ(i.prompt_text(), "<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>");
+  EXPECT_EQ(i.reply_text(), "x");
+}
+
+TEST(OllamaTranslator, ContextRepliesOfLlamaServer) {
+  EXPECT_EQ(applied_prompt(R"({"prompt":"<|im_start|>user\nhi"})"), "<|im_start|>user\nhi");
+  EXPECT_EQ(applied_prompt(R"({"error":{"message":"x"}})"), std::nullopt);
+  EXPECT_EQ(applied_prompt("not json"), std::nullopt);
+  EXPECT_EQ(token_ids(R"({"tokens":[1,22,333]})"), (std::vector<int64_t>{1, 22, 333}));
+  EXPECT_EQ(token_ids(R"({"tokens":[]})"), std::vector<int64_t>{});
+  EXPECT_EQ(token_ids(R"({"tokens":[{"id":1,"piece":"a"}]})"), std::nullopt) << "pieces were not asked for";
+  EXPECT_EQ(token_ids(R"({"tokens":"x"})"), std::nullopt);
+  EXPECT_EQ(json::parse(tokenize_body("a\"b")), j(R"({"content":"a\"b"})"));
+}
+
 TEST(OllamaTranslator, CreatedAtIsRfc3339LikeGo) {
   EXPECT_EQ(created_at(kWall), "2023-11-14T22:13:20.123456Z");
   EXPECT_EQ(created_at(1'700'000'000'000'000'000), "2023-11-14T22:13:20Z");
@@ -481,6 +558,46 @@ TEST(OllamaEmbed, RepliesAreNormalisedAndTruncated) {
   ASSERT_FALSE(translate_embed(j(R"({"model":"M","prompt":"a"})"), true, e));
   ASSERT_FALSE(embed_reply(e, j(R"({"data":[{"index":0,"embedding":[3,4]}]})"), 1, 1, out));
   EXPECT_EQ(out, ojson::parse(R"({"embedding":[3.0,4.0]})"));
+}
+
+TEST(OllamaEmbed, OpenAiDimensionsCutAndNormaliseAgain) {
+  std::optional<int64_t> d;
+  EXPECT_FALSE(openai_dimensions(j(R"({"input":"x"})"), d));
+  EXPECT_EQ(d, std::nullopt);
+  EXPECT_FALSE(openai_dimensions(j(R"({"dimensions":0})"), d));
+  EXPECT_EQ(d, std::nullopt) << "0 is Ollama's unset";
+  EXPECT_FALSE(openai_dimensions(j(R"({"dimensions":2,"encoding_format":"float"})"), d));
+  EXPECT_EQ(d, 2);
+  for (const char* bad : {R"({"dimensions":-1})", R"({"dimensions":"2"})", R"({"dimensions":1.5})"})
+    EXPECT_TRUE(openai_dimensions(j(bad), d)) << bad;
+
+  // The reply keeps llama-server's fields and their order; only the vectors change.
+  std::string out;
+  ASSERT_FALSE(cut_openai_embeddings(
+      R"({"model":"m","object":"list","usage":{"prompt_tokens":2},"data":[{"index":0,"embedding":[3,4,12],"object":"embedding"}]})",
+      2, out));
+  const ojson o = ojson::parse(out);
+  EXPECT_EQ(o.begin().key(), "model");
+  EXPECT_EQ(o["usage"]["prompt_tokens"], 2);
+  const auto& v = o["data"][0]["embedding"];
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_NEAR(v[0].get<double>(), 0.6, 1e-12);
+  EXPECT_NEAR(v[1].get<double>(), 0.8, 1e-12);
+  EXPECT_EQ(o["data"][0]["object"], "embedding");
+  // More dimensions than the vector has: the vector whole, normalised.
+  ASSERT_FALSE(cut_openai_embeddings(R"({"data":[{"embedding":[0,2]}]})", 8, out));
+  EXPECT_EQ(ojson::parse(out)["data"][0]["embedding"], ojson::parse("[0.0,1.0]"));
+  // base64 (float32 little-endian): [3, 4, 12] -> [0.6, 0.8], encoded again.
+  // 3.0f = 00 00 40 40, 4.0f = 00 00 80 40, 12.0f = 00 00 40 41.
+  ASSERT_FALSE(cut_openai_embeddings(R"({"data":[{"embedding":"AABAQAAAgEAAAEBB"}]})", 2, out));
+  // 0.6f = 9a 99 19 3f, 0.8f = cd cc 4c 3f.
+  EXPECT_EQ(ojson::parse(out)["data"][0]["embedding"], "mpkZP83MTD8=");
+  EXPECT_TRUE(cut_openai_embeddings(R"({"data":[{"embedding":"AAB"}]})", 2, out)) << "not whole floats";
+  EXPECT_TRUE(cut_openai_embeddings("[]", 2, out));
+
+  std::vector<double> zero = {0, 0, 0};
+  truncate_normalise(zero, 2);
+  EXPECT_EQ(zero, (std::vector<double>{0, 0})) << "a zero vector stays zero";
 }
 
 TEST(OllamaEmbed, TruncateAndTheLimitOfAnOverflow) {
