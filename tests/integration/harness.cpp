@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "platform/platform.h"
+#include "support/ports.h"
 #include "unit/gguf_writer.h"
 
 extern char** environ;
@@ -26,21 +27,6 @@ nlohmann::json RunResult::json() const {
     return nlohmann::json{{"__parse_error", e.what()}, {"__out", out}};
   }
 }
-
-namespace {
-
-int pick_base_port() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int base = 20000 + static_cast<int>(rd() % 400) * 100;
-    bool ok = true;
-    for (int p = base; p < base + 120 && ok; ++p) ok = platform::port_available(p);
-    if (ok) return base;
-  }
-  return 45000;
-}
-
-}  // namespace
 
 int64_t spawn_quiet(const std::vector<std::string>& argv) {
   std::vector<char*> a;
@@ -106,7 +92,7 @@ bool pid_alive(int64_t pid) {
 
 Sandbox::Sandbox() {
   std::filesystem::create_directories(gpu_dir() + "/procs");
-  base_port_ = pick_base_port();
+  base_port_ = pick_base_port(120, 400, 200);  // 120: the instances' ports and serve's
   set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3", "1 0 81559 0 NVIDIA H100 80GB HBM3"});
   write_config("");
 }

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "unit/test_dir.h"
-#include "unit/wait.h"  // eventually(), read_text()
+#include "support/temp_dir.h"
+#include "support/wait.h"  // eventually(), read_text()
 
 namespace llamactl::testing {
 

@@ -1,9 +1,6 @@
 #include "integration/serve_harness.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -22,26 +19,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The socket stays non-blocking: send_all and read_some poll with their own deadlines.
 int connect_to(int port, std::chrono::milliseconds timeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::fcntl(fd, F_SETFL, O_NONBLOCK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
-    ::close(fd);
-    return -1;
-  }
-  pollfd p{fd, POLLOUT, 0};
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1 ||
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  ConnectOptions o;
+  o.connect_timeout = timeout;
+  return connect_loopback(port, o);
 }
 
 bool send_all(int fd, const std::string& s) {
@@ -196,18 +178,6 @@ bool HttpStream::read_to_end(std::chrono::milliseconds timeout) {
 void HttpStream::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 ServeProcess::ServeProcess(const Sandbox& sb, const std::vector<std::string>& args, const std::vector<std::string>& env,
