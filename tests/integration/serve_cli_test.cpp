@@ -506,7 +506,7 @@ TEST(Serve, OllamaHostIsHonouredWithoutAFlag) {
   two_models(sb);
   const int port = free_port();
   const auto argv = sb.command(sb.state_dir(), {"serve"}, {"OLLAMA_HOST=http://127.0.0.1:" + std::to_string(port)});
-  const int64_t pid = spawn_quiet(argv);
+  const int64_t pid = spawn_logged(argv);
   ASSERT_GT(pid, 0);
   EXPECT_TRUE(eventually([&] { return http_request(port, "GET", "/").body == "Ollama is running"; }, 10s));
   ::kill(static_cast<pid_t>(pid), SIGTERM);

@@ -1,9 +1,7 @@
 #include "integration/serve_harness.h"
 
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,8 +9,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-extern char** environ;
 
 namespace llamactl::testing {
 namespace {
@@ -188,17 +184,9 @@ ServeProcess::ServeProcess(const Sandbox& sb, const std::vector<std::string>& ar
   const auto argv = sb.command(sb.state_dir(), full, env);
   static int counter = 0;
   log_ = sb.path("serve-" + std::to_string(++counter) + ".log");
-  std::vector<char*> a;
-  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  if (::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ) == 0) pid_ = pid;
-  posix_spawn_file_actions_destroy(&fa);
+  SpawnOptions o;
+  o.log = log_;
+  pid_ = spawn_logged(argv, o);
 }
 
 ServeProcess::~ServeProcess() {
@@ -236,10 +224,7 @@ int ServeProcess::terminate(std::chrono::milliseconds timeout) {
 }
 
 std::string ServeProcess::output() const {
-  std::ifstream in(log_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_text(log_);
 }
 
 }  // namespace llamactl::testing
