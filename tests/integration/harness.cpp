@@ -1,8 +1,6 @@
 #include "integration/harness.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,9 +11,8 @@
 #include <thread>
 
 #include "platform/platform.h"
+#include "support/ports.h"
 #include "unit/gguf_writer.h"
-
-extern char** environ;
 
 namespace llamactl::testing {
 
@@ -25,36 +22,6 @@ nlohmann::json RunResult::json() const {
   } catch (const std::exception& e) {
     return nlohmann::json{{"__parse_error", e.what()}, {"__out", out}};
   }
-}
-
-namespace {
-
-int pick_base_port() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int base = 20000 + static_cast<int>(rd() % 400) * 100;
-    bool ok = true;
-    for (int p = base; p < base + 120 && ok; ++p) ok = platform::port_available(p);
-    if (ok) return base;
-  }
-  return 45000;
-}
-
-}  // namespace
-
-int64_t spawn_quiet(const std::vector<std::string>& argv) {
-  std::vector<char*> a;
-  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  const int rc = ::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
 }
 
 TmuxSession::TmuxSession(int cols, int rows, const std::vector<std::string>& argv) {
@@ -106,7 +73,7 @@ bool pid_alive(int64_t pid) {
 
 Sandbox::Sandbox() {
   std::filesystem::create_directories(gpu_dir() + "/procs");
-  base_port_ = pick_base_port();
+  base_port_ = pick_base_port(120, 400, 200);  // 120: the instances' ports and serve's
   set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3", "1 0 81559 0 NVIDIA H100 80GB HBM3"});
   write_config("");
 }
@@ -202,7 +169,7 @@ int64_t Sandbox::start_other(const std::string& gpus, int mib, const std::string
 }
 
 int64_t Sandbox::start_sleeper() {
-  const int64_t pid = spawn_quiet({"sleep", "300"});
+  const int64_t pid = spawn_logged({"sleep", "300"});
   if (pid > 0) children_.push_back(pid);
   return pid;
 }

@@ -10,8 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "unit/test_dir.h"
-#include "unit/wait.h"  // eventually(), read_text()
+#include "support/process_posix.h"  // spawn_logged()
+#include "support/temp_dir.h"
+#include "support/wait.h"  // eventually(), read_text()
 
 namespace llamactl::testing {
 
@@ -97,8 +98,5 @@ class TmuxSession {
 bool pid_alive(int64_t pid);
 /// The state letter of /proc/PID/stat ('Z' for a zombie); 0 when the process is gone.
 char proc_state(int64_t pid);
-/// Starts argv (PATH lookup) with stdin, stdout and stderr on /dev/null; the
-/// caller waits for it. -1 when it cannot start.
-int64_t spawn_quiet(const std::vector<std::string>& argv);
 
 }  // namespace llamactl::testing

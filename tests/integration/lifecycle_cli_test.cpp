@@ -263,8 +263,8 @@ TEST(FakeServer, BehavesLikeTheObservedLlamaServer) {
   Sandbox sb;
   const int port = sb.base_port() + 50;
   ::setenv("FAKE_LOAD_DELAY_MS", "1000", 1);  // long enough to see the loading phase
-  const auto pid = spawn_quiet({FAKE_LLAMA_SERVER, "-m", sb.model("tiny"), "--host", "127.0.0.1", "--port",
-                                std::to_string(port), "--alias", "tiny", "-c", "512"});
+  const auto pid = spawn_logged({FAKE_LLAMA_SERVER, "-m", sb.model("tiny"), "--host", "127.0.0.1", "--port",
+                                 std::to_string(port), "--alias", "tiny", "-c", "512"});
   ::unsetenv("FAKE_LOAD_DELAY_MS");
   ASSERT_GT(pid, 0);
   // Port bound before loading: 503 with the loading error on every path.
@@ -455,7 +455,7 @@ TEST(Lifecycle, MissingLlamaServerIsAStartFailure) {
 TEST(Lifecycle, CtrlCDuringLoadStopsTheServerAndExits130) {
   Sandbox sb;
   const auto argv = sb.command(sb.state_dir(), {"load", sb.model("tiny"), "--gpu", "0"}, {"FAKE_FAIL=never-healthy"});
-  const auto pid = static_cast<pid_t>(spawn_quiet(argv));
+  const auto pid = static_cast<pid_t>(spawn_logged(argv));
   ASSERT_GT(pid, 0);
   ASSERT_TRUE(eventually([&] { return instances(sb) == 1; }));
   const int64_t server = sb.state_file()["instances"][0]["pid"];

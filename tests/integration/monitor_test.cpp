@@ -17,23 +17,16 @@
 
 #include "gpu/monitor.h"
 #include "platform/platform.h"
-#include "unit/test_dir.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 
 using namespace llamactl::gpu;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using llamactl::testing::eventually;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 5s) {
-  const auto until = Clock::now() + timeout;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -131,13 +124,15 @@ TEST_F(MonitorTest, ReadingsArriveAndFollowTheProcessFiles) {
   ASSERT_FALSE(r.cpu_mode) << r.reason;
   ASSERT_EQ(r.snapshot.gpus.size(), 2u);
   EXPECT_TRUE(r.snapshot.processes.empty());
-  ASSERT_TRUE(eventually([&] { return m.streaming() && m.read().source.find("-lms 100") != std::string::npos; }));
+  ASSERT_TRUE(eventually([&] { return m.streaming() && m.read().source.find("-lms 100") != std::string::npos; }, 5s));
   const int me = ::getpid();
   add_proc(me, 1, 2048);
-  ASSERT_TRUE(eventually([&] {
-    r = m.read();
-    return has_pid(r, me) && r.snapshot.gpus.size() == 2 && r.snapshot.gpus[1].memory_used_mib == 2048;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        r = m.read();
+        return has_pid(r, me) && r.snapshot.gpus.size() == 2 && r.snapshot.gpus[1].memory_used_mib == 2048;
+      },
+      5s));
   EXPECT_TRUE(r.snapshot.processes_known);
   EXPECT_EQ(r.snapshot.processes[0].used_memory_mib, 2048);
   EXPECT_EQ(r.snapshot.gpu_of(r.snapshot.processes[0]), 1);
@@ -155,20 +150,24 @@ TEST_F(MonitorTest, ProcessListBecomesEmptyWhenTheLastProcessGoes) {
   add_proc(me, 0, 1000);
   add_proc(parent, 1, 500);
   GpuMonitor m(options());
-  ASSERT_TRUE(eventually([&] { return m.read().snapshot.processes.size() == 2; }));
-  ASSERT_TRUE(eventually([&] { return m.streaming(); }));
+  ASSERT_TRUE(eventually([&] { return m.read().snapshot.processes.size() == 2; }, 5s));
+  ASSERT_TRUE(eventually([&] { return m.streaming(); }, 5s));
   remove_proc(parent);
-  ASSERT_TRUE(eventually([&] {
-    const auto r = m.read();
-    return r.snapshot.processes.size() == 1 && has_pid(r, me);
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto r = m.read();
+        return r.snapshot.processes.size() == 1 && has_pid(r, me);
+      },
+      5s));
   // The stream prints nothing at all now; silence means "no process".
   remove_proc(me);
   ProbeResult r;
-  ASSERT_TRUE(eventually([&] {
-    r = m.read();
-    return r.snapshot.processes.empty() && r.snapshot.gpus.size() == 2 && r.snapshot.gpus[0].memory_used_mib == 0;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        r = m.read();
+        return r.snapshot.processes.empty() && r.snapshot.gpus.size() == 2 && r.snapshot.gpus[0].memory_used_mib == 0;
+      },
+      5s));
   EXPECT_TRUE(r.snapshot.processes_known);
   EXPECT_TRUE(m.streaming());
 }
@@ -194,19 +193,19 @@ TEST_F(MonitorTest, AStreamThatDiesIsRestarted) {
 TEST_F(MonitorTest, AProgramThatPrintsOnceFallsBackToOneShotQueries) {
   ::setenv("FAKE_SMI_MODE", "noloop", 1);  // ignores -lms, like a script mock
   GpuMonitor m(options());
-  ASSERT_TRUE(eventually([&] { return m.readings() >= 4; }));
+  ASSERT_TRUE(eventually([&] { return m.readings() >= 4; }, 5s));
   EXPECT_FALSE(m.streaming());
   const auto r = m.read();
   EXPECT_FALSE(r.cpu_mode) << r.reason;
   EXPECT_EQ(r.source, FAKE_NVIDIA_SMI);
   add_proc(::getpid(), 0, 300);
-  EXPECT_TRUE(eventually([&] { return has_pid(m.read(), ::getpid()); }));
+  EXPECT_TRUE(eventually([&] { return has_pid(m.read(), ::getpid()); }, 5s));
 }
 
 TEST_F(MonitorTest, AProgramThatFailsAtOnceIsCpuModeWithItsReason) {
   ::setenv("FAKE_SMI_MODE", "nodev", 1);
   GpuMonitor m(options());
-  ASSERT_TRUE(eventually([&] { return m.readings() >= 3; }));
+  ASSERT_TRUE(eventually([&] { return m.readings() >= 3; }, 5s));
   EXPECT_FALSE(m.streaming());
   const auto r = m.read();
   EXPECT_TRUE(r.cpu_mode);
@@ -235,10 +234,12 @@ TEST_F(MonitorTest, AHangingProgramBlocksNeitherReadNorStop) {
   EXPECT_FALSE(r.reason.empty());
   // The streams are up (and silent) by now; then stop must not wait for them.
   std::set<int> kids;
-  ASSERT_TRUE(eventually([&] {
-    kids = mock_processes();
-    return m.streaming() && kids.size() >= 4;  // two streams, each with its forked helper
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        kids = mock_processes();
+        return m.streaming() && kids.size() >= 4;  // two streams, each with its forked helper
+      },
+      5s));
   t = Clock::now();
   m.stop();
   EXPECT_LT(ms_since(t), 300);
@@ -250,10 +251,12 @@ TEST_F(MonitorTest, AHangingProgramBlocksNeitherReadNorStop) {
 TEST_F(MonitorTest, ItsNvidiaSmiChildrenAreGoneAfterStop) {
   GpuMonitor m(options());
   std::set<int> kids;
-  ASSERT_TRUE(eventually([&] {
-    kids = mock_processes();
-    return m.streaming() && kids.size() == 2;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        kids = mock_processes();
+        return m.streaming() && kids.size() == 2;
+      },
+      5s));
   const auto t = Clock::now();
   m.stop();
   EXPECT_LT(ms_since(t), 300);
@@ -274,7 +277,7 @@ TEST_F(MonitorTest, AFixtureIsReadEachInterval) {
   ASSERT_FALSE(r.cpu_mode) << r.reason;
   EXPECT_EQ(r.source, "fixture " + fixture);
   EXPECT_EQ(r.snapshot.processes.size(), 1u);
-  EXPECT_TRUE(eventually([&] { return m.readings() >= 3; }));
+  EXPECT_TRUE(eventually([&] { return m.readings() >= 3; }, 5s));
   EXPECT_FALSE(m.streaming());
 }
 
@@ -317,12 +320,14 @@ TEST(LineStream, ReadKeepsItsDeadlineAndKillEndsTheWholeGroup) {
   ASSERT_TRUE(s.start({"sh", "-c", "sleep 30 & exec sleep 30"}));
   const int pid = static_cast<int>(s.pid());
   std::set<int> group;
-  ASSERT_TRUE(eventually([&] {
-    group.clear();
-    for (const auto& p : all_processes())
-      if (p.pgrp == pid) group.insert(p.pid);
-    return group.size() == 2;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] {
+        group.clear();
+        for (const auto& p : all_processes())
+          if (p.pgrp == pid) group.insert(p.pid);
+        return group.size() == 2;
+      },
+      5s));
   auto t = Clock::now();
   const auto got = s.read_lines(100ms);
   EXPECT_TRUE(got.lines.empty());

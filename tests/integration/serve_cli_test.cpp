@@ -1,10 +1,8 @@
 // serve end to end: the real binary, the mock nvidia-smi and the fake
 // llama-server, over real sockets.
 
-#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -60,13 +58,6 @@ double metric(const ServeProcess& s, const std::string& line_start) {
   while (std::getline(in, line))
     if (line.rfind(line_start + " ", 0) == 0) return std::stod(line.substr(line_start.size() + 1));
   return -1;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -212,22 +203,6 @@ TEST(Serve, KeepAliveZeroUnloadsRightAfterTheRequest) {
 
 namespace {
 
-/// A TCP connection to 127.0.0.1:`port` (with a receive buffer of
-/// `rcvbuf` bytes when not 0); -1 when it cannot connect.
-int connect_loopback(int port, int rcvbuf = 0) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 bool send_all(int fd, const std::string& text) {
   return ::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
 }
@@ -297,8 +272,8 @@ TEST(Serve, ClientDisconnectMidStreamCancelsUpstream) {
   }  // hang up
   const std::string log = live_instance(sb, "tiny")["log"];
   EXPECT_TRUE(
-      eventually([&] { return read_file(log).find("client disconnected, cancelled") != std::string::npos; }, 5s))
-      << read_file(log);
+      eventually([&] { return read_text(log).find("client disconnected, cancelled") != std::string::npos; }, 5s))
+      << read_text(log);
   EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_requests_in_flight") == 0; }, 5s));
 }
 
@@ -482,7 +457,9 @@ TEST(Serve, BodyInPiecesPipelinedRequestsAndASlowReader) {
       fmt::format("{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", 5, last.substr(0, 5), last.size() - 5, last.substr(5));
   const std::string rest = request(chat_body("tiny", false, 200000), false) + chunked;
 
-  const int fd = connect_loopback(s.port(), 64 * 1024);
+  ConnectOptions small_buffer;
+  small_buffer.rcvbuf = 64 * 1024;
+  const int fd = connect_loopback(s.port(), small_buffer);
   ASSERT_GE(fd, 0);
   const size_t cut = first.size() - 10;  // inside the body
   ASSERT_TRUE(send_all(fd, first.substr(0, cut)));
@@ -529,7 +506,7 @@ TEST(Serve, OllamaHostIsHonouredWithoutAFlag) {
   two_models(sb);
   const int port = free_port();
   const auto argv = sb.command(sb.state_dir(), {"serve"}, {"OLLAMA_HOST=http://127.0.0.1:" + std::to_string(port)});
-  const int64_t pid = spawn_quiet(argv);
+  const int64_t pid = spawn_logged(argv);
   ASSERT_GT(pid, 0);
   EXPECT_TRUE(eventually([&] { return http_request(port, "GET", "/").body == "Ollama is running"; }, 10s));
   ::kill(static_cast<pid_t>(pid), SIGTERM);

@@ -1,12 +1,7 @@
 #include "integration/serve_harness.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,33 +10,16 @@
 #include <sstream>
 #include <thread>
 
-extern char** environ;
-
 namespace llamactl::testing {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The socket stays non-blocking: send_all and read_some poll with their own deadlines.
 int connect_to(int port, std::chrono::milliseconds timeout) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::fcntl(fd, F_SETFL, O_NONBLOCK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
-    ::close(fd);
-    return -1;
-  }
-  pollfd p{fd, POLLOUT, 0};
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1 ||
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  ConnectOptions o;
+  o.connect_timeout = timeout;
+  return connect_loopback(port, o);
 }
 
 bool send_all(int fd, const std::string& s) {
@@ -198,18 +176,6 @@ void HttpStream::close() {
   fd_ = -1;
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 ServeProcess::ServeProcess(const Sandbox& sb, const std::vector<std::string>& args, const std::vector<std::string>& env,
                            int port)
     : port_(port ? port : free_port()) {
@@ -218,17 +184,9 @@ ServeProcess::ServeProcess(const Sandbox& sb, const std::vector<std::string>& ar
   const auto argv = sb.command(sb.state_dir(), full, env);
   static int counter = 0;
   log_ = sb.path("serve-" + std::to_string(++counter) + ".log");
-  std::vector<char*> a;
-  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = 0;
-  if (::posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ) == 0) pid_ = pid;
-  posix_spawn_file_actions_destroy(&fa);
+  SpawnOptions o;
+  o.log = log_;
+  pid_ = spawn_logged(argv, o);
 }
 
 ServeProcess::~ServeProcess() {
@@ -266,10 +224,7 @@ int ServeProcess::terminate(std::chrono::milliseconds timeout) {
 }
 
 std::string ServeProcess::output() const {
-  std::ifstream in(log_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_text(log_);
 }
 
 }  // namespace llamactl::testing

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "integration/harness.h"
+#include "support/net_posix.h"  // free_port(), connect_loopback()
 
 namespace llamactl::testing {
 
@@ -80,8 +81,5 @@ class ServeProcess {
   std::string log_;
   bool reaped_ = false;
 };
-
-/// A port nothing listens on right now.
-int free_port();
 
 }  // namespace llamactl::testing

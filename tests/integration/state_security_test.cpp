@@ -16,7 +16,7 @@
 #include "integration/harness.h"
 #include "integration/serve_harness.h"
 #include "platform/platform.h"
-#include "unit/test_dir.h"
+#include "support/temp_dir.h"
 
 using namespace llamactl::testing;
 using nlohmann::json;

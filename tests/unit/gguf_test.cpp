@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "support/temp_dir.h"
 #include "unit/gguf_writer.h"
-#include "unit/test_dir.h"
 
 using namespace llamactl;
 

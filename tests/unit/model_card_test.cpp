@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/temp_dir.h"
 #include "unit/gguf_writer.h"
-#include "unit/test_dir.h"
 
 using namespace llamactl;
 using nlohmann::json;

@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "platform/platform.h"
-#include "unit/test_dir.h"
-#include "unit/wait.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 #include "util/strings.h"
 
 using namespace llamactl;

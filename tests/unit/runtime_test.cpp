@@ -9,8 +9,8 @@
 
 #include "gpu/parse.h"
 #include "runtime/runtime.h"
+#include "support/temp_dir.h"
 #include "unit/gguf_writer.h"
-#include "unit/test_dir.h"
 
 using namespace llamactl;
 using namespace llamactl::runtime;

@@ -16,8 +16,8 @@
 
 #include "platform/platform.h"
 #include "state/state.h"
-#include "unit/test_dir.h"
-#include "unit/wait.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 
 using namespace llamactl;
 using namespace llamactl::state;

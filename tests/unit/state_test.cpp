@@ -10,7 +10,7 @@
 #include <random>
 
 #include "state/state.h"
-#include "unit/test_dir.h"
+#include "support/temp_dir.h"
 
 using namespace llamactl;
 using namespace llamactl::state;

@@ -7,9 +7,7 @@
 // LLAMACTL_WINDOWS_EXE (the llamactl.exe to run) and WINE (wine64) set;
 // without them every test is skipped.
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
@@ -25,9 +23,13 @@
 #include <string>
 #include <vector>
 
-#include "unit/test_dir.h"
+#include "support/net_posix.h"
+#include "support/temp_dir.h"
 
 using namespace std::chrono_literals;
+using llamactl::testing::connect_loopback;
+using llamactl::testing::ConnectOptions;
+using llamactl::testing::free_port;
 using llamactl::testing::TempDir;
 
 namespace {
@@ -147,37 +149,20 @@ class WindowsConsole : public ::testing::Test {
   TempDir dir_;
 };
 
-int free_port() {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
-
 // The status line of GET path on 127.0.0.1:port ("" when nothing answers within 5 s).
 std::string http_status_line(int port, const std::string& path) {
-  const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{5, 0};
-  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ConnectOptions o;
+  o.io_timeout = std::chrono::seconds(5);
+  const int s = connect_loopback(port, o);
   std::string got;
-  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+  if (s >= 0) {
     const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     (void)!::send(s, req.data(), req.size(), MSG_NOSIGNAL);
     char buf[4096];
     const ssize_t n = ::recv(s, buf, sizeof buf, 0);
     if (n > 0) got.assign(buf, static_cast<size_t>(n));
+    ::close(s);
   }
-  ::close(s);
   return got.substr(0, got.find("\r\n"));
 }
 

@@ -15,21 +15,22 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "platform/platform.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
 #include "unit/gguf_writer.h"
-#include "unit/test_dir.h"
-#include "unit/wait.h"
 
 using nlohmann::json;
 using namespace std::chrono_literals;
 namespace platform = llamactl::platform;
 using llamactl::testing::eventually;
+using llamactl::testing::pick_base_port;
 using llamactl::testing::read_text;
 using llamactl::testing::TempDir;
 
@@ -43,16 +44,9 @@ json parse(const std::string& out) {
   }
 }
 
+// Ten instance ports from the base, and serve's at +50 (WinServe).
 int free_base_port() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    const int base = 20000 + static_cast<int>(rd() % 400) * 100;
-    bool ok = true;
-    for (int p = base; p < base + 10 && ok; ++p) ok = platform::port_available(p);
-    ok = ok && platform::port_available(base + 50);  // serve's (WinServe)
-    if (ok) return base;
-  }
-  return 45000;
+  return pick_base_port(10, 400, 100, {50});
 }
 
 // A state dir, a config naming the fake llama-server, and the mock
