@@ -30,8 +30,10 @@
 #include <thread>
 #include <vector>
 
-#include "unit/test_dir.h"
-#include "unit/wait.h"
+#include "support/net_posix.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
+#include "util/strings.h"
 
 extern char** environ;
 
@@ -43,25 +45,8 @@ using namespace std::chrono_literals;
 
 using llamactl::testing::eventually;
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
-    port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
+using llamactl::to_lower;
+using llamactl::testing::free_port;
 
 struct Head {
   int status = 0;
@@ -70,7 +55,7 @@ struct Head {
     const auto it = headers.find(name);
     return it == headers.end() ? "" : it->second;
   }
-  bool chunked() const { return lower(header("transfer-encoding")) == "chunked"; }
+  bool chunked() const { return to_lower(header("transfer-encoding")) == "chunked"; }
 };
 
 struct Reply {
@@ -86,14 +71,7 @@ struct Reply {
 // One HTTP/1.1 connection to the fake.
 class Client {
  public:
-  explicit Client(int port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) close();
-  }
+  explicit Client(int port) : fd_(llamactl::testing::connect_loopback(port)) {}
   ~Client() { close(); }
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -132,7 +110,7 @@ class Client {
       if (colon == std::string::npos) return std::nullopt;
       std::string value = line.substr(colon + 1);
       value.erase(0, value.find_first_not_of(' '));
-      h.headers[lower(line.substr(0, colon))] = value;
+      h.headers[to_lower(line.substr(0, colon))] = value;
     }
     return h;
   }
