@@ -17,21 +17,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ErrorCode, McpError, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 
-function required(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (see scripts/client-tests.sh)`);
-  if (!fs.existsSync(v)) throw new Error(`${name}=${v} does not exist (build it first)`);
-  return path.resolve(v);
-}
+import { required, freeBasePort, gguf, poll } from './support.mjs';
 
 const LLAMACTL_BIN = required('LLAMACTL_BIN');
 const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
@@ -43,54 +36,6 @@ const T = { timeout: 15_000 }; // each test's deadline
 const R = { timeout: 10_000 }; // each request's (the SDK's default is 60 s)
 
 // ---------------------------------------------------------------- helpers
-
-function portFree(port) {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-// A base for llama-servers' ports: llamactl uses P, P+1, ... and skips taken
-// ones, but a free run of them keeps the test away from everything else.
-async function freeBasePort(span = 20) {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 400) * 100;
-    let ok = true;
-    for (let p = base; p < base + span && ok; p++) ok = await portFree(p);
-    if (ok) return base;
-  }
-  throw new Error('no free run of ports for base_port');
-}
-
-// A GGUF v3 header with no tensors and the given metadata, [key, type, value]
-// with type 'str', 'u32' or 'u64'.
-function gguf(kvs) {
-  const u32 = (n) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n);
-    return b;
-  };
-  const u64 = (n) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(n));
-    return b;
-  };
-  const str = (s) => {
-    const d = Buffer.from(s, 'utf8');
-    return Buffer.concat([u64(d.length), d]);
-  };
-  const parts = [Buffer.from('GGUF', 'ascii'), u32(3), u64(0), u64(kvs.length)];
-  for (const [key, type, value] of kvs) {
-    parts.push(str(key));
-    if (type === 'str') parts.push(u32(8), str(value));
-    else if (type === 'u32') parts.push(u32(4), u32(value));
-    else if (type === 'u64') parts.push(u32(10), u64(value));
-    else throw new Error(`gguf: type ${type}`);
-  }
-  return Buffer.concat(parts);
-}
 
 function childEnv(tmp) {
   const env = { ...process.env };
@@ -118,15 +63,6 @@ function running(pid) {
   } catch (e) {
     return e.code === 'EPERM';
   }
-}
-
-// Calls fn until it gives something truthy; that, or the last falsy value
-// when `ms` runs out.
-async function poll(fn, ms, every = 50) {
-  const deadline = Date.now() + ms;
-  let v;
-  while (!(v = await fn()) && Date.now() < deadline) await sleep(every);
-  return v;
 }
 
 // The transport records the protocol revision the client settled on: the

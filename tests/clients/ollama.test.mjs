@@ -17,19 +17,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Ollama } from 'ollama';
 
-function required(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (see scripts/client-tests.sh)`);
-  if (!fs.existsSync(v)) throw new Error(`${name}=${v} does not exist (build it first)`);
-  return path.resolve(v);
-}
+import { required, freePort, freeBasePort, gguf, waitExit, waitHealthy, poll } from './support.mjs';
 
 const LLAMACTL_BIN = required('LLAMACTL_BIN');
 const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
@@ -40,66 +33,6 @@ const T = { timeout: 15_000 }; // each test's deadline
 
 // ---------------------------------------------------------------- helpers
 
-function portFree(port) {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-// A port nothing listens on right now (the kernel picks it).
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// A base for llama-servers' ports: llamactl uses P, P+1, ... and skips taken
-// ones, but a free run of them keeps the test away from everything else.
-async function freeBasePort(span = 20) {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 400) * 100;
-    let ok = true;
-    for (let p = base; p < base + span && ok; p++) ok = await portFree(p);
-    if (ok) return base;
-  }
-  throw new Error('no free run of ports for base_port');
-}
-
-// A GGUF v3 header with no tensors and the given metadata, [key, type, value]
-// with type 'str', 'u32' or 'u64': what /api/tags and /api/show read.
-function gguf(kvs) {
-  const u32 = (n) => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(n);
-    return b;
-  };
-  const u64 = (n) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(n));
-    return b;
-  };
-  const str = (s) => {
-    const d = Buffer.from(s, 'utf8');
-    return Buffer.concat([u64(d.length), d]);
-  };
-  const parts = [Buffer.from('GGUF', 'ascii'), u32(3), u64(0), u64(kvs.length)];
-  for (const [key, type, value] of kvs) {
-    parts.push(str(key));
-    if (type === 'str') parts.push(u32(8), str(value));
-    else if (type === 'u32') parts.push(u32(4), u32(value));
-    else if (type === 'u64') parts.push(u32(10), u64(value));
-    else throw new Error(`gguf: type ${type}`);
-  }
-  return Buffer.concat(parts);
-}
-
 function childEnv(tmp) {
   const env = { ...process.env };
   for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
@@ -108,46 +41,6 @@ function childEnv(tmp) {
   env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
   env.FAKE_TOKEN_DELAY_MS = String(TOKEN_DELAY_MS);
   return env;
-}
-
-function waitExit(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null)
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
-  });
-}
-
-async function waitHealthy(url, child, ms) {
-  const deadline = Date.now() + ms;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`serve exited early (${child.exitCode ?? child.signalCode})`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return;
-      last = `HTTP ${res.status}`;
-    } catch (e) {
-      last = e.cause?.code ?? e.message;
-    }
-    await sleep(50);
-  }
-  throw new Error(`serve not healthy after ${ms} ms (${last})`);
-}
-
-// Calls fn() until it returns something truthy; that value, or the last
-// one when `ms` runs out.
-async function poll(fn, ms, every = 50) {
-  const deadline = Date.now() + ms;
-  let v;
-  while (!(v = await fn()) && Date.now() < deadline) await sleep(every);
-  return v;
 }
 
 const l2 = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));

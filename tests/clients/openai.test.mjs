@@ -14,67 +14,19 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import OpenAI from 'openai';
 
-function required(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (see scripts/client-tests.sh)`);
-  if (!fs.existsSync(v)) throw new Error(`${name}=${v} does not exist (build it first)`);
-  return path.resolve(v);
-}
+import { required, freePort, freeBasePort, tinyGguf, waitExit, waitHealthy } from './support.mjs';
 
 const LLAMACTL_BIN = required('LLAMACTL_BIN');
 const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
 const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
 
 // ---------------------------------------------------------------- helpers
-
-function portFree(port) {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-// A port nothing listens on right now (the kernel picks it).
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-// A base for llama-servers' ports: llamactl uses P, P+1, ... and skips taken
-// ones, but a free run of them keeps the test away from everything else.
-async function freeBasePort(span = 20) {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 400) * 100;
-    let ok = true;
-    for (let p = base; p < base + span && ok; p++) ok = await portFree(p);
-    if (ok) return base;
-  }
-  throw new Error('no free run of ports for base_port');
-}
-
-// The smallest GGUF llamactl accepts: magic, version 3, no tensors, no metadata.
-function tinyGguf() {
-  const b = Buffer.alloc(24);
-  b.write('GGUF', 0, 'ascii');
-  b.writeUInt32LE(3, 4);
-  b.writeBigUInt64LE(0n, 8);
-  b.writeBigUInt64LE(0n, 16);
-  return b;
-}
 
 function childEnv(tmp) {
   const env = { ...process.env };
@@ -84,37 +36,6 @@ function childEnv(tmp) {
   env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
   env.FAKE_TOKEN_DELAY_MS = '5';
   return env;
-}
-
-function waitExit(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null)
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(null), ms);
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
-  });
-}
-
-async function waitHealthy(url, child, ms) {
-  const deadline = Date.now() + ms;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error(`serve exited early (${child.exitCode ?? child.signalCode})`);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      await res.arrayBuffer();
-      if (res.status === 200) return;
-      last = `HTTP ${res.status}`;
-    } catch (e) {
-      last = e.cause?.code ?? e.message;
-    }
-    await sleep(50);
-  }
-  throw new Error(`serve not healthy after ${ms} ms (${last})`);
 }
 
 const l2 = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
