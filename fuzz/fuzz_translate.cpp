@@ -25,6 +25,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto openai = llamactl::serve::body_model(text);
   if (openai.too_deep && !llamactl::json_too_deep(text)) __builtin_trap();  // one bound, one answer
 
+  // The rename of a reply's model gives the same bytes however the reply is cut.
+  {
+    llamactl::serve::ModelRename one("m", "renamed:tag");
+    const std::string whole = one.feed(text) + one.finish();
+    llamactl::serve::ModelRename two("m", "renamed:tag");
+    const size_t cut = size > 0 ? data[0] % (size + 1) : 0;
+    if (two.feed(text.substr(0, cut)) + two.feed(text.substr(cut)) + two.finish() != whole) __builtin_trap();
+  }
+
   // The reply side sees the same bytes as llama-server's stream or reply.
   for (const auto kind : {ol::Kind::chat, ol::Kind::generate}) {
     ol::Translator t(kind, ol::Upstream::chat, "m", true, {});

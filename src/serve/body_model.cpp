@@ -1,10 +1,14 @@
 #include "serve/body_model.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "util/json_depth.h"
 
@@ -383,6 +387,34 @@ class Scan {
 
 BodyModel body_model(std::string_view body) {
   return Scan(body).run();
+}
+
+ModelRename::ModelRename(std::string_view served, std::string_view requested) {
+  if (served == requested) return;
+  from_ = "\"model\":" + dump_utf8(nlohmann::json(std::string(served)));
+  to_ = "\"model\":" + dump_utf8(nlohmann::json(std::string(requested)));
+}
+
+std::string ModelRename::feed(std::string_view piece) {
+  if (!active()) return std::string(piece);
+  std::string data = std::move(held_);
+  held_.clear();
+  data.append(piece);
+  std::string out;
+  out.reserve(data.size() + to_.size());
+  size_t pos = 0;
+  for (size_t hit; (hit = data.find(from_, pos)) != std::string::npos; pos = hit + from_.size())
+    out.append(data, pos, hit - pos).append(to_);
+  // The longest end of what is left that could begin a match waits for more.
+  size_t keep = std::min(from_.size() - 1, data.size() - pos);
+  while (keep > 0 && data.compare(data.size() - keep, keep, from_, 0, keep) != 0) --keep;
+  out.append(data, pos, data.size() - pos - keep);
+  held_ = data.substr(data.size() - keep);
+  return out;
+}
+
+std::string ModelRename::finish() {
+  return std::exchange(held_, {});
 }
 
 }  // namespace llamactl::serve

@@ -19,4 +19,26 @@ struct BodyModel {
 /// deeper than kMaxJsonDepth is not an object, and says so (`too_deep`).
 BodyModel body_model(std::string_view body);
 
+/// Renames the model in llama-server's JSON replies to the name the request
+/// used, as Ollama's OpenAI routes echo it (llama-server names its --alias,
+/// the config name, whatever the request said: an alias, "name:tag").
+/// Works on the bytes as they stream: every `"model":"SERVED"` becomes
+/// `"model":"REQUESTED"`, and a piece's end that may begin one is held back
+/// for the next. Raw quotes cannot stand inside a JSON string, so only keys
+/// and values match, never text.
+class ModelRename {
+ public:
+  ModelRename() = default;
+  /// Both names as plain text (they are quoted here); the same name: inactive.
+  ModelRename(std::string_view served, std::string_view requested);
+  bool active() const { return !from_.empty(); }
+  /// `piece` renamed, less what is held back.
+  std::string feed(std::string_view piece);
+  /// What was held back (at the body's end).
+  std::string finish();
+
+ private:
+  std::string from_, to_, held_;
+};
+
 }  // namespace llamactl::serve

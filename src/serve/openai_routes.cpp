@@ -27,11 +27,18 @@ struct RelayPlan {
   std::string head;
 };
 
-RelayPlan plan_relay(const Exchange& ex, const UpstreamCall& call) {
+/// `renamed`: the body's model is renamed (ModelRename), which changes its
+/// length: the renamed whole body's, or none (chunks) for a body still to come.
+RelayPlan plan_relay(const Exchange& ex, const UpstreamCall& call, bool renamed = false,
+                     std::optional<uint64_t> renamed_length = std::nullopt) {
   RelayPlan p;
   p.sse = call.head().event_stream;
   p.length = call.length();
   p.framing = response_framing(p.length, call.done(), call.chunked(), ex.req.version);
+  if (renamed && p.framing == Framing::length) {
+    p.length = renamed_length;
+    if (!renamed_length) p.framing = response_framing(std::nullopt, false, true, ex.req.version);
+  }
   p.keep = ex.req.keep_alive && p.framing != Framing::close;
   p.head = relayed_response_head(call.head(), p.framing, p.length, p.sse, p.keep, ex.origin);
   return p;
@@ -49,7 +56,7 @@ std::string error_event(ErrorShape shape, const std::string& message) {
 /// Forwards the upstream body piece by piece as it arrives (a stream, or a
 /// body larger than what came with the head), watching the client: one that
 /// goes away closes the upstream connection, so llama-server cancels.
-awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, bool head_sent) {
+awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, bool head_sent, ModelRename& rename) {
   auto& call = lease.call;
   auto& client = ex.client;
   bool client_gone = false;
@@ -74,14 +81,22 @@ awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, b
       if (n == 0 && !call.done()) continue;
     }
     const bool last = call.done();
+    std::string_view data(buf.get(), n);
+    std::string renamed;
+    if (rename.active()) {
+      renamed = rename.feed(data);
+      if (last) renamed += rename.finish();
+      data = renamed;
+    }
+    const size_t len = data.size();
     // [header][chunk size][data][chunk end, last chunk]: one send.
     std::array<asio::const_buffer, 4> out{};
     if (!head_sent) out[0] = asio::buffer(plan.head);
-    if (chunked_out && n > 0) out[1] = asio::buffer(size_line.data(), chunk_size_line(n, size_line.data()));
-    out[2] = asio::buffer(buf.get(), n);
+    if (chunked_out && len > 0) out[1] = asio::buffer(size_line.data(), chunk_size_line(len, size_line.data()));
+    out[2] = asio::buffer(data.data(), len);
     if (chunked_out) {
       static constexpr std::string_view kEnd = "\r\n", kLast = "0\r\n\r\n", kEndLast = "\r\n0\r\n\r\n";
-      const std::string_view tail = n > 0 ? (last ? kEndLast : kEnd) : (last ? kLast : std::string_view{});
+      const std::string_view tail = len > 0 ? (last ? kEndLast : kEnd) : (last ? kLast : std::string_view{});
       out[3] = asio::buffer(tail.data(), tail.size());
     }
     if (asio::buffer_size(out) > 0) {
@@ -134,9 +149,20 @@ awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, b
 
 /// Sends llama-server's response on to the client as it came (serve's Server
 /// and CORS fields, the client's framing).
-awaitable<void> forward(Exchange& ex, Lease& lease) {
+awaitable<void> forward(Exchange& ex, Lease& lease, ModelRename& rename) {
   auto& call = lease.call;
-  const RelayPlan plan = plan_relay(ex, call);
+  // The usual non-streaming reply came whole with its header; renamed, it
+  // has a length of its own.
+  std::optional<std::string_view> body;
+  std::string renamed;
+  if (!call.head().event_stream) body = call.whole_body();
+  if (body && rename.active()) {
+    renamed = rename.feed(*body);
+    renamed += rename.finish();
+    body = renamed;
+  }
+  const RelayPlan plan =
+      plan_relay(ex, call, rename.active(), body ? std::optional<uint64_t>(body->size()) : std::nullopt);
   ex.status = call.status();
   error_code ec;
   // A stream's header goes out at once (the client learns it is streaming
@@ -151,10 +177,10 @@ awaitable<void> forward(Exchange& ex, Lease& lease) {
       ex.gone(ex.status);
       co_return;
     }
-    co_await stream_body(ex, lease, plan, true);
+    co_await stream_body(ex, lease, plan, true, rename);
     co_return;
   }
-  if (const auto body = call.whole_body()) {
+  if (body) {
     // The usual non-streaming reply: the body came with the header. It goes
     // out from the read buffer with serve's header, in one send; no copy, no
     // parsing, no client watch (an epoll_ctl, and nothing left to wait for).
@@ -172,14 +198,14 @@ awaitable<void> forward(Exchange& ex, Lease& lease) {
     ex.keep = plan.keep;
     co_return;
   }
-  co_await stream_body(ex, lease, plan, false);
+  co_await stream_body(ex, lease, plan, false, rename);
 }
 
 /// /v1/embeddings with `dimensions`, which llama-server ignores: its reply
 /// collected, each vector cut and normalised again (Ollama's /v1/embeddings
 /// does the same), then sent whole. An error reply goes on as it came.
-awaitable<void> reply_cut_embeddings(Exchange& ex, Lease& lease, int64_t dimensions) {
-  if (lease.call.status() != 200) co_return co_await forward(ex, lease);
+awaitable<void> reply_cut_embeddings(Exchange& ex, Lease& lease, int64_t dimensions, ModelRename& rename) {
+  if (lease.call.status() != 200) co_return co_await forward(ex, lease, rename);
   std::string text;
   if (const error_code ec = co_await lease.call.collect(text)) {
     ex.pool.drop(lease.port);
@@ -190,6 +216,7 @@ awaitable<void> reply_cut_embeddings(Exchange& ex, Lease& lease, int64_t dimensi
   lease.call.done_with(ex.pool, lease.port);
   std::string out;
   if (auto f = ollama::cut_openai_embeddings(text, dimensions, out)) co_return co_await ex.fail(f->status, f->message);
+  out = rename.feed(out) + rename.finish();
   co_await ex.json(out);
 }
 
@@ -210,8 +237,11 @@ awaitable<void> relay(Exchange& ex, Launch needs, std::optional<int64_t> dimensi
   const UpstreamRequest up{[&req](int port) { return relay_head(req, port); }, req.text()};
   Lease lease;
   if (!co_await ex.acquire(*model, needs, &up, lease)) co_return;
-  if (dimensions) co_return co_await reply_cut_embeddings(ex, lease, *dimensions);
-  co_await forward(ex, lease);
+  // Replies name the model as the request did (Ollama's OpenAI routes do),
+  // not as llama-server's alias.
+  ModelRename rename(*model, body.model);
+  if (dimensions) co_return co_await reply_cut_embeddings(ex, lease, *dimensions, rename);
+  co_await forward(ex, lease, rename);
 }
 
 /// `dimensions` of an embeddings body; an error message (400) when it is

@@ -279,3 +279,42 @@ TEST_F(AgentApi, RerankOnABusyModelWithoutRerankingIsRefused) {
   EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("reranking = true"), std::string::npos) << r.body;
   stream.close();
 }
+
+TEST_F(AgentApi, RepliesNameTheModelAsTheRequestDid) {
+  // llama-server names its alias (the config name); serve echoes the
+  // request's name, as Ollama's OpenAI routes do, streaming and not.
+  const json chat = {{"model", "small:latest"}, {"messages", json::array({json{{"role", "user"}, {"content", "hi"}}})}};
+  auto r = post("/v1/chat/completions", chat);
+  ASSERT_EQ(r.status, 200) << r.body << r.error;
+  EXPECT_EQ(r.json()["model"], "small:latest");
+  // Framed for the renamed body: its own length, or chunks when it had not all come yet.
+  if (r.headers.count("content-length"))
+    EXPECT_EQ(r.headers["content-length"], std::to_string(r.body.size()));
+  else
+    EXPECT_EQ(r.headers["transfer-encoding"], "chunked");
+
+  json streamed = chat;
+  streamed["stream"] = true;
+  HttpStream s(serve_->port(), "POST", "/v1/chat/completions", streamed.dump(), {"Content-Type: application/json"});
+  ASSERT_TRUE(s.read_to_end()) << s.raw();
+  int chunks = 0;
+  for (const auto& [name, data] : sse(s.body()))
+    if (data.is_object() && data.contains("model")) {
+      ++chunks;
+      EXPECT_EQ(data["model"], "small:latest") << data.dump();
+    }
+  EXPECT_GT(chunks, 1) << s.body();
+
+  auto m = post("/v1/messages", messages_body("org/tiny", false));
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(m.json()["model"], "org/tiny");
+  HttpStream rs(serve_->port(), "POST", "/v1/responses", responses_body("small", true).dump(),
+                {"Content-Type: application/json"});
+  ASSERT_TRUE(rs.read_to_end()) << rs.raw();
+  const auto ev = sse(rs.body());
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev.back().second["response"]["model"], "small") << rs.body();
+  // The config's own name passes through untouched.
+  auto plain = post("/v1/messages", messages_body("tiny", false));
+  EXPECT_EQ(plain.json()["model"], "tiny");
+}

@@ -16,6 +16,7 @@ namespace {
 
 using llamactl::serve::body_model;
 using llamactl::serve::BodyModel;
+using llamactl::serve::ModelRename;
 
 /// What nlohmann makes of a body.
 BodyModel reference(const std::string& body) {
@@ -220,3 +221,50 @@ TEST(ServeBodyModel, AgreesWithNlohmannOnRandomAndMutatedBodies) {
 }
 
 }  // namespace
+
+// ModelRename: llama-server's replies name its alias; serve echoes the
+// request's name, on the bytes as they stream.
+
+TEST(ModelRename, SameNameIsInactiveAndPassesBytesThrough) {
+  ModelRename r("tiny", "tiny");
+  EXPECT_FALSE(r.active());
+  EXPECT_EQ(r.feed(R"({"model":"tiny"})"), R"({"model":"tiny"})");
+  EXPECT_EQ(r.finish(), "");
+}
+
+TEST(ModelRename, EveryModelKeyIsRenamedInOnePiece) {
+  ModelRename r("tiny", "small:latest");
+  EXPECT_EQ(r.feed(R"({"id":"x","model":"tiny","response":{"model":"tiny"}})"),
+            R"({"id":"x","model":"small:latest","response":{"model":"small:latest"}})");
+  EXPECT_EQ(r.finish(), "");
+}
+
+TEST(ModelRename, TextThatMentionsTheNameIsLeftAlone) {
+  ModelRename r("tiny", "small");
+  // Inside a JSON string a quote is escaped, so the pattern cannot match there.
+  const std::string body = R"({"content":"the \"model\":\"tiny\" key","model":"tinyx","x":"model","y":"tiny"})";
+  EXPECT_EQ(r.feed(body) + r.finish(), body);
+}
+
+TEST(ModelRename, APatternSplitAtEveryPointIsStillRenamed) {
+  const std::string body = "data: {\"model\":\"tiny\",\"choices\":[]}\n\ndata: {\"model\":\"tiny\"}\n\n";
+  const std::string want = "data: {\"model\":\"q\\\"x\",\"choices\":[]}\n\ndata: {\"model\":\"q\\\"x\"}\n\n";
+  for (size_t cut = 0; cut <= body.size(); ++cut) {
+    ModelRename r("tiny", "q\"x");  // the request's name is quoted as JSON
+    std::string out = r.feed(std::string_view(body).substr(0, cut));
+    out += r.feed(std::string_view(body).substr(cut));
+    out += r.finish();
+    EXPECT_EQ(out, want) << "cut at " << cut;
+  }
+  // One byte at a time.
+  ModelRename r("tiny", "q\"x");
+  std::string out;
+  for (char c : body) out += r.feed(std::string_view(&c, 1));
+  EXPECT_EQ(out + r.finish(), want);
+}
+
+TEST(ModelRename, AHeldBackPrefixThatNeverCompletesComesOutAtTheEnd) {
+  ModelRename r("tiny", "small");
+  EXPECT_EQ(r.feed(R"({"a":1,"model":"ti)"), R"({"a":1,)");
+  EXPECT_EQ(r.finish(), R"("model":"ti)");
+}
