@@ -171,6 +171,14 @@
 //   FAKE_EMBED_DIM       embedding length (default 128)
 //   FAKE_THINKING        1: the chat template thinks (reasoning tokens first)
 //   FAKE_FIM             1: the vocabulary has FIM tokens (/infill works)
+//   FAKE_REQUEST_DELAY_MS  time each inference request holds its slot before
+//                        its answer starts (default 0), so contention is real
+//
+// Slots: -np/--parallel N (llama-server's default -1, auto, gives 4). At most
+// N inference requests run at once; the rest wait for a slot, as in
+// llama-server's own queue, and each that waited writes
+//   fake-llama-server: request waited for a slot (<N> busy)
+// GET /props answers total_slots (and the fields llama-server puts around it).
 //
 // It builds for Windows too (Winsock), for the Wine end-to-end tests. There,
 // as llama-server on Windows does, it stops gracefully on CTRL_C_EVENT once
@@ -199,6 +207,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -212,6 +221,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -293,8 +303,62 @@ struct Settings {
   bool thinking = false;                  // FAKE_THINKING=1: the chat template thinks
   bool fim = false;                       // FAKE_FIM=1: the vocabulary has FIM tokens
   std::string reasoning_format = "auto";  // --reasoning-format
+  int slots = 4;                          // -np/--parallel; -1 (auto) gives 4
+  int request_delay_ms = 0;               // FAKE_REQUEST_DELAY_MS
+  std::string model_path;
 };
 Settings g_cfg;
+
+// The slots: inference requests beyond them wait, as in llama-server's queue.
+class Slots {
+ public:
+  void acquire() {
+    std::unique_lock lock(mu_);
+    if (busy_ >= g_cfg.slots) std::fprintf(stderr, "fake-llama-server: request waited for a slot (%d busy)\n", busy_);
+    cv_.wait(lock, [&] { return busy_ < g_cfg.slots; });
+    ++busy_;
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    --busy_;
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int busy_ = 0;
+};
+Slots g_slots;
+
+struct SlotHold {
+  SlotHold() { g_slots.acquire(); }
+  ~SlotHold() { g_slots.release(); }
+  SlotHold(const SlotHold&) = delete;
+  SlotHold& operator=(const SlotHold&) = delete;
+};
+
+bool is_inference(const std::string& method, const std::string& path) {
+  static const std::set<std::string> paths = {
+      "/v1/chat/completions", "/chat/completions", "/v1/completions", "/completion",   "/completions", "/infill",
+      "/v1/embeddings",       "/embeddings",       "/embedding",      "/v1/responses", "/responses",   "/v1/messages",
+      "/v1/rerank",           "/v1/reranking",     "/rerank",         "/reranking"};
+  return method == "POST" && paths.count(path) > 0;
+}
+
+// GET /props, in llama-server's field order (reference: llama-swap-and-llama-server.md).
+std::string props_json() {
+  return json{{"default_generation_settings", {{"n_ctx", g_cfg.n_ctx}, {"params", json::object()}}},
+              {"total_slots", g_cfg.slots},
+              {"model_path", g_cfg.model_path},
+              {"chat_template", ""},
+              {"chat_template_caps", json::object()},
+              {"modalities", {{"vision", g_cfg.mmproj}, {"audio", false}}},
+              {"media_marker", "<__media__>"},
+              {"build_info", "b0-fake"},
+              {"is_sleeping", false}}
+      .dump();
+}
 
 void on_term(int) {
   g_stop = true;
@@ -1853,8 +1917,14 @@ bool dispatch(Conn& c, Request& req) {
     std::fprintf(stderr, "fake-llama-server: unauthorized: Invalid API Key\n");
     return send_response(c, req, {401, inline_error(401, "Invalid API Key", "authentication_error")});
   }
+  std::optional<SlotHold> slot;
+  if (is_inference(m, p)) {
+    slot.emplace();
+    if (g_cfg.request_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(g_cfg.request_delay_ms));
+  }
   try {
     if (m == "GET" && (p == "/health" || p == "/v1/health")) return send_response(c, req, {200, R"({"status":"ok"})"});
+    if (m == "GET" && p == "/props") return send_response(c, req, {200, props_json()});
     if (m == "GET" && (p == "/models" || p == "/v1/models")) return send_response(c, req, handle_models());
     if (m == "POST" && (p == "/v1/chat/completions" || p == "/chat/completions")) return handle_chat(c, req);
     if (m == "POST" && p == "/v1/completions") return handle_oai_completion(c, req);
@@ -1969,6 +2039,10 @@ int main(int argc, char** argv) {
   if (opt.count("--pooling") && !opt["--pooling"].empty()) g_cfg.pooling = lower(opt["--pooling"]);
   if (opt.count("--api-key")) g_cfg.api_keys = split_keys(opt["--api-key"]);
   g_cfg.token_delay_ms = env_int("FAKE_TOKEN_DELAY_MS", 5, 0);
+  g_cfg.request_delay_ms = env_int("FAKE_REQUEST_DELAY_MS", 0, 0);
+  g_cfg.model_path = model;
+  for (const char* np : {"-np", "--parallel"})
+    if (opt.count(np) && std::atoi(opt[np].c_str()) > 0) g_cfg.slots = std::atoi(opt[np].c_str());
   g_cfg.embed_dim = env_int("FAKE_EMBED_DIM", 128, 1);
   g_cfg.jinja = !opt.count("--no-jinja");
   g_cfg.mmproj = (opt.count("--mmproj") && !opt["--mmproj"].empty()) || (opt.count("-mm") && !opt["-mm"].empty());
