@@ -57,6 +57,8 @@ struct ServeOptions {
   std::vector<std::string> allow_hosts;
   double load_timeout_s = 600;
   double grace_s = 10;
+  std::optional<std::string> queue_timeout;  // else the config's queue_timeout
+  std::optional<int64_t> max_queue;          // else the config's max_queue
 };
 CLI::App* setup_serve(CLI::App& app, ServeOptions& o);
 int run_serve(const ServeOptions& o, Context& ctx);

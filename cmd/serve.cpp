@@ -13,6 +13,7 @@
 #include "serve/http_server.h"
 #include "serve/options.h"
 #include "serve/router.h"
+#include "util/duration.h"
 #include "util/json_depth.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -35,6 +36,13 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
   sub->add_option("--max-body", o.max_body, "Largest request body accepted (default 64MiB)");
   sub->add_option("--load-timeout", o.load_timeout_s, "Seconds a model may take to become healthy (default 600)")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--queue-timeout", o.queue_timeout,
+                  "Longest a request waits for a busy model or for room on the GPUs, then 503 (default 10m, or the "
+                  "config's queue_timeout; 'never': no bound)");
+  sub->add_option("--max-queue", o.max_queue,
+                  "Requests that may wait per model, then 503 with Retry-After (default 512, or the config's "
+                  "max_queue)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("--grace", o.grace_s, "Seconds requests in flight may take to finish on SIGTERM (default 10)")
       ->check(CLI::NonNegativeNumber);
   return sub;
@@ -81,8 +89,18 @@ Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
   if (auto ka = serve::keep_alive_for(cfg, "", s.router.keep_alive_flag, s.router.keep_alive_env); !ka)
     return ka.error();
   s.router.load_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.load_timeout_s * 1000));
-  // A waiting request's safety net: the load itself fails first, and evictions take their stop timeouts.
-  s.server.wait_timeout = s.router.load_timeout + std::chrono::minutes(1);
+  int64_t queue_timeout = cfg.queue_timeout_ms;
+  if (o.queue_timeout) {
+    auto ms = parse_duration_ms(*o.queue_timeout);
+    if (!ms) return make_error(ErrorKind::usage, "--queue-timeout: " + ms.error().message);
+    queue_timeout = *ms;
+  }
+  // "never" is a bound too far to matter: a year.
+  s.router.queue_timeout =
+      std::chrono::milliseconds(queue_timeout < 0 ? int64_t{365} * 24 * 3600 * 1000 : queue_timeout);
+  s.router.max_queue = static_cast<size_t>(o.max_queue.value_or(cfg.max_queue));
+  // A waiting request's safety net: the queue and the load fail it first, and evictions take their stop timeouts.
+  s.server.wait_timeout = s.router.queue_timeout + s.router.load_timeout + std::chrono::minutes(1);
   return s;
 }
 

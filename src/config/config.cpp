@@ -102,6 +102,8 @@ ModelConfig parse_model(const Walker& w, const std::string& name, const toml::ta
       m.embeddings = w.boolean(node, prefix + key);
     else if (key == "reranking")
       m.reranking = w.boolean(node, prefix + key);
+    else if (key == "parallel")
+      m.parallel = static_cast<int>(w.integer(node, prefix + key, 1, 256));
     else
       w.unknown(node, prefix + key, cfg.warnings);
   }
@@ -155,6 +157,10 @@ Result<Config> parse(const std::string& text, const std::string& source) {
         cfg.keep_alive_ms = w.duration(node, key);
       else if (key == "context")
         cfg.context = w.integer(node, key, 1, 1 << 24);
+      else if (key == "max_queue")
+        cfg.max_queue = w.integer(node, key, 1, 1 << 20);
+      else if (key == "queue_timeout")
+        cfg.queue_timeout_ms = w.duration(node, key);
       else if (key == "ignore_processes")
         cfg.ignore_processes = w.strings(node, key);
       else if (key == "ports") {

@@ -24,7 +24,8 @@ struct ModelConfig {
   std::vector<std::string> aliases;
   std::optional<int64_t> keep_alive_ms;  // kNever for "never"
   bool embeddings = false;               // start llama-server with --embeddings (and a pooling type)
-  bool reranking = false;  // start llama-server with --reranking (a GGUF with rank pooling gets it anyway)
+  bool reranking = false;       // start llama-server with --reranking (a GGUF with rank pooling gets it anyway)
+  std::optional<int> parallel;  // -np: requests one instance serves at once (serve admits that many)
 };
 
 struct GpuOverride {
@@ -39,7 +40,9 @@ struct Config {
   Placement placement = Placement::visible_devices;
   int64_t keep_alive_ms = 5 * 60 * 1000;
   int64_t context = 4096;
-  std::map<std::string, int> ports;  // "gpu0", "gpu1", "both", "cpu"
+  int64_t max_queue = 512;                    // serve: requests waiting per model, then 503
+  int64_t queue_timeout_ms = 10 * 60 * 1000;  // serve: the longest a request waits in a queue; kNever: no bound
+  std::map<std::string, int> ports;           // "gpu0", "gpu1", "both", "cpu"
   std::map<int, GpuOverride> gpu;
   std::vector<std::string> ignore_processes;  // defaults to the desktop compositors
   std::map<std::string, ModelConfig> models;

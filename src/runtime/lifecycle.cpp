@@ -28,6 +28,7 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
     m.args = mc->args;
     m.embeddings = mc->embeddings;
     m.reranking = mc->reranking;
+    m.parallel = mc->parallel;
     if (mc->context) m.context = *mc->context;
   } else if (ends_with(to_lower(wanted), ".gguf") || wanted.find_first_of("/\\") != std::string::npos) {
     m.path = wanted;
@@ -153,6 +154,8 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   auto early_probe = std::async(std::launch::async, [this] { return std::pair(probe_.read(), Clock::now()); });
   const auto header = gguf::read_file(model->path);
   if (!header) return header.error();
+  if (model->parallel && !has_flag(*model, req.extra_args, "-np") && !has_flag(*model, req.extra_args, "--parallel"))
+    model->args.insert(model->args.end(), {"-np", std::to_string(*model->parallel)});
   const bool reranking = add_reranking_args(*model, *header, req.extra_args);
   add_embedding_args(*model, *header, req.extra_args, reranking);
   std::error_code ec;
@@ -214,6 +217,59 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   if (auto s = mark_running(inst); !s) return s.error();
   out.instance = describe(inst, probe_.read(), 200);
   return out;
+}
+
+Result<std::vector<std::string>> Runtime::room_for(const LoadRequest& req, const std::vector<std::string>& candidates) {
+  auto model = resolve_model(req.model, cfg_);
+  if (!model) return model.error();
+  if (req.context) model->context = *req.context;
+  auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
+  if (!spec) return spec.error();
+  const auto header = gguf::read_file(model->path);
+  if (!header) return header.error();
+  std::error_code ec;
+  const auto file_bytes = fs::file_size(platform::fs_path(model->path), ec);
+  const auto need = placement::estimate(ec ? 0 : file_bytes, &*header, model->context);
+  std::vector<std::string> notes;
+  auto st = reconcile_state(notes);
+  if (!st) return st.error();
+  const auto live = st->live();
+  const auto probe = probe_.read();
+  // Whether the model would be placed with the instances of `gone` stopped.
+  const auto fits = [&](const std::set<std::string>& gone) -> Status {
+    std::vector<state::Instance> stopped, rest;
+    for (const auto& i : live) (gone.count(i.model) ? stopped : rest).push_back(i);
+    const auto reading = probe_without(probe, stopped);
+    if (placement::choose_gpus(*spec, gpu::classify(reading, opts_, ours_of(rest), nullptr), rest, need, false))
+      return ok_status();
+    // Again with user names, for the message.
+    const auto named = gpu::classify(reading, opts_, ours_of(rest), [this](int64_t pid) { return ops_.user_of(pid); });
+    auto again = placement::choose_gpus(*spec, named, rest, need, false);
+    if (again) return make_error(ErrorKind::gpu_unavailable, "the GPUs changed while they were read");
+    return again.error();
+  };
+  if (fits({})) return std::vector<std::string>{};
+  std::set<std::string> all(candidates.begin(), candidates.end());
+  if (auto s = fits(all); !s)
+    return make_error(s.error().kind, "waiting would not help: it does not fit even with serve's instances of " +
+                                          join(candidates, ", ") + " stopped (" + s.error().message + ")");
+  // The first candidates that make room, then without any that a later one made needless.
+  std::vector<std::string> chosen;
+  std::set<std::string> gone;
+  for (const auto& c : candidates) {
+    chosen.push_back(c);
+    gone.insert(c);
+    if (fits(gone)) break;
+  }
+  for (size_t i = chosen.size(); i-- > 0;) {
+    auto fewer = gone;
+    fewer.erase(chosen[i]);
+    if (fits(fewer)) {
+      gone = std::move(fewer);
+      chosen.erase(chosen.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  return chosen;
 }
 
 Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const placement::GpuSpec& spec,

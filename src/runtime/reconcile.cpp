@@ -9,8 +9,11 @@
 #include <mutex>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "net/http_client.h"
 #include "runtime/runtime.h"
+#include "util/json_depth.h"
 #include "util/log.h"
 #include "util/strings.h"
 #include "util/time.h"
@@ -76,6 +79,11 @@ class RealHealthProbe final : public HealthProbe {
     auto r = net::http_get("127.0.0.1", port, "/health", timeout);
     return r ? r->status : 0;
   }
+  std::optional<int> slots(int port, std::chrono::milliseconds timeout) override {
+    auto r = net::http_get("127.0.0.1", port, "/props", timeout);
+    if (!r || r->status != 200) return std::nullopt;
+    return total_slots(r->body);
+  }
 };
 
 }  // namespace
@@ -104,6 +112,44 @@ Reconciled reconcile(const std::vector<state::Instance>& recorded,
     }
   }
   return r;
+}
+
+std::optional<int> total_slots(std::string_view props) {
+  // The reply of our own child, still read as untrusted: bounded depth, no exceptions out.
+  if (json_too_deep(props)) return std::nullopt;
+  const auto j = nlohmann::json::parse(props, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  const auto it = j.find("total_slots");
+  if (it == j.end() || !it->is_number_integer()) return std::nullopt;
+  const auto n = it->get<int64_t>();
+  if (n < 1 || n > (1 << 20)) return std::nullopt;
+  return static_cast<int>(n);
+}
+
+gpu::ProbeResult probe_without(const gpu::ProbeResult& probe, const std::vector<state::Instance>& gone) {
+  gpu::ProbeResult out = probe;
+  auto& snap = out.snapshot;
+  const auto subtract = [&](std::optional<int> index, int64_t mib) {
+    if (!index) return;
+    for (auto& g : snap.gpus)
+      if (g.index == *index && g.memory_used_mib) g.memory_used_mib = std::max<int64_t>(0, *g.memory_used_mib - mib);
+  };
+  for (const auto& inst : gone) {
+    bool seen = false;
+    for (auto it = snap.processes.begin(); it != snap.processes.end();) {
+      if (it->pid && *it->pid == inst.pid) {
+        seen = true;
+        if (it->used_memory_mib) subtract(snap.gpu_of(*it), *it->used_memory_mib);
+        it = snap.processes.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // Its processes are hidden (a container): what the load estimated for it.
+    if (!seen && inst.estimate_mib && !inst.gpus.empty())
+      for (int g : inst.gpus) subtract(g, *inst.estimate_mib / static_cast<int64_t>(inst.gpus.size()));
+  }
+  return out;
 }
 
 std::vector<gpu::OurInstance> ours_of(const std::vector<state::Instance>& live) {

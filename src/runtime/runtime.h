@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -45,6 +46,9 @@ class HealthProbe {
   virtual ~HealthProbe() = default;
   /// HTTP status of GET /health on 127.0.0.1:port; 0 when nothing answered.
   virtual int health(int port, std::chrono::milliseconds timeout) = 0;
+  /// total_slots from GET /props: how many requests the instance serves at
+  /// once. nullopt when it does not say.
+  virtual std::optional<int> slots(int /*port*/, std::chrono::milliseconds /*timeout*/) { return std::nullopt; }
 };
 
 std::unique_ptr<ProcessOps> real_process_ops();
@@ -75,6 +79,15 @@ struct Reconciled {
 };
 Reconciled reconcile(const std::vector<state::Instance>& recorded,
                      const std::function<bool(const state::Instance&)>& alive, int64_t now_ms = 0);
+
+/// total_slots from a llama-server /props body; nullopt when it is not a
+/// sane positive count. Pure.
+std::optional<int> total_slots(std::string_view props);
+
+/// The reading as it would be with the instances `gone` stopped: their
+/// processes dropped and their memory subtracted from their GPUs' (the
+/// recorded estimate when their processes are hidden). Pure.
+gpu::ProbeResult probe_without(const gpu::ProbeResult& probe, const std::vector<state::Instance>& gone);
 
 /// Our instances as the classifier needs them.
 std::vector<gpu::OurInstance> ours_of(const std::vector<state::Instance>& live);
@@ -114,8 +127,9 @@ struct ModelChoice {
   std::optional<std::string> gpu;
   int64_t context = 4096;
   std::vector<std::string> args;
-  bool embeddings = false;  // config `embeddings = true`
-  bool reranking = false;   // config `reranking = true`
+  bool embeddings = false;      // config `embeddings = true`
+  bool reranking = false;       // config `reranking = true`
+  std::optional<int> parallel;  // config `parallel = N`: -np N
 };
 
 struct UnloadRequest {
@@ -170,6 +184,15 @@ class Runtime {
 
   const config::Config& config() const { return cfg_; }
   const state::StateDir& state_dir() const { return dir_; }
+  /// llama-server's slot count on `port` (GET /props, 2 s at most).
+  std::optional<int> slots(int port) { return health_.slots(port, std::chrono::seconds(2)); }
+  /// For a load that found no room: which of our instances `candidates`
+  /// (model names, in the order serve would rather stop them) must stop for
+  /// `req` to fit: the fewest, preferring earlier ones. Empty: it fits now.
+  /// An error (gpu_unavailable, insufficient_memory) when it would not fit
+  /// even with all of them stopped: other users' processes, or too little
+  /// memory in all. Reads the GPUs once; starts and stops nothing.
+  Result<std::vector<std::string>> room_for(const LoadRequest& req, const std::vector<std::string>& candidates);
   /// See ProcessOps::reap_exited_children.
   size_t reap_exited_children() { return ops_.reap_exited_children(); }
 

@@ -73,10 +73,10 @@ std::string error_body(ErrorShape shape, int status, std::string_view message) {
   return m;
 }
 
-awaitable<void> Exchange::reply(int code, std::string_view type, std::string_view body) {
+awaitable<void> Exchange::reply(int code, std::string_view type, std::string_view body, std::string_view extra) {
   status = code;
   const bool k = req.keep_alive && code != 413;
-  const std::string head = response_head(code, type, Framing::length, body.size(), k, origin);
+  const std::string head = response_head(code, type, Framing::length, body.size(), k, origin, extra);
   error_code ec;
   client.expires_after(ctx.opts.write_timeout);
   if (req.method == Method::head) {
@@ -89,9 +89,9 @@ awaitable<void> Exchange::reply(int code, std::string_view type, std::string_vie
   keep = k && !ec;
 }
 
-awaitable<void> Exchange::fail(int code, std::string_view message) {
+awaitable<void> Exchange::fail(int code, std::string_view message, std::string_view extra) {
   const std::string body = error_body(shape, code, message);
-  co_await reply(code, shape == ErrorShape::text ? kTextType : kJsonType, body);
+  co_await reply(code, shape == ErrorShape::text ? kTextType : kJsonType, body, extra);
 }
 
 awaitable<bool> Exchange::start_chunks(int code, std::string_view type, std::string_view extra) {
@@ -143,11 +143,13 @@ awaitable<bool> Exchange::acquire(const std::string& model, Launch needs, const 
       co_return false;
     }
     if (t.kind == Ticket::Kind::failed) {
-      co_await fail(t.status, t.error);
+      const std::string extra =
+          t.retry_after_s > 0 ? "Retry-After: " + std::to_string(t.retry_after_s) + "\r\n" : std::string();
+      co_await fail(t.status, t.error, extra);
       co_return false;
     }
     lease.hold(ctx.router, model, t.port);
-    ctx.metrics.queue_wait(std::chrono::duration<double>(lease.admitted_at - t0).count());
+    ctx.metrics.queue_wait(model, std::chrono::duration<double>(lease.admitted_at - t0).count());
     if (!up) co_return true;
     const std::string head = up->head(t.port);
     const error_code ec = co_await open_upstream(pool, t.port, head, up->body, lease.call);

@@ -82,10 +82,10 @@ class Exchange {
 
   /// A whole response (no body on HEAD). keep: the client's wish, unless
   /// the write failed.
-  awaitable<void> reply(int code, std::string_view type, std::string_view body);
+  awaitable<void> reply(int code, std::string_view type, std::string_view body, std::string_view extra = {});
   awaitable<void> json(std::string_view body) { co_await reply(200, kJsonType, body); }
-  /// An error in the route's shape.
-  awaitable<void> fail(int code, std::string_view message);
+  /// An error in the route's shape; `extra`: more field lines ("Retry-After: 5\r\n").
+  awaitable<void> fail(int code, std::string_view message, std::string_view extra = {});
   /// The client went away before its answer.
   void gone(int code = 499) {
     status = code;

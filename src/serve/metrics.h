@@ -30,6 +30,18 @@ struct Histogram {
   void merge(const Histogram& other);
 };
 
+/// One model's figures: its queue and instance (filled in by the router) and
+/// its counters.
+struct ModelMetrics {
+  int64_t queue_depth = 0;
+  int64_t in_flight = 0;
+  int64_t slots = 0;                        // 0: unknown (not limited)
+  int64_t replicas = 0;                     // instances that serve it now
+  std::map<std::string, uint64_t> loads;    // result -> count
+  std::map<std::string, uint64_t> unloads;  // reason -> count
+  Histogram queue_wait_seconds{{0.001, 0.01, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}};
+};
+
 struct MetricsSnapshot {
   std::map<std::pair<std::string, int>, uint64_t> requests;  // (route, status) -> count
   int64_t in_flight = 0;
@@ -40,6 +52,9 @@ struct MetricsSnapshot {
   Histogram queue_wait_seconds{{0.001, 0.01, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}};
   std::vector<gpu::GpuReading> gpus;
   bool gpu_reading_ok = false;
+  uint64_t swaps = 0;                                // instances stopped to make room for another model
+  std::map<std::string, uint64_t> queue_rejections;  // reason ("full", "timeout") -> count
+  std::map<std::string, ModelMetrics> models;        // by model name
 };
 
 /// Prometheus text exposition format 0.0.4, every family with HELP and TYPE.
@@ -48,9 +63,12 @@ std::string render(const MetricsSnapshot& m);
 class Metrics {
  public:
   void request(std::string_view route, int status);
-  void load(bool ok, double seconds);
-  void unload(const std::string& reason);
-  void queue_wait(double seconds);
+  void load(const std::string& model, bool ok, double seconds);
+  void unload(const std::string& model, const std::string& reason);
+  /// A request waited `seconds` for its model (a load, a slot, its turn).
+  void queue_wait(const std::string& model, double seconds);
+  void swap();
+  void queue_rejected(const std::string& reason);
   /// A copy to render (instances, in-flight and GPUs are filled in by the caller).
   MetricsSnapshot snapshot() const;
 
@@ -62,6 +80,7 @@ class Metrics {
     std::mutex mu;
     std::map<std::pair<std::string, int>, uint64_t> requests;
     Histogram queue_wait_seconds = MetricsSnapshot{}.queue_wait_seconds;
+    std::map<std::string, Histogram, std::less<>> model_wait;  // by model
   };
   static constexpr size_t kShards = 16;
   Shard& shard();
@@ -71,6 +90,9 @@ class Metrics {
     std::map<std::string, uint64_t> loads;
     std::map<std::string, uint64_t> unloads;
     Histogram load_seconds = MetricsSnapshot{}.load_seconds;
+    uint64_t swaps = 0;
+    std::map<std::string, uint64_t> rejections;
+    std::map<std::string, std::map<std::string, uint64_t>> model_loads, model_unloads;  // model -> key -> count
   };
 
   mutable std::mutex mu_;

@@ -14,6 +14,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A full queue's Retry-After: by then some of the queued requests are served.
+constexpr int kRetryAfterFullS = 5;
+
 // Loads that failed for want of room may succeed after an eviction.
 bool no_room(ErrorKind k) {
   return k == ErrorKind::gpu_unavailable || k == ErrorKind::insufficient_memory;
@@ -44,7 +47,7 @@ std::string strip_latest(const std::string& name) {
 }  // namespace
 
 Router::Router(runtime::Runtime& rt, Metrics& metrics, RouterOptions opts)
-    : rt_(rt), metrics_(metrics), opts_(std::move(opts)) {
+    : rt_(rt), metrics_(metrics), opts_(std::move(opts)), sched_(opts_.max_queue) {
   sync_now();  // adopt what already runs (a restarted serve, `llamactl load`)
 }
 
@@ -70,13 +73,25 @@ Ticket Router::admit(const std::string& model, Launch needs, std::function<void(
   std::unique_lock lock(mu_);
   if (stopping_) return {Ticket::Kind::failed, 0, 0, 503, "llamactl serve is shutting down"};
   const uint64_t id = ++next_waiter_;
-  const auto adm = sched_.admit(model, id, now_ms(), needs);
+  auto adm = sched_.admit(model, id, now_ms(), needs);
   if (adm.kind == Admission::Kind::serve) return {Ticket::Kind::ready, adm.port, 0, 0, {}};
   if (adm.kind == Admission::Kind::refuse) {
     const std::string what = needs.reranking ? "reranking" : "embeddings";
     return {Ticket::Kind::failed, 0, 0, 400,
             "'" + model + "' is running without " + what + " (it was started for chat) and is busy; set `" + what +
                 " = true` for it in the config so that it always starts with them, or retry when it is idle"};
+  }
+  if (adm.kind == Admission::Kind::full) {
+    lock.unlock();
+    metrics_.queue_rejected("full");
+    log::warn("request for {} refused: its queue holds {} requests (max_queue)", model, opts_.max_queue);
+    return {
+        Ticket::Kind::failed,
+        0,
+        0,
+        503,
+        "'" + model + "' has " + std::to_string(opts_.max_queue) + " requests waiting already (max_queue); retry later",
+        kRetryAfterFullS};
   }
   waiters_[id] = Waiter{std::move(wake), std::nullopt, model};
   if (adm.kind == Admission::Kind::start) {
@@ -93,16 +108,17 @@ Ticket Router::admit(const std::string& model, Launch needs, std::function<void(
     publish();
     start_stop(model, "reload");
   } else {
-    log::info("request for {} joins the load in progress", model);
+    lock.unlock();
+    execute(adm.actions);
+    publish();
   }
   return {Ticket::Kind::pending, 0, id, 0, {}};
 }
 
 std::optional<int> Router::admit_ready(const std::string& model, Launch needs) {
   std::lock_guard lock(mu_);
-  const auto* m = sched_.find(model);
-  if (stopping_ || !m || m->phase != Phase::ready || !Scheduler::satisfies(*m, needs)) return std::nullopt;
-  return sched_.admit(model, 0, now_ms()).port;
+  if (stopping_) return std::nullopt;
+  return sched_.try_serve(model, now_ms(), needs);
 }
 
 Ticket Router::result(uint64_t waiter) {
@@ -115,29 +131,40 @@ Ticket Router::result(uint64_t waiter) {
 }
 
 void Router::cancel(const std::string& model, uint64_t waiter) {
-  std::lock_guard lock(mu_);
-  auto it = waiters_.find(waiter);
-  if (it == waiters_.end()) return;
-  // Granted but never used: hand the in-flight count back.
-  if (it->second.outcome && it->second.outcome->kind == Ticket::Kind::ready)
-    sched_.finish(model, now_ms());
-  else
-    sched_.cancel(model, waiter);
-  waiters_.erase(it);
-  wake_loop_ = true;
-  cv_.notify_all();
+  Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    auto it = waiters_.find(waiter);
+    if (it == waiters_.end()) return;
+    // Granted but never used: hand the in-flight count back.
+    if (it->second.outcome && it->second.outcome->kind == Ticket::Kind::ready)
+      actions = sched_.finish(model, now_ms());
+    else
+      actions = sched_.cancel(model, waiter, now_ms());
+    waiters_.erase(it);
+    wake_loop_ = true;
+    cv_.notify_all();
+  }
+  execute(actions);
+  publish();
 }
 
 void Router::finish(const std::string& model) {
-  std::lock_guard lock(mu_);
-  sched_.finish(model, now_ms());
-  // keep_alive 0 reaps as soon as nothing is in flight: let the loop look now.
-  // Otherwise the loop's 250 ms tick is soon enough, and waking it on every
-  // request costs a context switch each.
-  if (const auto* m = sched_.find(model); m && m->keep_alive_ms == 0 && m->in_flight == 0) {
-    wake_loop_ = true;
-    cv_.notify_one();
+  Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    actions = sched_.finish(model, now_ms());
+    // keep_alive 0 reaps as soon as nothing is in flight: let the loop look now.
+    // Otherwise the loop's 250 ms tick is soon enough, and waking it on every
+    // request costs a context switch each.
+    if (const auto* m = sched_.find(model); m && m->keep_alive_ms == 0 && m->in_flight == 0) {
+      wake_loop_ = true;
+      cv_.notify_one();
+    }
   }
+  if (actions.empty()) return;  // the common case: nobody waited for this slot
+  execute(actions);
+  publish();
 }
 
 void Router::set_keep_alive(const std::string& model, int64_t keep_alive_ms) {
@@ -179,15 +206,33 @@ void Router::upstream_failed(const std::string& model) {
   sync_now();
 }
 
-void Router::grant(const Grants& g, const std::optional<Ticket>& failure) {
+void Router::execute(const Actions& actions) {
   std::vector<std::function<void()>> wakes;
-  {
-    std::lock_guard lock(mu_);
-    for (uint64_t id : g.waiters) {
-      auto it = waiters_.find(id);
-      if (it == waiters_.end()) continue;
-      it->second.outcome = failure ? *failure : Ticket{Ticket::Kind::ready, g.port, id, 0, {}};
-      wakes.push_back(it->second.wake);
+  for (const auto& a : actions) {
+    switch (a.kind) {
+      case Action::Kind::load:
+        start_load(a.model);
+        break;
+      case Action::Kind::stop:
+        if (a.reason == "evicted") metrics_.swap();
+        spawn_job([this, a] { run_stop(a.model, a.pid, a.reason); });
+        break;
+      case Action::Kind::grant:
+      case Action::Kind::fail: {
+        std::lock_guard lock(mu_);
+        for (uint64_t id : a.waiters) {
+          auto it = waiters_.find(id);
+          if (it == waiters_.end()) continue;
+          it->second.outcome = a.kind == Action::Kind::grant ? Ticket{Ticket::Kind::ready, a.port, id, 0, {}}
+                                                             : Ticket{Ticket::Kind::failed, 0, id, a.status, a.reason};
+          wakes.push_back(it->second.wake);
+        }
+        if (a.kind == Action::Kind::fail && a.status == 503 && a.reason.find("queue_timeout") != std::string::npos) {
+          log::warn("{} request(s) for {}: {}", a.waiters.size(), a.model, a.reason);
+          for (size_t i = 0; i < a.waiters.size(); ++i) metrics_.queue_rejected("timeout");
+        }
+        break;
+      }
     }
   }
   for (auto& w : wakes) w();
@@ -197,18 +242,37 @@ void Router::start_load(const std::string& model) {
   spawn_job([this, model] { run_load(model); });
 }
 
+void Router::learn_slots(const std::string& model, int port, Launch running) {
+  int slots = running.slots;
+  if (slots <= 0) {
+    const auto read = rt_.slots(port);
+    if (!read) {
+      log::info("load {}: llama-server's /props gave no total_slots; requests are not limited per slot", model);
+      return;
+    }
+    slots = *read;
+  }
+  log::info("load {}: {} slot(s)", model, slots);
+  Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    actions = sched_.set_slots(model, slots, now_ms());
+  }
+  execute(actions);
+}
+
 void Router::run_load(const std::string& model) {
   const auto t0 = Clock::now();
   auto fail = [&](int status, const std::string& message) {
     log::warn("load {} failed: {}", model, message);
-    metrics_.load(false, 0);
-    Grants g;
+    metrics_.load(model, false, 0);
+    Actions actions;
     {
       std::lock_guard lock(mu_);
-      g = sched_.load_failed(model);
+      actions = sched_.load_failed(model, status, message);
       failed_[model] = std::nullopt;
     }
-    grant(g, Ticket{Ticket::Kind::failed, 0, 0, status, message});
+    execute(actions);
     publish();
   };
   auto keep_alive = keep_alive_for(rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
@@ -226,7 +290,9 @@ void Router::run_load(const std::string& model) {
   if (want.embeddings) req.extra_args.emplace_back("--embeddings");
   if (want.reranking) req.extra_args.emplace_back("--reranking");
   if (want.context > 0) req.context = want.context;
-  for (;;) {
+  // The room can change between a failed load and the reading that says
+  // who holds it (a stop finished): a few tries, then give up.
+  for (int attempt = 0;; ++attempt) {
     auto r = rt_.load(req);
     if (r) {
       const auto& rec = r->instance.rec;
@@ -234,37 +300,44 @@ void Router::run_load(const std::string& model) {
       log::info("load {}: ready on port {} (pid {}, GPU {}) in {:.2f} s", model, rec.port, rec.pid,
                 placement::gpus_text(rec.gpus), seconds);
       for (const auto& n : r->notes) log::info("load {}: {}", model, n);
-      metrics_.load(true, seconds);
+      metrics_.load(model, true, seconds);
       remember(rec);
-      Grants g;
+      const Launch running = launch_of(rec.argv);
+      Actions actions;
       {
         std::lock_guard lock(mu_);
-        g = sched_.loaded(model, rec.port, rec.pid, rec.keep_alive_ms, rec.loaded_by != "serve", now_ms(),
-                          launch_of(rec.argv));
+        actions = sched_.loaded(model, rec.port, rec.pid, rec.keep_alive_ms, rec.loaded_by != "serve", now_ms(),
+                                running, running.slots);
         failed_.erase(model);
         args_[model] = rec.argv;
       }
-      grant(g, std::nullopt);
+      execute(actions);
       publish();
+      if (running.slots <= 0) learn_slots(model, rec.port, running);
       return;
     }
     const auto& err = r.error();
-    if (no_room(err.kind)) {
-      std::optional<std::string> victim;
-      int64_t pid = 0;
-      {
-        std::lock_guard lock(mu_);
-        victim = sched_.evict_for(model);
-        if (victim) pid = sched_.find(*victim)->pid;
-      }
-      if (victim) {
-        log::info("load {}: no room ({}); evicting idle {}", model, err.message, *victim);
-        publish();
-        run_stop(*victim, pid, "evicted");
-        continue;
-      }
+    if (!no_room(err.kind) || attempt >= 3) return fail(status_for(err.kind), err.message);
+    std::vector<std::string> candidates;
+    {
+      std::lock_guard lock(mu_);
+      candidates = sched_.eviction_candidates(model);
     }
-    return fail(status_for(err.kind), err.message);
+    if (candidates.empty()) return fail(status_for(err.kind), err.message);
+    // Would it fit once some of ours stop? Then wait for them; else waiting cannot help.
+    auto room = rt_.room_for(req, candidates);
+    if (!room) return fail(status_for(room.error().kind), room.error().message);
+    if (room->empty()) continue;  // room appeared meanwhile
+    log::info("load {}: no room now ({}); queued until serve's {} {} it", model, err.message, join(*room, ", "),
+              room->size() == 1 ? "instance frees" : "instances free");
+    Actions actions;
+    {
+      std::lock_guard lock(mu_);
+      actions = sched_.no_room(model, *room, now_ms());
+    }
+    execute(actions);
+    publish();
+    return;
   }
 }
 
@@ -285,17 +358,16 @@ void Router::run_stop(const std::string& model, int64_t pid, const std::string& 
   req.timeout = opts_.stop_timeout;
   if (auto r = rt_.unload(req); !r && r.error().kind != ErrorKind::model_not_found)
     log::warn("unload {}: {}", model, r.error().message);
-  metrics_.unload(reason);
-  bool restart = false;
+  metrics_.unload(model, reason);
+  Actions actions;
   {
     std::lock_guard lock(mu_);
-    restart = sched_.stopped(model) && !stopping_;
+    actions = sched_.stopped(model, now_ms());
   }
+  // A load that follows (requests arrived meanwhile, or the model this one
+  // made room for) runs as its own job, never on this thread.
+  execute(actions);
   publish();
-  if (restart) {
-    log::info("load {}: requests arrived while it stopped; starting it again", model);
-    run_load(model);
-  }
 }
 
 void Router::remember(const state::Instance& rec) {
@@ -364,7 +436,7 @@ void Router::sync_now() {
     for (const auto& name : res.vanished) {
       const auto d = dead_pids.find(name);
       const bool died = d != dead_pids.end() && d->second == vanished_pids[name];
-      metrics_.unload(died ? "failed" : "manual");
+      metrics_.unload(name, died ? "failed" : "manual");
       log::info("{} {} (pid {})", name, died ? "died" : "was unloaded outside serve", vanished_pids[name]);
     }
     // Last use goes to the state file so `status` shows it and the expiry.
@@ -374,18 +446,23 @@ void Router::sync_now() {
         uses.emplace_back(rec.model, rec.pid, m->last_used_ms);
   }
   for (const auto& name : res.adopted) log::info("adopted running instance {}", name);
+  execute(res.actions);
   publish();
   if (auto s = rt_.record_use(uses); !s) log::warn("{}", s.error().message);
 }
 
 void Router::reap() {
-  std::vector<std::pair<std::string, int64_t>> expired;
+  Actions actions;
   {
     std::lock_guard lock(mu_);
-    for (const auto& name : sched_.expired(now_ms())) expired.emplace_back(name, sched_.find(name)->keep_alive_ms);
+    const int64_t now = now_ms();
+    actions = sched_.expired(now);
+    auto late = sched_.timeouts(now, opts_.queue_timeout.count());
+    actions.insert(actions.end(), late.begin(), late.end());
   }
-  if (!expired.empty()) publish();
-  for (const auto& [name, keep_alive] : expired) start_stop(name, keep_alive == 0 ? "keep_alive_0" : "idle");
+  if (actions.empty()) return;
+  execute(actions);
+  publish();
 }
 
 void Router::run() {
@@ -469,21 +546,30 @@ std::vector<ModelInfo> Router::models() {
 
 void Router::fill(MetricsSnapshot& m) {
   std::lock_guard lock(mu_);
-  for (const auto& [name, s] : sched_.models())
-    if (s.phase != Phase::stopped) ++m.instances[to_string(s.phase)];
+  for (const auto& [name, s] : sched_.models()) {
+    if (s.phase != Phase::stopped && s.phase != Phase::queued) ++m.instances[to_string(s.phase)];
+    auto& mm = m.models[name];
+    mm.queue_depth = static_cast<int64_t>(s.waiters.size());
+    mm.in_flight = s.in_flight;
+    mm.slots = s.phase == Phase::ready ? s.slots : 0;
+    mm.replicas = s.phase == Phase::ready ? 1 : 0;
+  }
+  for (const auto& [name, mc] : rt_.config().models) m.models.try_emplace(name);
   m.instances["dead"] = static_cast<int64_t>(dead_records_);
   m.in_flight = sched_.in_flight();
 }
 
-void Router::spawn_job(std::function<void()> fn) {
+bool Router::spawn_job(std::function<void()> fn) {
   auto done = std::make_shared<bool>(false);
   std::lock_guard lock(mu_);
+  if (stopping_) return false;
   jobs_.push_back({std::thread([this, fn = std::move(fn), done] {
                      fn();
                      std::lock_guard l(mu_);
                      *done = true;
                    }),
                    done});
+  return true;
 }
 
 void Router::join_finished_jobs() {
@@ -506,6 +592,7 @@ ModelStatus Router::status_locked(const std::string& model) const {
   const auto* m = sched_.find(model);
   const Phase phase = m ? m->phase : Phase::stopped;
   switch (phase) {
+    case Phase::queued:  // waiting for room: it loads next
     case Phase::starting:
       s.value = "loading";
       break;

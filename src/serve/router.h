@@ -28,6 +28,8 @@ struct RouterOptions {
   std::chrono::milliseconds load_timeout{std::chrono::minutes(10)};
   std::chrono::milliseconds stop_timeout{std::chrono::seconds(10)};
   std::chrono::milliseconds sync_interval{std::chrono::seconds(2)};
+  size_t max_queue = 512;                                             // per model; then 503 with Retry-After
+  std::chrono::milliseconds queue_timeout{std::chrono::minutes(10)};  // then 503
 };
 
 /// What a request gets: an upstream port, a wait, or a failure to answer.
@@ -37,6 +39,7 @@ struct Ticket {
   uint64_t waiter = 0;
   int status = 0;  // failed: HTTP status for the client (503, 404, 500)
   std::string error;
+  int retry_after_s = 0;  // failed: a Retry-After for the client (queue full); 0: none
 };
 
 struct ModelInfo {
@@ -159,10 +162,14 @@ class Router {
   void start_stop(const std::string& model, const std::string& reason);
   void run_load(const std::string& model);
   void run_stop(const std::string& model, int64_t pid, const std::string& reason);
-  void grant(const Grants& g, const std::optional<Ticket>& failure);
+  /// Carries out the scheduler's decisions: jobs, grants, failures. Call without mu_.
+  void execute(const Actions& actions);
+  /// After a load: the slot count from the command line, else from llama-server's /props.
+  void learn_slots(const std::string& model, int port, Launch running);
   void sync_now();
   void reap();
-  void spawn_job(std::function<void()> fn);
+  /// False when serve is stopping (nothing new starts then).
+  bool spawn_job(std::function<void()> fn);
   void join_finished_jobs();
   /// A record of an instance that runs now (a load just finished): known
   /// before the next sync, for set_state_guard's restore.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <tuple>
 
 #include "util/strings.h"
 
@@ -11,6 +12,8 @@ const char* to_string(Phase p) {
   switch (p) {
     case Phase::stopped:
       return "stopped";
+    case Phase::queued:
+      return "queued";
     case Phase::starting:
       return "starting";
     case Phase::ready:
@@ -47,15 +50,24 @@ Launch launch_of(const std::vector<std::string>& argv) {
     if (a == "-c" || a == "--ctx-size") l.context = number(*value, 0);
     if (a == "-ub" || a == "--ubatch-size") ubatch = number(*value, ubatch);
     if (a == "-b" || a == "--batch-size") batch = number(*value, batch);
+    if (a == "-np" || a == "--parallel") l.slots = static_cast<int>(std::clamp<int64_t>(number(*value, 0), 0, 1 << 20));
   }
   l.ubatch = std::min(ubatch, batch);
   return l;
 }
 
 namespace {
+
 Launch merged(Launch a, Launch b) {
-  return {a.embeddings || b.embeddings, std::max(a.context, b.context), 0, a.reranking || b.reranking};
+  return {a.embeddings || b.embeddings, std::max(a.context, b.context), 0, a.reranking || b.reranking, 0};
 }
+
+std::string seconds_text(int64_t ms) {
+  const int64_t s = ms / 1000;
+  if (s < 60) return std::to_string(s) + " s";
+  return std::to_string(s / 60) + " min " + std::to_string(s % 60) + " s";
+}
+
 }  // namespace
 
 bool Scheduler::satisfies(const ModelState& m, Launch needs) {
@@ -69,8 +81,38 @@ ModelState& Scheduler::touch(const std::string& model) {
   return m;
 }
 
+const std::string* Scheduler::head() const {
+  const std::string* best = nullptr;
+  int64_t oldest = 0;
+  for (const auto& [name, m] : models_) {
+    if (m.phase != Phase::queued || m.waiters.empty()) continue;
+    if (!best || m.waiters.front().since_ms < oldest) {
+      best = &name;
+      oldest = m.waiters.front().since_ms;
+    }
+  }
+  return best;
+}
+
+bool Scheduler::may_admit(const std::string& name, const ModelState& m, int64_t since) const {
+  if (m.phase != Phase::ready) return false;
+  if (m.slots > 0 && m.in_flight >= m.slots) return false;
+  if (since <= m.owed_until_ms) return true;  // it was loaded for this request
+  const std::string* h = head();
+  if (!h) return true;
+  const auto& hm = models_.at(*h);
+  if (std::find(hm.blockers.begin(), hm.blockers.end(), name) == hm.blockers.end()) return true;
+  // The head waits for this instance's room: it drains, serving only what came before the head.
+  return since < hm.waiters.front().since_ms;
+}
+
 Admission Scheduler::admit(const std::string& model, uint64_t waiter, int64_t now, Launch needs) {
   auto& m = models_[model];
+  const auto enqueue = [&](Admission::Kind kind) -> Admission {
+    if (m.waiters.size() >= max_queue_) return {Admission::Kind::full, 0, {}};
+    m.waiters.push_back({waiter, now});
+    return {kind, 0, {}};
+  };
   switch (m.phase) {
     case Phase::ready: {
       const bool busy = m.in_flight > 0 || !m.waiters.empty();
@@ -79,57 +121,83 @@ Admission Scheduler::admit(const std::string& model, uint64_t waiter, int64_t no
           // Idle: restart it with what it has plus what this request needs.
           auto& s = touch(model);
           s.phase = Phase::stopping;
-          s.restart = true;
           s.want = merged(s.running, needs);
-          s.waiters.push_back(waiter);
-          return {Admission::Kind::restart, 0};
+          return enqueue(Admission::Kind::restart);
         }
         if ((needs.embeddings && !m.running.embeddings) || (needs.reranking && !m.running.reranking))
-          return {Admission::Kind::refuse, 0};
+          return {Admission::Kind::refuse, 0, {}};
         // Busy and only short of context: serve as it is rather than reload under load.
       }
-      ++m.in_flight;
-      m.last_used_ms = std::max(m.last_used_ms, now);
-      return {Admission::Kind::serve, m.port};
+      if (m.waiters.empty() && may_admit(model, m, now)) {
+        ++m.in_flight;
+        m.last_used_ms = std::max(m.last_used_ms, now);
+        return {Admission::Kind::serve, m.port, {}};
+      }
+      return enqueue(Admission::Kind::wait);  // every slot busy, or its turn is over
     }
     case Phase::starting:
-      m.waiters.push_back(waiter);
-      m.want = merged(m.want, needs);  // too late for the load in progress; kept for the next one
-      return {Admission::Kind::wait, 0};
     case Phase::stopping:
+    case Phase::queued: {
       // Never join a dying instance: wait for the stop, then start anew.
-      m.waiters.push_back(waiter);
-      m.restart = true;
-      m.want = merged(m.want, needs);
-      return {Admission::Kind::wait, 0};
+      // A load in progress is too late for `needs`: kept for the next one.
+      auto a = enqueue(Admission::Kind::wait);
+      if (a.kind == Admission::Kind::wait) m.want = merged(m.want, needs);
+      return a;
+    }
     case Phase::stopped:
       break;
   }
   auto& s = touch(model);
-  s.phase = Phase::starting;
   s.want = needs;
-  s.waiters.push_back(waiter);
-  return {Admission::Kind::start, 0};
+  s.waiters.push_back({waiter, now});
+  if (head() || !queue_load_.empty()) {
+    // Others wait for room: take a place in line rather than race them for it.
+    s.phase = Phase::queued;
+    s.blockers.clear();
+    Admission a{Admission::Kind::wait, 0, {}};
+    step(now, a.actions);
+    return a;
+  }
+  s.phase = Phase::starting;
+  return {Admission::Kind::start, 0, {}};
 }
 
-void Scheduler::cancel(const std::string& model, uint64_t waiter) {
+std::optional<int> Scheduler::try_serve(const std::string& model, int64_t now, Launch needs) {
   auto it = models_.find(model);
-  if (it == models_.end()) return;
+  if (it == models_.end()) return std::nullopt;
+  auto& m = it->second;
+  if (m.phase != Phase::ready || !satisfies(m, needs) || !m.waiters.empty() || !may_admit(model, m, now))
+    return std::nullopt;
+  ++m.in_flight;
+  m.last_used_ms = std::max(m.last_used_ms, now);
+  return m.port;
+}
+
+Actions Scheduler::cancel(const std::string& model, uint64_t waiter, int64_t now) {
+  Actions out;
+  auto it = models_.find(model);
+  if (it == models_.end()) return out;
   auto& w = it->second.waiters;
-  w.erase(std::remove(w.begin(), w.end(), waiter), w.end());
+  const auto before = w.size();
+  std::erase_if(w, [&](const Waiting& x) { return x.id == waiter; });
+  if (w.size() != before) step(now, out);
+  return out;
 }
 
-void Scheduler::finish(const std::string& model, int64_t now) {
+Actions Scheduler::finish(const std::string& model, int64_t now) {
+  Actions out;
   auto it = models_.find(model);
-  if (it == models_.end()) return;
+  if (it == models_.end()) return out;
   auto& m = it->second;
   if (m.in_flight > 0) --m.in_flight;
   // Idle time counts from the end of the last request, not its start.
   m.last_used_ms = std::max(m.last_used_ms, now);
+  step(now, out);
+  return out;
 }
 
-Grants Scheduler::loaded(const std::string& model, int port, int64_t pid, int64_t keep_alive_ms, bool by_hand,
-                         int64_t now, Launch running) {
+Actions Scheduler::loaded(const std::string& model, int port, int64_t pid, int64_t keep_alive_ms, bool by_hand,
+                          int64_t now, Launch running, int slots) {
   auto& m = touch(model);
   m.phase = Phase::ready;
   m.running = running;
@@ -137,67 +205,197 @@ Grants Scheduler::loaded(const std::string& model, int port, int64_t pid, int64_
   m.pid = pid;
   m.keep_alive_ms = keep_alive_ms;
   m.by_hand = by_hand;
-  m.restart = false;
   m.last_used_ms = now;
-  Grants g;
-  g.port = port;
-  g.waiters.swap(m.waiters);
-  m.in_flight += static_cast<int>(g.waiters.size());
-  return g;
+  m.owed_until_ms = now;
+  m.slots = slots;
+  m.blockers.clear();
+  if (queue_load_ == model) queue_load_.clear();
+  Actions out;
+  step(now, out);
+  return out;
 }
 
-Grants Scheduler::load_failed(const std::string& model) {
+void Scheduler::fail_all(const std::string& name, ModelState& m, int status, const std::string& message, Actions& out) {
+  if (m.waiters.empty()) return;
+  Action a{Action::Kind::fail, name, {}, 0, 0, status, message};
+  for (const auto& w : m.waiters) a.waiters.push_back(w.id);
+  m.waiters.clear();
+  out.push_back(std::move(a));
+}
+
+Actions Scheduler::load_failed(const std::string& model, int status, const std::string& message) {
   auto& m = touch(model);
   m.phase = Phase::stopped;
   m.port = 0;
   m.pid = 0;
-  m.restart = false;
-  Grants g;
-  g.waiters.swap(m.waiters);
-  return g;
+  m.blockers.clear();
+  if (queue_load_ == model) queue_load_.clear();
+  Actions out;
+  fail_all(model, m, status, message, out);
+  step(0, out);
+  return out;
 }
 
-std::optional<std::string> Scheduler::evict_for(const std::string& for_model) {
-  const std::string* victim = nullptr;
-  int64_t oldest = 0;
+std::vector<std::string> Scheduler::eviction_candidates(const std::string& model) const {
+  struct Candidate {
+    int rank;  // 0: stopping already, 1: idle, 2: busy or starting
+    int in_flight;
+    int64_t last_used;
+    std::string name;
+  };
+  std::vector<Candidate> c;
   for (const auto& [name, m] : models_) {
-    if (name == for_model || m.phase != Phase::ready || m.in_flight > 0 || !m.waiters.empty()) continue;
+    if (name == model || m.phase == Phase::stopped || m.phase == Phase::queued) continue;
     if (m.by_hand && m.keep_alive_ms < 0) continue;  // loaded by hand with no keep-alive: the user's to stop
-    if (!victim || m.last_used_ms < oldest) {
-      victim = &name;
-      oldest = m.last_used_ms;
-    }
+    const bool idle = m.phase == Phase::ready && m.in_flight == 0 && m.waiters.empty();
+    const int rank = m.phase == Phase::stopping ? 0 : idle ? 1 : 2;
+    c.push_back({rank, m.in_flight, m.last_used_ms, name});
   }
-  if (!victim) return std::nullopt;
-  const std::string name = *victim;
-  touch(name).phase = Phase::stopping;
-  return name;
+  std::sort(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
+    return std::tie(a.rank, a.in_flight, a.last_used, a.name) < std::tie(b.rank, b.in_flight, b.last_used, b.name);
+  });
+  std::vector<std::string> out;
+  for (auto& x : c) out.push_back(std::move(x.name));
+  return out;
 }
 
-std::vector<std::string> Scheduler::expired(int64_t now) {
-  std::vector<std::string> out;
+Actions Scheduler::no_room(const std::string& model, const std::vector<std::string>& blockers, int64_t now) {
+  auto& m = touch(model);
+  m.phase = m.waiters.empty() ? Phase::stopped : Phase::queued;
+  m.blockers = m.waiters.empty() ? std::vector<std::string>{} : blockers;
+  if (queue_load_ == model) queue_load_.clear();
+  Actions out;
+  step(now, out);
+  return out;
+}
+
+void Scheduler::restart_for_waiters(const std::string& name, ModelState& m, Actions& out) {
+  if (m.waiters.empty()) return;
+  m.blockers.clear();
+  if (head() || !queue_load_.empty()) {
+    m.phase = Phase::queued;  // in line behind those who waited longer
+    return;
+  }
+  m.phase = Phase::starting;
+  out.push_back({Action::Kind::load, name, {}, 0, 0, 0, {}});
+}
+
+Actions Scheduler::stopped(const std::string& model, int64_t now) {
+  auto& m = touch(model);
+  m.port = 0;
+  m.pid = 0;
+  m.phase = Phase::stopped;
+  Actions out;
+  restart_for_waiters(model, m, out);
+  step(now, out);
+  return out;
+}
+
+void Scheduler::step(int64_t now, Actions& out) {
+  // Free slots go to waiters, oldest first, unless the instance drains for the head.
+  for (auto& [name, m] : models_) {
+    if (m.phase != Phase::ready || m.waiters.empty()) continue;
+    Action g{Action::Kind::grant, name, {}, m.port, 0, 0, {}};
+    while (!m.waiters.empty() && may_admit(name, m, m.waiters.front().since_ms)) {
+      g.waiters.push_back(m.waiters.front().id);
+      m.waiters.pop_front();
+      ++m.in_flight;
+      m.last_used_ms = std::max(m.last_used_ms, now);
+    }
+    if (!g.waiters.empty()) out.push_back(std::move(g));
+  }
+  // Queued models whose requests all left have nothing to wait for.
+  for (auto& [name, m] : models_)
+    if (m.phase == Phase::queued && m.waiters.empty()) {
+      m.phase = Phase::stopped;
+      m.blockers.clear();
+      m.epoch = ++epoch_;
+    }
+  std::vector<std::pair<int64_t, std::string>> order;
+  for (const auto& [name, m] : models_)
+    if (m.phase == Phase::queued) order.emplace_back(m.waiters.front().since_ms, name);
+  if (order.empty()) return;
+  std::sort(order.begin(), order.end());
+  const auto gone = [&](const ModelState& q) {
+    for (const auto& b : q.blockers)
+      if (const auto* bm = find(b); bm && bm->phase != Phase::stopped && bm->phase != Phase::queued) return false;
+    return true;
+  };
+  // Only the head evicts, and only instances with nothing to do for anyone older.
+  const std::string& head_name = order.front().second;
+  for (const auto& b : models_.at(head_name).blockers) {
+    auto it = models_.find(b);
+    if (it == models_.end()) continue;
+    auto& bm = it->second;
+    if (bm.phase != Phase::ready || bm.in_flight > 0 || (bm.by_hand && bm.keep_alive_ms < 0)) continue;
+    if (!bm.waiters.empty() && may_admit(b, bm, bm.waiters.front().since_ms)) continue;
+    bm.phase = Phase::stopping;
+    bm.epoch = ++epoch_;
+    ++swaps_;
+    out.push_back({Action::Kind::stop, b, {}, 0, bm.pid, 0, "evicted"});
+  }
+  if (!queue_load_.empty()) return;  // one load from the queue at a time
+  for (const auto& [since, name] : order) {
+    auto& q = models_.at(name);
+    if (!q.blockers.empty() && !gone(q)) continue;
+    q.phase = Phase::starting;
+    q.blockers.clear();
+    q.epoch = ++epoch_;
+    queue_load_ = name;
+    out.push_back({Action::Kind::load, name, {}, 0, 0, 0, {}});
+    return;
+  }
+}
+
+Actions Scheduler::expired(int64_t now) {
+  Actions out;
   for (auto& [name, m] : models_) {
     if (m.phase != Phase::ready || m.keep_alive_ms < 0 || m.in_flight > 0 || !m.waiters.empty()) continue;
     if (now < m.last_used_ms + m.keep_alive_ms) continue;
     m.phase = Phase::stopping;
     m.epoch = ++epoch_;
-    out.push_back(name);
+    out.push_back({Action::Kind::stop, name, {}, 0, m.pid, 0, m.keep_alive_ms == 0 ? "keep_alive_0" : "idle"});
   }
   return out;
 }
 
-bool Scheduler::stopped(const std::string& model) {
-  auto& m = touch(model);
-  m.port = 0;
-  m.pid = 0;
-  if (m.restart && !m.waiters.empty()) {
-    m.restart = false;
-    m.phase = Phase::starting;
-    return true;
+Actions Scheduler::timeouts(int64_t now, int64_t timeout_ms) {
+  Actions out;
+  for (auto& [name, m] : models_) {
+    if (m.phase == Phase::starting || m.waiters.empty() || now - m.waiters.front().since_ms < timeout_ms) continue;
+    std::string why;
+    switch (m.phase) {
+      case Phase::queued:
+        why = m.blockers.empty() ? "it was in line behind other models waiting for room on the GPUs"
+                                 : "the GPUs it needs were held by serve's busy instances of " + join(m.blockers, ", ");
+        break;
+      case Phase::ready:
+        why = m.slots > 0 ? "all " + std::to_string(m.slots) + " slots of its instance were busy"
+                          : "its instance was busy";
+        break;
+      default:
+        why = "its instance was stopping";
+    }
+    Action a{Action::Kind::fail, name, {}, 0, 0, 503, {}};
+    while (!m.waiters.empty() && now - m.waiters.front().since_ms >= timeout_ms) {
+      a.reason = "waited " + seconds_text(now - m.waiters.front().since_ms) + " in the queue for '" + name +
+                 "' (queue_timeout): " + why;
+      a.waiters.push_back(m.waiters.front().id);
+      m.waiters.pop_front();
+    }
+    out.push_back(std::move(a));
   }
-  m.restart = false;
-  m.phase = Phase::stopped;
-  return false;
+  if (!out.empty()) step(now, out);
+  return out;
+}
+
+Actions Scheduler::set_slots(const std::string& model, int slots, int64_t now) {
+  Actions out;
+  auto it = models_.find(model);
+  if (it == models_.end() || it->second.phase != Phase::ready) return out;
+  it->second.slots = slots;
+  step(now, out);
+  return out;
 }
 
 SyncResult Scheduler::sync(uint64_t mark, const std::vector<Record>& live, int64_t now) {
@@ -226,10 +424,14 @@ SyncResult Scheduler::sync(uint64_t mark, const std::vector<Record>& live, int64
     auto it = models_.find(rec.model);
     const bool just_vanished = std::find(r.vanished.begin(), r.vanished.end(), rec.model) != r.vanished.end();
     if (!rec.running ||
-        (it != models_.end() && (it->second.phase != Phase::stopped || (it->second.epoch > mark && !just_vanished))))
+        (it != models_.end() && ((it->second.phase != Phase::stopped && it->second.phase != Phase::queued) ||
+                                 (it->second.epoch > mark && !just_vanished))))
       continue;
     auto& m = models_[rec.model];
     m.phase = Phase::ready;
+    m.owed_until_ms = now;  // whoever queued for it is served first
+    m.slots = 0;
+    m.blockers.clear();
     m.port = rec.port;
     m.pid = rec.pid;
     m.keep_alive_ms = rec.keep_alive_ms;
@@ -239,6 +441,10 @@ SyncResult Scheduler::sync(uint64_t mark, const std::vector<Record>& live, int64
     m.epoch = ++epoch_;
     r.adopted.push_back(rec.model);
   }
+  // Requests that waited on an instance that vanished get a fresh one.
+  for (const auto& name : r.vanished)
+    if (auto& m = models_.at(name); m.phase == Phase::stopped) restart_for_waiters(name, m, r.actions);
+  step(now, r.actions);
   return r;
 }
 
@@ -262,6 +468,12 @@ std::optional<int64_t> Scheduler::next_expiry() const {
 const ModelState* Scheduler::find(const std::string& model) const {
   auto it = models_.find(model);
   return it == models_.end() ? nullptr : &it->second;
+}
+
+size_t Scheduler::queued() const {
+  size_t n = 0;
+  for (const auto& [name, m] : models_) n += m.waiters.size();
+  return n;
 }
 
 int Scheduler::in_flight() const {

@@ -7,6 +7,7 @@
 // carries out the decisions: load and unload jobs, waking waiters.
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -14,7 +15,8 @@
 
 namespace llamactl::serve {
 
-enum class Phase { stopped, starting, ready, stopping };
+// queued: waiting for room that our own instances hold (or behind a model that is).
+enum class Phase { stopped, queued, starting, ready, stopping };
 const char* to_string(Phase p);
 
 /// llama-server settings that only a restart changes: what an instance runs
@@ -24,26 +26,40 @@ struct Launch {
   int64_t context = 0;      // -c; 0: unknown (then any context need counts as met)
   int64_t ubatch = 0;       // physical batch, the longest embedding input; 0: not read from a command line
   bool reranking = false;   // --reranking (/v1/rerank answers)
+  int slots = 0;            // -np/--parallel when given and positive; 0: ask llama-server (/props)
 };
 
-/// Reads --embeddings, --reranking, -c/--ctx-size and the physical batch (the smaller of
+/// Reads --embeddings, --reranking, -c/--ctx-size, -np/--parallel and the physical batch (the smaller of
 /// -ub/--ubatch-size and -b/--batch-size, llama-server's defaults 512 and
 /// 2048) from a llama-server command line.
 Launch launch_of(const std::vector<std::string>& argv);
+
+/// A request waiting in a model's queue, and since when (ms).
+struct Waiting {
+  uint64_t id = 0;
+  int64_t since_ms = 0;
+  bool operator==(const Waiting&) const = default;
+};
 
 struct ModelState {
   Phase phase = Phase::stopped;
   int port = 0;
   int64_t pid = 0;
-  int in_flight = 0;              // admitted requests, from admission to their last byte
-  std::vector<uint64_t> waiters;  // requests waiting for a load (or a stop, then a load)
-  int64_t last_used_ms = 0;       // end of the last request (or when it became ready)
-  int64_t keep_alive_ms = -1;     // negative: never reaped
-  bool by_hand = false;           // loaded with `llamactl load`: evicted only when it has a keep-alive
-  bool restart = false;           // requests arrived while stopping: start again once stopped
-  uint64_t epoch = 0;             // when this scheduler last changed it
-  Launch running;                 // what the instance runs with (ready)
-  Launch want;                    // what the next load starts it with
+  int in_flight = 0;            // admitted requests, from admission to their last byte
+  std::deque<Waiting> waiters;  // FIFO: waiting for a load, a stop, a free slot or room on the GPUs
+  int slots = 0;                // the most requests admitted at once (llama-server's slots); 0: no limit known
+  int64_t last_used_ms = 0;     // end of the last request (or when it became ready)
+  int64_t keep_alive_ms = -1;   // negative: never reaped
+  bool by_hand = false;         // loaded with `llamactl load`: evicted only when it has a keep-alive
+  /// Waiters that arrived up to this time were waiting when the instance
+  /// came up: it serves them before it can be evicted.
+  int64_t owed_until_ms = -1;
+  /// queued: our models whose stop makes room for it (found by the caller,
+  /// see no_room); empty: not tried yet (it queued behind others).
+  std::vector<std::string> blockers;
+  uint64_t epoch = 0;  // when this scheduler last changed it
+  Launch running;      // what the instance runs with (ready)
+  Launch want;         // what the next load starts it with
 };
 
 /// What a state-file reading says about one live instance.
@@ -58,57 +74,91 @@ struct Record {
   Launch launch;
 };
 
-struct Admission {
-  // restart: the idle instance lacks what the request needs (embeddings, reranking, a
-  // larger context): it is marked stopping, the request queued, and the
-  // caller runs a stop job (then a load, as after any stop with waiters).
-  // refuse: it lacks embeddings or reranking and is busy; nothing changed.
-  enum class Kind { serve, wait, start, restart, refuse } kind = Kind::wait;
-  int port = 0;  // serve: the upstream port; the request is counted in flight
-};
-
-struct Grants {
-  std::vector<uint64_t> waiters;  // each now counted in flight (served) or failed
+/// A decision for the caller to carry out.
+struct Action {
+  enum class Kind {
+    load,   // run a load job for `model`
+    stop,   // run a stop job for `model` (pid), for `reason`
+    grant,  // `waiters` are admitted on `port` (each counted in flight)
+    fail,   // `waiters` get `status` and `reason` as the error
+  } kind = Kind::load;
+  std::string model;
+  std::vector<uint64_t> waiters;
   int port = 0;
+  int64_t pid = 0;
+  int status = 0;
+  std::string reason;  // stop: evicted, idle, keep_alive_0, reload; fail: the message
+};
+using Actions = std::vector<Action>;
+
+struct Admission {
+  // serve: counted in flight now (port given). wait: queued; a later action
+  // grants or fails it. start: queued, and the caller runs one load job.
+  // restart: the idle instance lacks what the request needs (embeddings,
+  // reranking, a larger context): it is marked stopping, the request
+  // queued, and the caller runs a stop job (a load follows as an action).
+  // refuse: it lacks embeddings or reranking and is busy; nothing changed.
+  // full: the model's queue holds max_queue requests; nothing changed.
+  enum class Kind { serve, wait, start, restart, refuse, full } kind = Kind::wait;
+  int port = 0;
+  Actions actions;  // wait: what queueing it set off
 };
 
 struct SyncResult {
   std::vector<std::string> adopted;   // running instances this serve did not start (CLI, an earlier serve)
   std::vector<std::string> vanished;  // instances whose record went away or changed pid
+  Actions actions;                    // for requests that waited on them
 };
 
+/// serve's scheduler. Requests for a model queue in its FIFO when it is
+/// loading, stopping, out of free slots, or waiting for room that our own
+/// busy instances hold. Between models, the one whose oldest request waited
+/// longest (the head) goes first: only the head evicts, only idle instances
+/// are evicted, and an instance the head needs stops admitting requests that
+/// arrived after the head's oldest (it drains), except those it was loaded
+/// for. Loads for queued models run one at a time, so two never race for
+/// the room one stop made.
 class Scheduler {
  public:
-  /// A request for `model` arrives. serve: counted in flight now, the caller
-  /// must call finish(). wait: `waiter` queues until loaded()/load_failed().
-  /// start: queued as well, and the caller must run one load job.
-  /// `needs`: what the instance must run with. A busy instance that runs
-  /// with a smaller context than needed still serves (no reload under load).
+  explicit Scheduler(size_t max_queue = 512) : max_queue_(max_queue) {}
+
+  /// A request for `model` arrives at `now`. `needs`: what the instance
+  /// must run with. A busy instance that runs with a smaller context than
+  /// needed still serves (no reload under load).
   Admission admit(const std::string& model, uint64_t waiter, int64_t now, Launch needs = {});
+  /// admit() when it would serve at once (counted in flight: call finish());
+  /// nullopt, and nothing changed, otherwise.
+  std::optional<int> try_serve(const std::string& model, int64_t now, Launch needs = {});
   /// Whether a ready instance can take a request with `needs` as it is.
   static bool satisfies(const ModelState& m, Launch needs);
   /// A queued request gave up: it leaves the queue and is never counted.
-  void cancel(const std::string& model, uint64_t waiter);
+  Actions cancel(const std::string& model, uint64_t waiter, int64_t now);
   /// A served request ended (its last byte went out, or it failed).
-  void finish(const std::string& model, int64_t now);
+  Actions finish(const std::string& model, int64_t now);
 
-  /// The load job succeeded: every queued waiter is served (counted in flight).
-  Grants loaded(const std::string& model, int port, int64_t pid, int64_t keep_alive_ms, bool by_hand, int64_t now,
-                Launch running = {});
-  /// The load job failed: every queued waiter fails; the model is stopped.
-  Grants load_failed(const std::string& model);
-
-  /// For a load that found no room: the least recently used ready instance
-  /// other than `for_model` with nothing in flight and nothing waiting, that
-  /// serve may evict (not loaded by hand, unless it has a keep-alive). It is
-  /// marked stopping; the caller unloads it and calls stopped().
-  std::optional<std::string> evict_for(const std::string& for_model);
+  /// The load job succeeded: queued waiters are served, up to `slots` (0:
+  /// all of them).
+  Actions loaded(const std::string& model, int port, int64_t pid, int64_t keep_alive_ms, bool by_hand, int64_t now,
+                 Launch running = {}, int slots = 0);
+  /// The load job failed: every queued waiter fails with `status`, `message`.
+  Actions load_failed(const std::string& model, int status, const std::string& message);
+  /// Our models the load of `model` may wait for, in the order serve would
+  /// rather stop them: idle ones least recently used first, then busy ones
+  /// with the fewest requests. Never one loaded by hand without a keep-alive.
+  std::vector<std::string> eviction_candidates(const std::string& model) const;
+  /// The load job found no room, but there will be once `blockers` (some
+  /// eviction_candidates, not empty) stop: the model queues for them.
+  Actions no_room(const std::string& model, const std::vector<std::string>& blockers, int64_t now);
+  /// The stop job ended.
+  Actions stopped(const std::string& model, int64_t now);
   /// Ready instances whose keep-alive ran out (nothing in flight, nothing
-  /// waiting); each is marked stopping.
-  std::vector<std::string> expired(int64_t now);
-  /// The stop job ended. True when requests queued meanwhile: the caller
-  /// starts a load job for them (the model is then starting).
-  bool stopped(const std::string& model);
+  /// waiting): stop actions.
+  Actions expired(int64_t now);
+  /// Requests queued longer than `timeout_ms` (not counting a load in
+  /// progress for them) fail with 503 saying how long and for what.
+  Actions timeouts(int64_t now, int64_t timeout_ms);
+  /// llama-server's slot count, read after the load (0: unknown).
+  Actions set_slots(const std::string& model, int slots, int64_t now);
 
   /// Before reading the state file: a mark that sync() compares with each
   /// model's epoch, so a reading taken before a change never undoes it.
@@ -125,11 +175,28 @@ class Scheduler {
   const ModelState* find(const std::string& model) const;
   const std::map<std::string, ModelState>& models() const { return models_; }
   int in_flight() const;
+  /// Requests waiting in every queue.
+  size_t queued() const;
+  /// Instances stopped to make room for another model.
+  uint64_t swaps() const { return swaps_; }
 
  private:
   ModelState& touch(const std::string& model);
+  /// The queued model whose oldest request waited longest; nullptr when none.
+  const std::string* head() const;
+  /// Whether `m` may admit a request that arrived at `since` now.
+  bool may_admit(const std::string& name, const ModelState& m, int64_t since) const;
+  /// After a stop or a vanished instance: its waiters start a load or queue.
+  void restart_for_waiters(const std::string& name, ModelState& m, Actions& out);
+  /// Grants waiters where slots allow, evicts for the head, starts queued loads.
+  void step(int64_t now, Actions& out);
+  void fail_all(const std::string& name, ModelState& m, int status, const std::string& message, Actions& out);
+
   std::map<std::string, ModelState> models_;
+  size_t max_queue_;
   uint64_t epoch_ = 0;
+  uint64_t swaps_ = 0;
+  std::string queue_load_;  // the queued model whose load runs now; empty: none
 };
 
 }  // namespace llamactl::serve

@@ -10,6 +10,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <iostream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -141,20 +143,109 @@ TEST(Serve, EvictsIdleInstanceWhenGpusAreFull) {
   EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_unloads_total{reason=\"evicted\"}") == 1; }, 3s));
 }
 
-TEST(Serve, BusyInstanceIsNeverEvictedNothingToFreeIs503) {
+TEST(Serve, BusyInstanceIsNeverEvictedTheOtherModelWaitsForIt) {
   Sandbox sb;
   sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
   two_models(sb);
-  ServeProcess s(sb, {}, {"FAKE_TOKEN_DELAY_MS=100"});
+  ServeProcess s(sb, {}, {"FAKE_TOKEN_DELAY_MS=50"});
   ASSERT_TRUE(s.ready()) << s.output();
   HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 40),
                     {"Content-Type: application/json"});
   ASSERT_TRUE(stream.read_until("data: ")) << stream.raw() << s.output();
-  auto r = chat(s, "other");
-  EXPECT_EQ(r.status, 503) << r.body;
-  EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("GPU 0"), std::string::npos) << r.body;
+  // "other" needs the GPU that tiny's stream holds: it queues instead of a 503.
+  std::atomic<bool> answered{false};
+  HttpReply r;
+  std::thread t([&] {
+    r = chat(s, "other");
+    answered = true;
+  });
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_model_queue_depth{model=\"other\"}") == 1; }, 3s))
+      << s.output();
   EXPECT_TRUE(stream.read_to_end());
   EXPECT_NE(stream.body().find("[DONE]"), std::string::npos);  // the busy stream was never cut
+  t.join();
+  EXPECT_EQ(r.status, 200) << r.body << s.output();
+  EXPECT_TRUE(live_instance(sb, "tiny").is_null());
+  EXPECT_FALSE(live_instance(sb, "other").is_null());
+  EXPECT_EQ(metric(s, "llamactl_swaps_total"), 1);
+}
+
+TEST(Serve, TwoModelsAlternatingOnOneGpuServeEveryRequest) {
+  Sandbox sb;
+  sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_REQUEST_DELAY_MS=50", "FAKE_LOAD_DELAY_MS=50"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  // Four clients per model, five requests each, one after another.
+  std::atomic<int> ok{0}, errors{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; ++c)
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 5; ++i) {
+        const auto r = chat(s, c % 2 ? "other" : "tiny");
+        (r.status == 200 ? ok : errors)++;
+        if (r.status != 200) ADD_FAILURE() << r.status << " " << r.body;
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 40);
+  EXPECT_EQ(errors, 0) << s.output();
+  const double swaps = metric(s, "llamactl_swaps_total");
+  std::cout << "two models on one GPU, 4 clients x 5 requests each: " << swaps << " swaps\n";
+  EXPECT_GE(swaps, 1);
+  EXPECT_LE(swaps, 12) << "a swap per round of requests at most, never one per request";
+}
+
+TEST(Serve, AFullQueueIs503WithRetryAfterAndATimedOutWaitSaysWhy) {
+  Sandbox sb;
+  sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
+  two_models(sb);
+  ServeProcess s(sb, {"--max-queue", "1", "--queue-timeout", "1s"}, {"FAKE_TOKEN_DELAY_MS=50"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 60),
+                    {"Content-Type: application/json"});
+  ASSERT_TRUE(stream.read_until("data: ")) << stream.raw() << s.output();
+  HttpReply first;
+  std::thread t([&] { first = chat(s, "other"); });
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_model_queue_depth{model=\"other\"}") == 1; }, 3s));
+  const auto full = chat(s, "other");
+  EXPECT_EQ(full.status, 503) << full.body;
+  EXPECT_EQ(full.headers.count("retry-after"), 1u) << full.body;
+  EXPECT_NE(full.body.find("max_queue"), std::string::npos) << full.body;
+  t.join();
+  EXPECT_EQ(first.status, 503) << first.body;
+  const std::string message = first.json()["error"]["message"];
+  EXPECT_NE(message.find("waited 1 s in the queue for 'other' (queue_timeout)"), std::string::npos) << message;
+  EXPECT_NE(message.find("tiny"), std::string::npos) << message;
+  EXPECT_EQ(metric(s, "llamactl_queue_rejections_total{reason=\"full\"}"), 1);
+  EXPECT_EQ(metric(s, "llamactl_queue_rejections_total{reason=\"timeout\"}"), 1);
+  EXPECT_TRUE(stream.read_to_end());
+  EXPECT_NE(stream.body().find("[DONE]"), std::string::npos);
+}
+
+TEST(Serve, SlotsComeFromParallelOrFromPropsAndServeAdmitsNoMore) {
+  Sandbox sb;
+  two_models(sb, "parallel = 1\n");  // other: -np 1; tiny: llama-server's own 4
+  ServeProcess s(sb, {}, {"FAKE_REQUEST_DELAY_MS=300"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int c = 0; c < 3; ++c) clients.emplace_back([&] { ok += chat(s, "other").status == 200; });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 3);
+  ASSERT_EQ(chat(s, "tiny").status, 200);
+  EXPECT_EQ(metric(s, "llamactl_model_slots{model=\"other\"}"), 1);
+  EXPECT_TRUE(eventually([&] { return metric(s, "llamactl_model_slots{model=\"tiny\"}") == 4; }, 3s));
+  const json other = live_instance(sb, "other");
+  const auto argv = other["argv"].get<std::vector<std::string>>();
+  const auto np = std::find(argv.begin(), argv.end(), "-np");
+  ASSERT_NE(np, argv.end()) << other.dump();
+  EXPECT_EQ(*(np + 1), "1");
+  // No request waited in llama-server's own queue: serve admitted one at a time.
+  std::ifstream log(other["log"].get<std::string>());
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("waited for a slot"), std::string::npos) << text;
+  EXPECT_NE(text.find("request: POST /v1/chat/completions"), std::string::npos) << text;
 }
 
 TEST(Serve, NothingToFreeNamesTheOtherUsersProcess) {

@@ -186,7 +186,7 @@ TEST(ServeMetrics, CountsFromManyThreadsAddUp) {
     threads.emplace_back([&m, t] {
       for (int i = 0; i < 500; ++i) {
         m.request("/v1/chat/completions", t % 2 ? 200 : 404);
-        m.queue_wait(0.005);
+        m.queue_wait(t % 2 ? "a" : "b", 0.005);
       }
     });
   for (auto& t : threads) t.join();
@@ -198,6 +198,8 @@ TEST(ServeMetrics, CountsFromManyThreadsAddUp) {
   EXPECT_EQ(s.queue_wait_seconds.count, 10000U);
   EXPECT_EQ(s.queue_wait_seconds.counts[1], 10000U);  // 0.005 s: in the 0.01 bucket
   EXPECT_NEAR(s.queue_wait_seconds.sum, 50.0, 1e-6);
+  EXPECT_EQ(s.models.at("a").queue_wait_seconds.count, 5000U);
+  EXPECT_EQ(s.models.at("b").queue_wait_seconds.count, 5000U);
   // A second Metrics in the same threads starts from zero.
   Metrics other;
   other.request("/health", 200);
@@ -209,11 +211,18 @@ TEST(ServeMetrics, PrometheusTextHasHelpTypeAndLabels) {
   m.request("/v1/chat/completions", 200);
   m.request("/v1/chat/completions", 200);
   m.request("/v1/embeddings", 404);
-  m.load(true, 0.3);
-  m.load(false, 0);
-  m.unload("idle");
-  m.queue_wait(0.0005);
+  m.load("tiny", true, 0.3);
+  m.load("tiny", false, 0);
+  m.unload("tiny", "idle");
+  m.queue_wait("tiny", 0.0005);
+  m.swap();
+  m.queue_rejected("full");
   auto snap = m.snapshot();
+  snap.models["tiny"].queue_depth = 4;
+  snap.models["tiny"].in_flight = 2;
+  snap.models["tiny"].slots = 2;
+  snap.models["tiny"].replicas = 1;
+  snap.models["q\"x"];  // a label value is escaped
   snap.in_flight = 3;
   snap.instances["ready"] = 2;
   llamactl::gpu::GpuReading g;
@@ -242,6 +251,22 @@ TEST(ServeMetrics, PrometheusTextHasHelpTypeAndLabels) {
            "llamactl_unloads_total{reason=\"evicted\"} 0\n",
            "llamactl_instances{state=\"ready\"} 2\n",
            "llamactl_queue_wait_seconds_bucket{le=\"0.001\"} 1\n",
+           "llamactl_swaps_total 1\n",
+           "llamactl_queue_rejections_total{reason=\"full\"} 1\n",
+           "llamactl_queue_rejections_total{reason=\"timeout\"} 0\n",
+           "# TYPE llamactl_model_queue_depth gauge\n",
+           "llamactl_model_queue_depth{model=\"tiny\"} 4\n",
+           "llamactl_model_queue_depth{model=\"q\\\"x\"} 0\n",
+           "llamactl_model_requests_in_flight{model=\"tiny\"} 2\n",
+           "llamactl_model_slots{model=\"tiny\"} 2\n",
+           "llamactl_model_replicas{model=\"tiny\"} 1\n",
+           "llamactl_model_loads_total{model=\"tiny\",result=\"ok\"} 1\n",
+           "llamactl_model_loads_total{model=\"tiny\",result=\"failed\"} 1\n",
+           "llamactl_model_unloads_total{model=\"tiny\",reason=\"idle\"} 1\n",
+           "# TYPE llamactl_model_queue_wait_seconds histogram\n",
+           "llamactl_model_queue_wait_seconds_bucket{model=\"tiny\",le=\"0.001\"} 1\n",
+           "llamactl_model_queue_wait_seconds_bucket{model=\"tiny\",le=\"+Inf\"} 1\n",
+           "llamactl_model_queue_wait_seconds_count{model=\"tiny\"} 1\n",
            "llamactl_gpu_memory_used_bytes{gpu=\"0\",uuid=\"GPU-1\",name=\"NVIDIA H100\"} 1073741824\n",
            "llamactl_gpu_memory_total_bytes{gpu=\"0\",uuid=\"GPU-1\",name=\"NVIDIA H100\"} 85520809984\n",
        })
