@@ -4,6 +4,7 @@
 // functions over an Exchange, which points here.
 
 #include <memory>
+#include <vector>
 
 #include "gpu/probe.h"
 #include "serve/http_server.h"
@@ -20,9 +21,18 @@ struct ServeContext {
   gpu::GpuProbe& gpus;
   ModelCatalog cards;  // GGUF headers for /api/tags, /api/show, /api/ps, /v1/models
 
+  /// What the card of a configured model is read from.
+  ModelSource source_of(const config::ModelConfig& m) const {
+    return {m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args), m.embeddings};
+  }
   /// The card of a configured model (cached by file size and mtime).
-  Result<std::shared_ptr<const ModelCard>> card_of(const config::ModelConfig& m) {
-    return cards.get(m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args), m.embeddings);
+  Result<std::shared_ptr<const ModelCard>> card_of(const config::ModelConfig& m) { return cards.get(source_of(m)); }
+  /// Starts reading the cards of every configured model in the background
+  /// (serve's start; a config reload calls it again with the new models).
+  void warm_cards() {
+    std::vector<ModelSource> models;
+    for (const auto& [name, m] : router.config().models) models.push_back(source_of(m));
+    cards.warm(std::move(models));
   }
 };
 

@@ -26,7 +26,11 @@ Status HttpServer::bind() {
 }
 
 Status HttpServer::start() {
-  return server_->start();
+  auto s = server_->start();
+  // The model cards are read in the background from now on, so that the
+  // first /api/tags finds them ready rather than reading every GGUF itself.
+  if (s) ctx_->warm_cards();
+  return s;
 }
 
 Endpoint HttpServer::bound() const {
@@ -41,6 +45,7 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   // Status streams (GET /models/sse) never end by themselves: end them first,
   // so the grace is for the requests in flight.
   ctx_->router.close_feed();
+  ctx_->cards.stop();  // HttpServer outlives serve's end (cmd/serve.cpp): its workers must end here
   server_->stop(grace);
 }
 

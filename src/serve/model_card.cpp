@@ -13,6 +13,7 @@
 
 #include "gguf/gguf.h"
 #include "platform/platform.h"
+#include "util/log.h"
 #include "util/strings.h"
 
 namespace llamactl::serve {
@@ -246,29 +247,125 @@ Result<ModelCard> describe(const std::string& name, const std::string& path, int
   return card;
 }
 
+ModelCatalog::ModelCatalog() : ModelCatalog(std::clamp(std::thread::hardware_concurrency(), 1U, 4U)) {}
+
+ModelCatalog::ModelCatalog(size_t workers, std::function<void(const std::string&)> before_read)
+    : worker_count_(std::max<size_t>(workers, 1)), before_read_(std::move(before_read)) {}
+
+ModelCatalog::~ModelCatalog() {
+  stop();
+}
+
 Result<std::shared_ptr<const ModelCard>> ModelCatalog::get(const std::string& name, const std::string& path,
                                                            int64_t context, const std::string& projector,
                                                            bool embeddings) {
+  return get(ModelSource{name, path, context, projector, embeddings});
+}
+
+Result<std::shared_ptr<const ModelCard>> ModelCatalog::get(const ModelSource& model) {
   // Stamped before reading: a file that changes during describe() has a newer
   // stamp next time and is read again.
-  auto now = stamp(path, projector);
+  auto now = stamp(model.path, model.projector);
+  std::unique_lock lock(mutex_);
+  if (!now) {
+    entries_.erase(model.name);
+    return now.error();
+  }
+  for (;;) {
+    const auto it = entries_.find(model.name);
+    if (it != entries_.end() && it->second.path == model.path && it->second.projector == model.projector &&
+        it->second.context == model.context && it->second.embeddings == model.embeddings && it->second.stamp == *now)
+      return it->second.card;
+    if (reading_.count(model.name) == 0) break;
+    // Another thread reads this model's files: wait for that one read (it
+    // most likely makes the card asked for), then look again.
+    done_cv_.wait(lock);
+  }
+  return read(model, std::move(*now), lock);
+}
+
+// Called with `lock` held and model.name not in reading_; returns with it held.
+Result<std::shared_ptr<const ModelCard>> ModelCatalog::read(const ModelSource& model, std::vector<int64_t> stamp,
+                                                            std::unique_lock<std::mutex>& lock) {
+  reading_.insert(model.name);
+  std::optional<Result<ModelCard>> card;
+  try {
+    lock.unlock();
+    if (before_read_) before_read_(model.name);
+    card.emplace(describe(model.name, model.path, model.context, model.projector, model.embeddings));
+    lock.lock();
+  } catch (...) {
+    // Whoever waits for this read must not wait forever.
+    if (!lock.owns_lock()) lock.lock();
+    reading_.erase(model.name);
+    done_cv_.notify_all();
+    throw;
+  }
+  reading_.erase(model.name);
+  ++reads_;
+  done_cv_.notify_all();
+  if (!*card) return card->error();
+  auto shared = std::make_shared<const ModelCard>(std::move(**card));
+  entries_[model.name] = Entry{model.path, model.projector, model.context, model.embeddings, std::move(stamp), shared};
+  return shared;
+}
+
+void ModelCatalog::warm(std::vector<ModelSource> models) {
+  std::lock_guard lock(mutex_);
+  if (stopping_) return;
+  std::set<std::string> names;
+  for (const auto& m : models) names.insert(m.name);
+  for (auto it = entries_.begin(); it != entries_.end();)
+    it = names.count(it->first) ? std::next(it) : entries_.erase(it);
+  queue_.assign(std::make_move_iterator(models.begin()), std::make_move_iterator(models.end()));
+  while (workers_.size() < worker_count_) workers_.emplace_back([this] { work(); });
+  work_cv_.notify_all();
+}
+
+void ModelCatalog::work() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    const ModelSource model = std::move(queue_.front());
+    queue_.pop_front();
+    ++busy_;
+    lock.unlock();
+    // get(): a card already read and unchanged costs a stat; one that a
+    // request is reading now is waited for, not read twice. Errors are the
+    // requests' to report (/api/tags names the model it leaves out).
+    try {
+      if (auto card = get(model); !card) log::debug("model card of {}: {}", model.name, card.error().message);
+    } catch (const std::exception& e) {
+      log::warn("model card of {}: {}", model.name, e.what());
+    }
+    lock.lock();
+    --busy_;
+    if (busy_ == 0 && queue_.empty()) done_cv_.notify_all();
+  }
+}
+
+void ModelCatalog::stop() {
+  std::vector<std::thread> workers;
   {
     std::lock_guard lock(mutex_);
-    if (!now) {
-      entries_.erase(name);
-      return now.error();
-    }
-    const auto it = entries_.find(name);
-    if (it != entries_.end() && it->second.path == path && it->second.projector == projector &&
-        it->second.context == context && it->second.embeddings == embeddings && it->second.stamp == *now)
-      return it->second.card;
+    stopping_ = true;
+    queue_.clear();
+    workers.swap(workers_);
   }
-  auto card = describe(name, path, context, projector, embeddings);
-  if (!card) return card.error();
-  auto shared = std::make_shared<const ModelCard>(std::move(*card));
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  for (auto& w : workers) w.join();
+}
+
+bool ModelCatalog::wait_warm(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return done_cv_.wait_for(lock, timeout, [this] { return queue_.empty() && busy_ == 0; });
+}
+
+uint64_t ModelCatalog::reads() const {
   std::lock_guard lock(mutex_);
-  entries_[name] = Entry{path, projector, context, embeddings, std::move(*now), shared};
-  return shared;
+  return reads_;
 }
 
 }  // namespace llamactl::serve

@@ -6,12 +6,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "util/result.h"
@@ -76,15 +82,59 @@ std::string projector_path(const std::vector<std::string>& args);
 Result<ModelCard> describe(const std::string& name, const std::string& path, int64_t context,
                            const std::string& projector = "", bool embeddings = false);
 
+/// One configured model as the catalog reads it: what describe() takes.
+struct ModelSource {
+  std::string name;       // config name
+  std::string path;       // the GGUF
+  int64_t context = 0;    // configured context (num_ctx)
+  std::string projector;  // mmproj file, or ""
+  bool embeddings = false;
+};
+
 /// Cards by model name, re-read only when the model file's (or projector's)
-/// size or mtime changed, or the path, projector or context did. Thread-safe;
-/// files are read outside the lock, so two threads that miss together may
-/// both read. Errors are not cached: each get() of a missing file tries again.
+/// size or mtime changed, or the path, projector or context did. Thread-safe.
+/// Errors are not cached: each get() of a missing file tries again.
+///
+/// warm() reads the cards of a list of models ahead of the requests that need
+/// them, on a few threads of its own (each reads one model's files at a time),
+/// so that the first /api/tags does not read 200 GGUF headers one after
+/// another. One model's card is read by one thread at a time: a get() for a
+/// card that a worker (or another request) is reading waits for that one read,
+/// not for the whole warm-up; a get() for a card nobody has read yet reads it
+/// itself.
 class ModelCatalog {
  public:
+  /// Warms with min(4, hardware threads) workers.
+  ModelCatalog();
+  /// `workers`: threads for warm() (at least 1). `before_read`, when set, is
+  /// called on the reading thread with the model name just before each read
+  /// of a model's files (by a worker or by get()): tests hold a read there.
+  explicit ModelCatalog(size_t workers, std::function<void(const std::string&)> before_read = {});
+  /// stop().
+  ~ModelCatalog();
+  ModelCatalog(const ModelCatalog&) = delete;
+  ModelCatalog& operator=(const ModelCatalog&) = delete;
+
   /// describe() through the cache; the same errors.
+  Result<std::shared_ptr<const ModelCard>> get(const ModelSource& model);
   Result<std::shared_ptr<const ModelCard>> get(const std::string& name, const std::string& path, int64_t context,
                                                const std::string& projector = "", bool embeddings = false);
+
+  /// Reads the cards of `models` in the background, in list order; a card
+  /// already read and unchanged costs a stat. Supersedes an earlier warm():
+  /// its models not yet started are dropped (a read in progress finishes),
+  /// and cards of models not in `models` are forgotten (a config reload's new
+  /// list). Errors (a missing file) are left for get() to report. Starts the
+  /// workers on its first call; does nothing after stop().
+  void warm(std::vector<ModelSource> models);
+  /// Ends warming: pending models are dropped, each worker finishes the read
+  /// it is in and is joined. get() still works, reading on its caller's thread.
+  void stop();
+  /// Waits until the last warm()'s list is all read and no worker reads;
+  /// false when `timeout` passes first. For tests and benchmarks.
+  bool wait_warm(std::chrono::milliseconds timeout);
+  /// How many times a model's files were read (by get() or a worker).
+  uint64_t reads() const;
 
  private:
   struct Entry {
@@ -94,8 +144,22 @@ class ModelCatalog {
     std::vector<int64_t> stamp;  // size and mtime (ns) of the model file, then of the projector
     std::shared_ptr<const ModelCard> card;
   };
-  std::mutex mutex_;
+  void work();
+  Result<std::shared_ptr<const ModelCard>> read(const ModelSource& model, std::vector<int64_t> stamp,
+                                                std::unique_lock<std::mutex>& lock);
+
+  const size_t worker_count_;
+  const std::function<void(const std::string&)> before_read_;
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_;       // queue_ filled, or stopping_
+  std::condition_variable done_cv_;       // a read ended (reading_ shrank), or a worker went idle
   std::map<std::string, Entry> entries_;  // by model name
+  std::set<std::string> reading_;         // model names whose files a thread reads now
+  std::deque<ModelSource> queue_;         // warm()'s models not yet taken by a worker
+  size_t busy_ = 0;                       // workers with a model in hand
+  uint64_t reads_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace llamactl::serve

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -216,11 +217,24 @@ TEST(ServeOllama, PsReportsGpuMemoryOfTheProcess) {
 
 TEST(ServeOllama, TagsAndShowDescribeTheGguf) {
   Sandbox sb;
-  models(sb);
+  // tiny and emb, and 12 more of different context lengths and sizes: serve
+  // reads their cards in the background from its start, and the first
+  // /api/tags, asked at once, must list every one as its own file says.
+  std::string config =
+      "[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n[models.emb]\npath = \"" + sb.model("emb") + "\"\n";
+  constexpr int kMore = 12;
+  for (int i = 0; i < kMore; ++i) {
+    GgufSpec spec;
+    spec.context_length = 1024 * (i + 1);
+    spec.data_bytes = static_cast<size_t>(i) * 4096;
+    write_gguf(sb.path(fmt::format("more{}.gguf", i)), spec);
+    config += fmt::format("[models.more{}]\npath = \"{}\"\n", i, sb.path(fmt::format("more{}.gguf", i)));
+  }
+  sb.write_config(config);
   ServeProcess s(sb);
   ASSERT_TRUE(s.ready()) << s.output();
   auto tags = http_request(s.port(), "GET", "/api/tags").json();
-  ASSERT_EQ(tags["models"].size(), 2u) << tags.dump();
+  ASSERT_EQ(tags["models"].size(), 2u + kMore) << tags.dump();
   for (const auto& m : tags["models"]) {
     EXPECT_EQ(m["name"], m["model"]);
     EXPECT_NE(m["name"].get<std::string>().find(":latest"), std::string::npos);
@@ -229,6 +243,15 @@ TEST(ServeOllama, TagsAndShowDescribeTheGguf) {
     EXPECT_EQ(m["details"]["family"], "llama");
     EXPECT_GT(m["size"].get<int64_t>(), 0);
   }
+  for (int i = 0; i < kMore; ++i) {
+    const std::string name = fmt::format("more{}:latest", i);
+    const auto it =
+        std::find_if(tags["models"].begin(), tags["models"].end(), [&](const json& m) { return m["name"] == name; });
+    ASSERT_NE(it, tags["models"].end()) << name << " in " << tags.dump();
+    EXPECT_EQ((*it)["details"]["context_length"], 1024 * (i + 1)) << name;
+    EXPECT_EQ((*it)["size"], std::filesystem::file_size(sb.path(fmt::format("more{}.gguf", i)))) << name;
+  }
+  EXPECT_EQ(http_request(s.port(), "GET", "/api/tags").json(), tags) << "the same once every card is read";
   auto r = post(s, "/api/show", {{"name", "TINY"}});  // Continue sends name; case-insensitive
   ASSERT_EQ(r.status, 200) << r.body;
   const json show = r.json();

@@ -9,13 +9,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "support/temp_dir.h"
+#include "support/wait.h"
 #include "unit/gguf_writer.h"
 
 using namespace llamactl;
@@ -392,4 +396,169 @@ TEST(ModelCard, CatalogIsThreadSafe) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+namespace {
+
+// Model files named m0..m{n-1}.gguf (one chat GGUF each) and their sources.
+std::vector<serve::ModelSource> model_files(const t::TempDir& dir, const std::vector<std::string>& names) {
+  std::vector<serve::ModelSource> out;
+  for (const auto& name : names) {
+    const std::string path = dir / (name + ".gguf");
+    t::write_gguf(path, chat_spec());
+    out.push_back({name, path, 4096, "", false});
+  }
+  return out;
+}
+
+// Which models were read, by whom, in order; read "a" can be held until open().
+struct ReadLog {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, std::thread::id>> reads;
+  std::string hold;  // the model whose read waits for open()
+  bool held = false, opened = false;
+
+  void before_read(const std::string& name) {
+    std::unique_lock lock(mutex);
+    reads.emplace_back(name, std::this_thread::get_id());
+    if (name != hold) return;
+    held = true;
+    cv.notify_all();
+    cv.wait(lock, [this] { return opened; });
+  }
+  bool wait_held() {
+    std::unique_lock lock(mutex);
+    return cv.wait_for(lock, std::chrono::seconds(10), [this] { return held; });
+  }
+  void open() {
+    std::lock_guard lock(mutex);
+    opened = true;
+    cv.notify_all();
+  }
+  std::vector<std::string> names() {
+    std::lock_guard lock(mutex);
+    std::vector<std::string> out;
+    for (const auto& r : reads) out.push_back(r.first);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST(ModelCard, CatalogWarmReadsEveryCardOnItsWorkers) {
+  t::TempDir dir;
+  const auto models = model_files(dir, {"a", "b", "c", "d", "e", "f"});
+  ReadLog log;
+  serve::ModelCatalog catalog(2, [&](const std::string& name) { log.before_read(name); });
+  catalog.warm(models);
+  ASSERT_TRUE(catalog.wait_warm(std::chrono::seconds(10)));
+  EXPECT_EQ(catalog.reads(), 6u);
+  for (const auto& [name, thread] : log.reads) EXPECT_NE(thread, std::this_thread::get_id()) << name;
+  for (const auto& m : models) {
+    auto card = catalog.get(m);
+    ASSERT_TRUE(card.ok()) << card.error().message;
+    EXPECT_EQ((*card)->name, m.name + ":latest");
+    EXPECT_EQ((*card)->size, fs::file_size(m.path));
+  }
+  EXPECT_EQ(catalog.reads(), 6u) << "the requests found every card read";
+  catalog.warm(models);  // again, nothing changed: a stat each, no read
+  ASSERT_TRUE(catalog.wait_warm(std::chrono::seconds(10)));
+  EXPECT_EQ(catalog.reads(), 6u);
+}
+
+TEST(ModelCard, CatalogGetDuringWarmReadsOnlyWhatItNeeds) {
+  t::TempDir dir;
+  const auto models = model_files(dir, {"a", "b", "c"});
+  ReadLog log;
+  log.hold = "a";
+  serve::ModelCatalog catalog(1, [&](const std::string& name) { log.before_read(name); });
+  catalog.warm(models);
+  ASSERT_TRUE(log.wait_held());  // the one worker is stuck in a's files
+
+  // Not yet read: this request reads c itself, at once, and only c.
+  auto c = catalog.get(models[2]);
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ((*c)->name, "c:latest");
+  EXPECT_EQ(log.names(), (std::vector<std::string>{"a", "c"}));
+
+  // Being read by the worker: this request waits for that read, not a second one.
+  std::shared_ptr<const serve::ModelCard> a;
+  std::thread request([&] {
+    if (auto r = catalog.get(models[0])) a = *r;
+  });
+  log.open();
+  request.join();
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->name, "a:latest");
+  ASSERT_TRUE(catalog.wait_warm(std::chrono::seconds(10)));
+  EXPECT_EQ(log.names(), (std::vector<std::string>{"a", "c", "b"})) << "c was not read again by the worker";
+  EXPECT_EQ(catalog.reads(), 3u);
+}
+
+TEST(ModelCard, CatalogSecondWarmSupersedesTheFirst) {
+  t::TempDir dir;
+  const auto models = model_files(dir, {"a", "b", "c", "d", "e"});
+  ReadLog log;
+  log.hold = "a";
+  serve::ModelCatalog catalog(1, [&](const std::string& name) { log.before_read(name); });
+  catalog.warm({models[0], models[1], models[2]});
+  ASSERT_TRUE(log.wait_held());
+  catalog.warm({models[3], models[4]});  // a config reload: b and c are gone
+  log.open();
+  ASSERT_TRUE(catalog.wait_warm(std::chrono::seconds(10)));
+  EXPECT_EQ(log.names(), (std::vector<std::string>{"a", "d", "e"})) << "the read in progress ends; b, c are dropped";
+  auto d = catalog.get(models[3]);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(catalog.reads(), 3u);
+  auto b = catalog.get(models[1]);  // a model gone from the list can still be asked for
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*b)->name, "b:latest");
+}
+
+TEST(ModelCard, CatalogStopsPromptlyOnDestruction) {
+  t::TempDir dir;
+  const std::string path = dir / "m.gguf";
+  t::write_gguf(path, chat_spec());
+  std::vector<serve::ModelSource> models;
+  for (int i = 0; i < 400; ++i) models.push_back({fmt::format("m{}", i), path, 4096, "", false});
+  std::atomic<int> started{0};
+  auto catalog = std::make_unique<serve::ModelCatalog>(2, [&](const std::string&) {
+    ++started;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // slow storage: 400 reads take 1 s on 2 workers
+  });
+  catalog->warm(models);
+  ASSERT_TRUE(t::eventually([&] { return started.load() > 0; }));
+  const auto t0 = std::chrono::steady_clock::now();
+  catalog.reset();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, std::chrono::milliseconds(500)) << "only the reads in progress are finished";
+  EXPECT_LT(started.load(), 400);
+}
+
+TEST(ModelCard, CatalogRereadsAFileChangedAfterWarm) {
+  t::TempDir dir;
+  const auto models = model_files(dir, {"m"});
+  serve::ModelCatalog catalog(1);
+  catalog.warm(models);
+  ASSERT_TRUE(catalog.wait_warm(std::chrono::seconds(10)));
+  auto before = catalog.get(models[0]);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(catalog.reads(), 1u);
+
+  t::GgufSpec embedding = chat_spec();
+  embedding.extra.push_back(t::kv_u32("llama.pooling_type", 2));
+  t::write_gguf(models[0].path, embedding);  // another size
+  auto after = catalog.get(models[0]);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(catalog.reads(), 2u);
+  EXPECT_EQ((*after)->size, fs::file_size(models[0].path));
+  EXPECT_EQ((*after)->capabilities, (std::vector<std::string>{"embedding"}));
+
+  fs::remove(models[0].path);  // gone: warm() leaves the error to get()
+  catalog.warm(models);
+  ASSERT_TRUE(catalog.wait_warm(std::chrono::seconds(10)));
+  auto gone = catalog.get(models[0]);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().kind, ErrorKind::model_not_found);
 }
