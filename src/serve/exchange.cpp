@@ -54,6 +54,15 @@ std::string anthropic_type(int status) {
   }
 }
 
+/// Whether a request body asks for a stream ("stream": true at the top).
+bool body_asks_to_stream(std::string_view text) {
+  if (text.find("\"stream\"") == std::string_view::npos || json_too_deep(text)) return false;
+  const auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return false;
+  const auto it = j.find("stream");
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
 }  // namespace
 
 std::string error_body(ErrorShape shape, int status, std::string_view message) {
@@ -89,7 +98,24 @@ awaitable<void> Exchange::reply(int code, std::string_view type, std::string_vie
   keep = k && !ec;
 }
 
+std::string Exchange::sse_error(int code, std::string_view message) const {
+  const std::string event = "event: error\ndata: " + error_body(shape, code, message) + "\n\n";
+  std::array<char, 24> size{};
+  const size_t n = chunk_size_line(event.size(), size.data());
+  return std::string(size.data(), n) + event + "\r\n0\r\n\r\n";
+}
+
 awaitable<void> Exchange::fail(int code, std::string_view message, std::string_view extra) {
+  if (sse_started) {
+    const std::string framed = sse_error(code, message);
+    error_code ec;
+    client.expires_after(ctx.opts.write_timeout);
+    co_await write_all(client, asio::buffer(framed), ec);
+    client.expires_never();
+    status = code;
+    keep = keep && req.keep_alive && !ec;
+    co_return;
+  }
   const std::string body = error_body(shape, code, message);
   co_await reply(code, shape == ErrorShape::text ? kTextType : kJsonType, body, extra);
 }
@@ -169,12 +195,28 @@ awaitable<bool> Exchange::acquire(const std::string& model, Launch needs, const 
   }
 }
 
+awaitable<bool> Exchange::waiting_comment(const std::string& model, Clock::duration waited) {
+  if (!sse_started) {
+    if (!may_stream_while_waiting || req.version < 11 || !body_asks_to_stream(req.text())) co_return true;
+    if (!co_await start_chunks(200, "text/event-stream")) co_return false;
+    sse_started = true;
+  }
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(waited).count();
+  const std::string line = ": " + ctx.router.waiting_for(model) + ", " + std::to_string(seconds) + " s\n\n";
+  co_return co_await chunk(line);
+}
+
 awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
   auto& router = ctx.router;
   if (const auto port = router.admit_ready(model, needs)) co_return Ticket{Ticket::Kind::ready, *port, 0, 0, {}};
   auto exec = co_await asio::this_coro::executor;
   auto timer = std::make_shared<Timer>(exec);
-  timer->expires_after(ctx.opts.wait_timeout);
+  const auto t0 = Clock::now();
+  const auto deadline = t0 + ctx.opts.wait_timeout;
+  // A streaming client hears from serve every 2 s after the first 2 (read timeouts of clients and proxies).
+  constexpr auto kTick = std::chrono::seconds(2);
+  const auto next_wake = [&] { return may_stream_while_waiting ? std::min(deadline, Clock::now() + kTick) : deadline; };
+  timer->expires_at(next_wake());
   Ticket t = router.admit(model, needs, [timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
   if (t.kind != Ticket::Kind::pending) co_return t;
   auto watch = std::make_shared<ClientWatch>();
@@ -199,7 +241,18 @@ awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
       }
       co_return r;
     }
-    if (client_gone || !ec) {  // client gone, or waited past the safety net
+    const bool timed_out = !ec && Clock::now() >= deadline;
+    if (!client_gone && !ec && !timed_out) {  // a tick: tell a streaming client, then wait on
+      if (Clock::now() - t0 >= kTick) {
+        const bool alive = co_await waiting_comment(model, Clock::now() - t0);
+        if (!alive) client_gone = true;
+      }
+      if (!client_gone) {
+        timer->expires_at(next_wake());
+        continue;
+      }
+    }
+    if (client_gone || timed_out) {  // client gone, or waited past the safety net
       watch->on_readable = nullptr;
       client.socket().cancel(ec);
       router.cancel(model, t.waiter);

@@ -79,13 +79,25 @@ class Exchange {
   ErrorShape shape = ErrorShape::openai;
   int status = 200;  // what the client got (499: it went away first), for the metrics and the log
   bool keep = true;  // the connection may carry another request
+  /// Set by the SSE-capable relays (OpenAI, Anthropic): when the body asks to
+  /// stream and the wait for an instance passes 2 s, the 200 event-stream head
+  /// goes out and a comment line every 2 s says what it waits for.
+  bool may_stream_while_waiting = false;
+  /// That head went out: the answer continues as SSE chunks (a failure is an
+  /// `error` event, the relay sends only the body).
+  bool sse_started = false;
 
   /// A whole response (no body on HEAD). keep: the client's wish, unless
   /// the write failed.
   awaitable<void> reply(int code, std::string_view type, std::string_view body, std::string_view extra = {});
   awaitable<void> json(std::string_view body) { co_await reply(200, kJsonType, body); }
   /// An error in the route's shape; `extra`: more field lines ("Retry-After: 5\r\n").
+  /// After sse_started: an `error` event that ends the stream.
   awaitable<void> fail(int code, std::string_view message, std::string_view extra = {});
+  /// `event: error` with the error body for `code`, chunk-framed and followed
+  /// by the last chunk: how a stream that already started ends in failure
+  /// (llama-server itself ends its streams so; OpenAI and Anthropic clients read it).
+  std::string sse_error(int code, std::string_view message) const;
   /// The client went away before its answer.
   void gone(int code = 499) {
     status = code;
@@ -109,6 +121,9 @@ class Exchange {
 
  private:
   awaitable<Ticket> wait_for(const std::string& model, Launch needs);
+  /// While waiting: after 2 s, the event-stream head (once) and a comment line.
+  /// False when the client is gone.
+  awaitable<bool> waiting_comment(const std::string& model, Clock::duration waited);
 };
 
 }  // namespace llamactl::serve

@@ -44,15 +44,6 @@ RelayPlan plan_relay(const Exchange& ex, const UpstreamCall& call, bool renamed 
   return p;
 }
 
-/// The error event that ends a stream llama-server broke off (OpenAI and
-/// Anthropic clients both read `event: error`), chunk-framed with the last chunk.
-std::string error_event(ErrorShape shape, const std::string& message) {
-  const std::string event = "event: error\ndata: " + error_body(shape, 502, message) + "\n\n";
-  std::array<char, 24> size{};
-  const size_t n = chunk_size_line(event.size(), size.data());
-  return std::string(size.data(), n) + event + "\r\n0\r\n\r\n";
-}
-
 /// Forwards the upstream body piece by piece as it arrives (a stream, or a
 /// body larger than what came with the head), watching the client: one that
 /// goes away closes the upstream connection, so llama-server cancels.
@@ -139,7 +130,7 @@ awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, b
   if (plan.sse && chunked_out) {
     // llama-server itself sends errors after the start this way.
     const std::string framed =
-        error_event(ex.shape, "llama-server for '" + model + "' stopped mid-stream: " + ec.message());
+        ex.sse_error(502, "llama-server for '" + model + "' stopped mid-stream: " + ec.message());
     client.expires_after(ex.ctx.opts.write_timeout);
     co_await write_all(client, asio::buffer(framed), ignored);
     client.expires_never();
@@ -151,6 +142,31 @@ awaitable<void> stream_body(Exchange& ex, Lease& lease, const RelayPlan& plan, b
 /// and CORS fields, the client's framing).
 awaitable<void> forward(Exchange& ex, Lease& lease, ModelRename& rename) {
   auto& call = lease.call;
+  if (ex.sse_started) {
+    // The event-stream head went out while the request waited: the stream
+    // goes on in chunks; a reply that is not a stream ends it as an error event.
+    if (call.head().event_stream && call.status() == 200) {
+      RelayPlan plan;
+      plan.framing = Framing::chunked;
+      plan.sse = true;
+      plan.keep = ex.req.keep_alive;
+      co_return co_await stream_body(ex, lease, plan, true, rename);
+    }
+    const int status = call.status();
+    std::string text;
+    if (const error_code ec = co_await call.collect(text)) {
+      ex.pool.drop(lease.port);
+      text = ec.message();
+    } else {
+      call.done_with(ex.pool, lease.port);
+    }
+    const auto j = json_too_deep(text) ? nlohmann::json() : nlohmann::json::parse(text, nullptr, false);
+    std::string message = text;
+    if (j.is_object() && j.contains("error") && j["error"].is_object() && j["error"].contains("message") &&
+        j["error"]["message"].is_string())
+      message = j["error"]["message"].get<std::string>();
+    co_return co_await ex.fail(status == 200 ? 502 : status, message);
+  }
   // The usual non-streaming reply came whole with its header; renamed, it
   // has a length of its own.
   std::optional<std::string_view> body;
@@ -236,6 +252,7 @@ awaitable<void> relay(Exchange& ex, Launch needs, std::optional<int64_t> dimensi
   const Request& req = ex.req;
   const UpstreamRequest up{[&req](int port) { return relay_head(req, port); }, req.text()};
   Lease lease;
+  ex.may_stream_while_waiting = true;
   if (!co_await ex.acquire(*model, needs, &up, lease)) co_return;
   // Replies name the model as the request did (Ollama's OpenAI routes do),
   // not as llama-server's alias.

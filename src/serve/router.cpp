@@ -121,6 +121,21 @@ std::optional<int> Router::admit_ready(const std::string& model, Launch needs) {
   return sched_.try_serve(model, now_ms(), needs);
 }
 
+std::string Router::waiting_for(const std::string& model) {
+  std::lock_guard lock(mu_);
+  const auto* m = sched_.find(model);
+  switch (m ? m->phase : Phase::stopped) {
+    case Phase::queued:
+      return model + " is queued for room on the GPUs";
+    case Phase::ready:
+      return "waiting for a free slot of " + model;
+    case Phase::stopping:
+      return "waiting for " + model + " to restart";
+    default:
+      return "loading " + model;
+  }
+}
+
 Ticket Router::result(uint64_t waiter) {
   std::lock_guard lock(mu_);
   auto it = waiters_.find(waiter);

@@ -98,6 +98,9 @@ class Router {
   /// request is counted in flight and gets its port (the caller must call
   /// finish()); nullopt otherwise.
   std::optional<int> admit_ready(const std::string& model, Launch needs = {});
+  /// What a waiting request for `model` waits for, in words: "loading tiny",
+  /// "tiny is queued for room on the GPUs", "waiting for a free slot of tiny".
+  std::string waiting_for(const std::string& model);
   /// The outcome of a pending admission, once woken (ready: now counted in flight).
   Ticket result(uint64_t waiter);
   /// A pending request gave up (client gone). If it was already granted, the

@@ -248,6 +248,53 @@ TEST(Serve, SlotsComeFromParallelOrFromPropsAndServeAdmitsNoMore) {
   EXPECT_NE(text.find("request: POST /v1/chat/completions"), std::string::npos) << text;
 }
 
+TEST(Serve, AStreamingRequestThatWaitsHearsFromServeEveryTwoSeconds) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_LOAD_DELAY_MS=4500"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  const auto t0 = std::chrono::steady_clock::now();
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 3),
+                    {"Content-Type: application/json"});
+  HttpReply plain;  // the same wait without "stream": nothing early, a plain reply
+  std::thread t([&] { plain = chat(s, "tiny"); });
+  ASSERT_TRUE(stream.read_until(": loading tiny, 2 s\n\n", 5s)) << stream.raw() << s.output();
+  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(first, 1.9);
+  EXPECT_LT(first, 3.5);
+  EXPECT_EQ(stream.raw().rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << stream.raw();
+  EXPECT_NE(stream.raw().find("Content-Type: text/event-stream"), std::string::npos) << stream.raw();
+  ASSERT_TRUE(stream.read_to_end());
+  const std::string body = stream.body();
+  EXPECT_NE(body.find(": loading tiny, 4 s\n\n"), std::string::npos) << body;
+  EXPECT_LT(body.find(": loading tiny, 4 s"), body.find("data: ")) << body;
+  EXPECT_NE(body.find("data: [DONE]"), std::string::npos) << body;
+  t.join();
+  EXPECT_EQ(plain.status, 200);
+  EXPECT_EQ(plain.body.rfind("{", 0), 0u) << plain.body;
+}
+
+TEST(Serve, ALoadThatFailsAfterTheStreamStartedEndsItWithAnErrorEvent) {
+  Sandbox sb;
+  two_models(sb);
+  ServeProcess s(sb, {}, {"FAKE_LOAD_DELAY_MS=6000", "FAKE_FAIL=crash"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  HttpStream stream(s.port(), "POST", "/v1/chat/completions", chat_body("tiny", true, 3),
+                    {"Content-Type: application/json"});
+  ASSERT_TRUE(stream.read_to_end(20s)) << stream.raw();
+  const std::string body = stream.body();
+  EXPECT_EQ(stream.raw().rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << stream.raw();
+  EXPECT_NE(body.find(": loading tiny, 2 s"), std::string::npos) << body;
+  const auto at = body.find("event: error\ndata: ");
+  ASSERT_NE(at, std::string::npos) << body;
+  const auto line_end = body.find('\n', at + 19);
+  const json error = json::parse(body.substr(at + 19, line_end - at - 19));
+  EXPECT_GE(error["error"]["code"].get<int>(), 500) << body;
+  EXPECT_NE(error["error"]["message"].get<std::string>().find("fake crash"), std::string::npos) << body;
+  EXPECT_EQ(body.find("[DONE]"), std::string::npos) << body;
+  EXPECT_TRUE(stream.raw().size() >= 5 && stream.raw().substr(stream.raw().size() - 5) == "0\r\n\r\n") << stream.raw();
+}
+
 TEST(Serve, NothingToFreeNamesTheOtherUsersProcess) {
   Sandbox sb;
   sb.set_gpus({"0 0 81559 0 NVIDIA H100 80GB HBM3"});
