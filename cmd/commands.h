@@ -59,6 +59,7 @@ struct ServeOptions {
   double grace_s = 10;
   std::optional<std::string> queue_timeout;  // else the config's queue_timeout
   std::optional<int64_t> max_queue;          // else the config's max_queue
+  bool watch_config = false;                 // reload the config when its file changes (as on SIGHUP)
 };
 CLI::App* setup_serve(CLI::App& app, ServeOptions& o);
 int run_serve(const ServeOptions& o, Context& ctx);

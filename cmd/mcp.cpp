@@ -83,7 +83,8 @@ class RuntimeTools final : public mcp::Tools {
     const std::string wanted = args.at("model").get<std::string>();
     auto ka = duration_arg(args.at("keep_alive"));
     if (!ka) return failure(make_error(ErrorKind::usage, "keep_alive: " + ka.error().message));
-    const auto* mc = rt.config().find_model(wanted);
+    const auto cfg = rt.config();
+    const auto* mc = cfg->find_model(wanted);
     const std::string name = mc ? mc->name : wanted;
     auto view = rt.collect(false);
     if (!view) return failure(view.error());

@@ -1,10 +1,13 @@
 // serve: the long-running router. Reads its settings, makes sure it is the
 // only serve on this state dir, then runs the HTTP server and the router's
-// loop until SIGTERM/SIGINT, and stops cleanly.
+// loop until SIGTERM/SIGINT, reloading the config on SIGHUP (and, with
+// --watch-config, when its file changes), and stops cleanly.
 
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "commands.h"
@@ -43,6 +46,9 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
                   "Requests that may wait per model, then 503 with Retry-After (default 512, or the config's "
                   "max_queue)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_flag("--watch-config", o.watch_config,
+                "Reload the config when its file changes, as on SIGHUP: new models appear, changed ones restart "
+                "once idle, removed ones unload once idle; a config with an error is refused and the old one kept");
   sub->add_option("--grace", o.grace_s, "Seconds requests in flight may take to finish on SIGTERM (default 10)")
       ->check(CLI::NonNegativeNumber);
   return sub;
@@ -104,6 +110,59 @@ Result<Settings> settings_of(const ServeOptions& o, const config::Config& cfg) {
   return s;
 }
 
+// What --watch-config compares: the located file (it may appear, or another
+// may take precedence), its identity (an editor's rename), mtime and size.
+struct ConfigStamp {
+  std::string path;
+  std::optional<std::pair<uint64_t, uint64_t>> identity;
+  int64_t mtime_ns = -1;
+  int64_t size = -1;
+  bool operator==(const ConfigStamp&) const = default;
+};
+
+ConfigStamp stamp_of(const std::string& flag) {
+  ConfigStamp s;
+  s.path = config::locate(flag);
+  if (s.path.empty()) return s;
+  s.identity = platform::file_identity(s.path);
+  if (const auto mtime = platform::file_mtime_ns(s.path)) s.mtime_ns = *mtime;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(platform::fs_path(s.path), ec);
+  s.size = ec ? -1 : static_cast<int64_t>(size);
+  return s;
+}
+
+std::string names_or_none(const std::vector<std::string>& names) {
+  return names.empty() ? "none" : join(names, ", ");
+}
+
+// Reads the config again and hands it to the router. A config that does not
+// parse, or whose settings are wrong, is refused: the one in use stays.
+void reload_config(const ServeOptions& o, const Context& ctx, serve::Router& router, serve::HttpServer& server,
+                   const char* why) {
+  auto next = config::load(ctx.global.config);
+  std::optional<Error> refused;
+  if (!next)
+    refused = next.error();
+  else if (auto s = settings_of(o, *next); !s)
+    refused = s.error();
+  if (refused) {
+    log::error("config reload ({}) refused, the config in use stays: {}", why, refused->message);
+    return;
+  }
+  for (const auto& w : next->warnings) log::warn("{}", w);
+  const auto before = router.config();
+  if (next->max_queue != before->max_queue || next->queue_timeout_ms != before->queue_timeout_ms)
+    log::warn("config reload: max_queue and queue_timeout take effect when serve restarts");
+  auto opts = runtime::classify_options(*next, std::nullopt);
+  const std::string source = next->source.empty() ? "the defaults (no config file)" : next->source;
+  const size_t count = next->models.size();
+  const auto changes = router.reload(std::make_shared<const config::Config>(std::move(*next)), std::move(opts));
+  server.config_changed();
+  log::info("config reloaded ({}) from {}: {} model(s); added: {}; changed: {}; removed: {}", why, source, count,
+            names_or_none(changes.added), names_or_none(changes.changed), names_or_none(changes.removed));
+}
+
 // One serve per state dir: the lock is held for serve's lifetime; serve.json
 // says who holds it, for the second one's message.
 Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
@@ -132,7 +191,7 @@ Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
 int run_serve(const ServeOptions& o, Context& ctx) {
   auto rt = ctx.runtime(std::nullopt);
   if (!rt) return fail(ctx, rt.error());
-  auto settings = settings_of(o, (*rt)->config());
+  auto settings = settings_of(o, *(*rt)->config());
   if (!settings) return fail(ctx, settings.error());
   const auto& dir = (*rt)->state_dir();
   auto claim = claim_state_dir(dir);
@@ -186,7 +245,28 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   });
 
   std::thread loop([&router] { router.run(); });
-  while (!platform::interrupted() && !lost_dir) platform::sleep_for(std::chrono::milliseconds(50));
+  platform::catch_hangup();
+  // --watch-config: a change is applied once the file has stayed the same
+  // for one more look (an editor's write in several steps is read whole).
+  ConfigStamp applied = o.watch_config ? stamp_of(ctx.global.config) : ConfigStamp{};
+  std::optional<ConfigStamp> seen;
+  auto next_look = std::chrono::steady_clock::now();
+  while (!platform::interrupted() && !lost_dir) {
+    platform::sleep_for(std::chrono::milliseconds(50));
+    if (platform::take_hangup()) reload_config(o, ctx, router, server, "SIGHUP");
+    if (!o.watch_config || std::chrono::steady_clock::now() < next_look) continue;
+    next_look = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
+    const ConfigStamp now = stamp_of(ctx.global.config);
+    if (now == applied) {
+      seen.reset();
+    } else if (seen && *seen == now) {
+      applied = now;
+      seen.reset();
+      reload_config(o, ctx, router, server, "the file changed");
+    } else {
+      seen = now;
+    }
+  }
   // A console window being closed leaves about 5 s in all (Windows): keep
   // most of them for unloading (--unload-on-exit) and removing serve.json.
   const double grace_s = platform::console_closing() ? std::min(o.grace_s, 1.0) : o.grace_s;

@@ -113,6 +113,23 @@ ModelConfig parse_model(const Walker& w, const std::string& name, const toml::ta
 
 }  // namespace
 
+ConfigChanges compare(const Config& before, const Config& after) {
+  ConfigChanges c;
+  const bool launch_changed = before.llama_server != after.llama_server || before.placement != after.placement;
+  for (const auto& [name, m] : after.models) {
+    const auto it = before.models.find(name);
+    if (it == before.models.end()) {
+      c.added.push_back(name);
+      continue;
+    }
+    const bool context_changed = !m.context && before.context != after.context;
+    if (!(it->second == m) || launch_changed || context_changed) c.changed.push_back(name);
+  }
+  for (const auto& [name, m] : before.models)
+    if (!after.models.count(name)) c.removed.push_back(name);
+  return c;
+}
+
 const ModelConfig* Config::find_model(const std::string& wanted) const {
   std::string name = wanted;
   if (const auto colon = name.rfind(':'); colon != std::string::npos && name.find('/') == std::string::npos)

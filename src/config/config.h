@@ -26,6 +26,7 @@ struct ModelConfig {
   bool embeddings = false;               // start llama-server with --embeddings (and a pooling type)
   bool reranking = false;       // start llama-server with --reranking (a GGUF with rank pooling gets it anyway)
   std::optional<int> parallel;  // -np: requests one instance serves at once (serve admits that many)
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct GpuOverride {
@@ -51,6 +52,19 @@ struct Config {
   /// Model by name or alias; a ":latest"-style tag is ignored. nullptr when none.
   const ModelConfig* find_model(const std::string& name) const;
 };
+
+/// What a reload changes, model by model (names sorted).
+struct ConfigChanges {
+  std::vector<std::string> added;
+  std::vector<std::string> changed;  // its llama-server would start differently
+  std::vector<std::string> removed;
+  bool empty() const { return added.empty() && changed.empty() && removed.empty(); }
+};
+
+/// Compares two configs: a model is changed when its entry differs, or a
+/// global setting its instance starts with does (llama_server, placement,
+/// and the default context for a model without its own).
+ConfigChanges compare(const Config& before, const Config& after);
 
 /// Parses config text. `source` names the file in messages ("c.toml:7: ...").
 /// Error kind config, with file, line and key, for any invalid value.

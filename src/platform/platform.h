@@ -266,6 +266,11 @@ bool interrupted();
 /// ends the process about 5 s after telling it, so whatever is left to do
 /// must be quick. Always false on POSIX.
 bool console_closing();
+/// serve: from now on SIGHUP asks for a config reload instead of ending the
+/// process (as nginx and sshd take it). Nothing on Windows, which has no SIGHUP.
+void catch_hangup();
+/// True once per SIGHUP since the last call (always false on Windows).
+bool take_hangup();
 
 void sleep_for(std::chrono::milliseconds d);
 

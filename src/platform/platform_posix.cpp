@@ -713,6 +713,25 @@ bool console_closing() {
   return false;
 }
 
+namespace {
+std::atomic<bool> g_hangup{false};
+void on_hangup(int) {
+  g_hangup = true;
+}
+}  // namespace
+
+void catch_hangup() {
+  struct sigaction sa {};
+  sa.sa_handler = on_hangup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGHUP, &sa, nullptr);
+}
+
+bool take_hangup() {
+  return g_hangup.exchange(false);
+}
+
 // ---------------------------------------------------------------------------
 // TerminalSession
 

@@ -929,6 +929,12 @@ bool console_closing() {
   return g_closing.load();
 }
 
+void catch_hangup() {}
+
+bool take_hangup() {
+  return false;
+}
+
 // ---------------------------------------------------------------------------
 // TerminalSession: the console in VT mode (set up by setup_console) with its
 // input read as key and window events. A console without VT mode, or output

@@ -143,7 +143,7 @@ void add_embedding_args(ModelChoice& m, const gguf::Info& header, const std::vec
 
 Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   const auto t0 = Clock::now();
-  auto model = resolve_model(req.model, cfg_);
+  auto model = resolve_model(req.model, *config());
   if (!model) return model.error();
   if (req.context) model->context = *req.context;
   auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
@@ -220,7 +220,7 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
 }
 
 Result<std::vector<std::string>> Runtime::room_for(const LoadRequest& req, const std::vector<std::string>& candidates) {
-  auto model = resolve_model(req.model, cfg_);
+  auto model = resolve_model(req.model, *config());
   if (!model) return model.error();
   if (req.context) model->context = *req.context;
   auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
@@ -235,15 +235,16 @@ Result<std::vector<std::string>> Runtime::room_for(const LoadRequest& req, const
   if (!st) return st.error();
   const auto live = st->live();
   const auto probe = probe_.read();
+  const auto opts = classify_opts();
   // Whether the model would be placed with the instances of `gone` stopped.
   const auto fits = [&](const std::set<std::string>& gone) -> Status {
     std::vector<state::Instance> stopped, rest;
     for (const auto& i : live) (gone.count(i.model) ? stopped : rest).push_back(i);
     const auto reading = probe_without(probe, stopped);
-    if (placement::choose_gpus(*spec, gpu::classify(reading, opts_, ours_of(rest), nullptr), rest, need, false))
+    if (placement::choose_gpus(*spec, gpu::classify(reading, opts, ours_of(rest), nullptr), rest, need, false))
       return ok_status();
     // Again with user names, for the message.
-    const auto named = gpu::classify(reading, opts_, ours_of(rest), [this](int64_t pid) { return ops_.user_of(pid); });
+    const auto named = gpu::classify(reading, opts, ours_of(rest), [this](int64_t pid) { return ops_.user_of(pid); });
     auto again = placement::choose_gpus(*spec, named, rest, need, false);
     if (again) return make_error(ErrorKind::gpu_unavailable, "the GPUs changed while they were read");
     return again.error();
@@ -275,22 +276,24 @@ Result<std::vector<std::string>> Runtime::room_for(const LoadRequest& req, const
 Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const placement::GpuSpec& spec,
                                                  const LoadRequest& req, const gpu::ProbeResult& probe,
                                                  const std::vector<state::Instance>& live, LoadOutcome& out) {
-  const auto view = gpu::classify(probe, opts_, ours_of(live), nullptr);
+  const auto cfg = config();
+  const auto opts = classify_opts();
+  const auto view = gpu::classify(probe, opts, ours_of(live), nullptr);
   for (const auto& w : view.warnings) out.notes.push_back(w);
   auto choice = placement::choose_gpus(spec, view, live, out.estimate, req.force);
   if (!choice) {
     // Name the other user's process: classify again with user names for the message.
-    const auto named = gpu::classify(probe, opts_, ours_of(live), [this](int64_t pid) { return ops_.user_of(pid); });
+    const auto named = gpu::classify(probe, opts, ours_of(live), [this](int64_t pid) { return ops_.user_of(pid); });
     auto again = placement::choose_gpus(spec, named, live, out.estimate, req.force);
     return again ? choice.error() : again.error();
   }
   for (auto& n : choice->notes) out.notes.push_back(n);
   const auto port =
-      choose_port(req.port, placement::preferred_port(cfg_, choice->gpus, view.gpus.size()), live, ops_, out.notes);
+      choose_port(req.port, placement::preferred_port(*cfg, choice->gpus, view.gpus.size()), live, ops_, out.notes);
   if (!port) return port.error();
 
-  const std::string program = platform::find_program(cfg_.llama_server).value_or(cfg_.llama_server);
-  const auto launch = placement::launch_for(cfg_, program, model.name, model.path, choice->gpus, view.gpus.size(),
+  const std::string program = platform::find_program(cfg->llama_server).value_or(cfg->llama_server);
+  const auto launch = placement::launch_for(*cfg, program, model.name, model.path, choice->gpus, view.gpus.size(),
                                             *port, model.context, model.args, req.extra_args);
   const std::string log = dir_.log_path(model.name);
   // A fresh log per start (no fsync needed): its tail is what a failed load shows.
@@ -495,7 +498,8 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
     }
     std::string wanted;
     if (req.model) {
-      const auto* mc = cfg_.find_model(*req.model);
+      const auto cfg = config();
+      const auto* mc = cfg->find_model(*req.model);
       wanted = mc ? mc->name : *req.model;
       if (!mc && ends_with(to_lower(wanted), ".gguf")) wanted = platform::utf8_path(platform::fs_path(wanted).stem());
     }
@@ -544,7 +548,7 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
     std::vector<std::string> ignored;
     if (auto st = dir_.load(*lock, ignored)) ours = ours_of(st->live());
   }
-  out.after = gpu::classify(probe, opts_, ours, [this](int64_t pid) { return ops_.user_of(pid); });
+  out.after = gpu::classify(probe, classify_opts(), ours, [this](int64_t pid) { return ops_.user_of(pid); });
   return out;
 }
 

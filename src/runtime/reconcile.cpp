@@ -286,7 +286,7 @@ Result<View> Runtime::collect(bool probe_health) {
     promote_healthy_starting(rec, health);
   }
   const auto probe = gpu_future.get();
-  View v = build_view(probe, opts_, rec, health, now_ms(), [this](int64_t pid) { return ops_.user_of(pid); });
+  View v = build_view(probe, classify_opts(), rec, health, now_ms(), [this](int64_t pid) { return ops_.user_of(pid); });
   v.notices = std::move(notes);
   return v;
 }

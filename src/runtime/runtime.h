@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -159,7 +160,12 @@ class Runtime {
  public:
   Runtime(config::Config cfg, state::StateDir dir, gpu::GpuProbe& probe, ProcessOps& ops, HealthProbe& health,
           gpu::ClassifyOptions opts)
-      : cfg_(std::move(cfg)), dir_(std::move(dir)), probe_(probe), ops_(ops), health_(health), opts_(std::move(opts)) {}
+      : cfg_(std::make_shared<const config::Config>(std::move(cfg))),
+        dir_(std::move(dir)),
+        probe_(probe),
+        ops_(ops),
+        health_(health),
+        opts_(std::move(opts)) {}
 
   /// Reconciles the state (turning vanished instances into dead records)
   /// and reads GPUs and health.
@@ -182,7 +188,18 @@ class Runtime {
   /// state file (a later reap or `status` sees it). No-op when it is gone.
   Status set_keep_alive(const std::string& model, int64_t pid, int64_t keep_alive_ms);
 
-  const config::Config& config() const { return cfg_; }
+  /// The config now: a snapshot that a reload does not change under the caller.
+  std::shared_ptr<const config::Config> config() const {
+    std::lock_guard lock(config_mu_);
+    return cfg_;
+  }
+  /// serve's config reload: loads from now on resolve models, and read the
+  /// GPUs, with these (a load in progress keeps what it started with).
+  void set_config(std::shared_ptr<const config::Config> cfg, gpu::ClassifyOptions opts) {
+    std::lock_guard lock(config_mu_);
+    cfg_ = std::move(cfg);
+    opts_ = std::move(opts);
+  }
   const state::StateDir& state_dir() const { return dir_; }
   /// llama-server's slot count on `port` (GET /props, 2 s at most).
   std::optional<int> slots(int port) { return health_.slots(port, std::chrono::seconds(2)); }
@@ -213,8 +230,13 @@ class Runtime {
   Status edit_state(const std::function<Result<bool>(const state::Lock&, state::StateFile&)>& edit);
   void promote_healthy_starting(Reconciled& rec, const std::map<std::string, int>& health);
   InstanceView describe(const state::Instance& inst, const gpu::ProbeResult& probe, int health_status);
+  gpu::ClassifyOptions classify_opts() const {
+    std::lock_guard lock(config_mu_);
+    return opts_;
+  }
 
-  config::Config cfg_;
+  mutable std::mutex config_mu_;  // guards cfg_ and opts_ (serve reloads them)
+  std::shared_ptr<const config::Config> cfg_;
   state::StateDir dir_;
   gpu::GpuProbe& probe_;
   ProcessOps& ops_;

@@ -23,7 +23,7 @@ struct ServeContext {
 
   /// What the card of a configured model is read from.
   ModelSource source_of(const config::ModelConfig& m) const {
-    return {m.name, m.path, m.context.value_or(router.config().context), projector_path(m.args), m.embeddings};
+    return {m.name, m.path, m.context.value_or(router.config()->context), projector_path(m.args), m.embeddings};
   }
   /// The card of a configured model (cached by file size and mtime).
   Result<std::shared_ptr<const ModelCard>> card_of(const config::ModelConfig& m) { return cards.get(source_of(m)); }
@@ -31,7 +31,8 @@ struct ServeContext {
   /// (serve's start; a config reload calls it again with the new models).
   void warm_cards() {
     std::vector<ModelSource> models;
-    for (const auto& [name, m] : router.config().models) models.push_back(source_of(m));
+    const auto cfg = router.config();
+    for (const auto& [name, m] : cfg->models) models.push_back(source_of(m));
     cards.warm(std::move(models));
   }
 };

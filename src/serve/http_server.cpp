@@ -37,6 +37,10 @@ Endpoint HttpServer::bound() const {
   return server_->bound();
 }
 
+void HttpServer::config_changed() {
+  ctx_->warm_cards();
+}
+
 int HttpServer::active() const {
   return server_->active();
 }

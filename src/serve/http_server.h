@@ -53,6 +53,9 @@ class HttpServer {
   /// Stops accepting, lets requests in flight finish for up to `grace`, then
   /// cuts the rest and joins the threads.
   void stop(std::chrono::milliseconds grace);
+  /// The config was reloaded: the model cards of new and changed models are
+  /// read in the background (those of removed ones are dropped).
+  void config_changed();
   /// Open client requests (being read, waiting or streaming).
   int active() const;
 

@@ -95,7 +95,8 @@ std::string empty_embed_json(const std::string& model) {
 }
 
 std::string tags_json(ServeContext& ctx) {
-  const auto& cfg = ctx.router.config();
+  const auto snapshot = ctx.router.config();
+  const auto& cfg = *snapshot;
   std::vector<std::pair<int64_t, ojson>> entries;
   for (const auto& [name, m] : cfg.models) {
     auto card = ctx.card_of(m);
@@ -125,7 +126,8 @@ std::string tags_json(ServeContext& ctx) {
 }
 
 std::string ps_json(ServeContext& ctx) {
-  const auto& cfg = ctx.router.config();
+  const auto snapshot = ctx.router.config();
+  const auto& cfg = *snapshot;
   const auto probe = ctx.gpus.read();
   const int64_t now = now_ms();
   std::vector<std::pair<int64_t, ojson>> entries;
@@ -171,7 +173,8 @@ std::string ps_json(ServeContext& ctx) {
 /// model reloads with it once idle, clamped to what it was trained for, as
 /// Ollama does). An error (400) when it asks for thinking the model lacks.
 std::string generation_needs(ServeContext& ctx, const std::string& model, const ol::Request& r, Launch& needs) {
-  const auto& cfg = ctx.router.config();
+  const auto snapshot = ctx.router.config();
+  const auto& cfg = *snapshot;
   const auto* mc = cfg.find_model(model);
   if (!mc) return {};
   auto card = ctx.card_of(*mc);
@@ -474,7 +477,8 @@ awaitable<void> ollama_show(Exchange& ex) {
   const std::string requested = ol::requested_model(body);
   if (requested.empty()) co_return co_await ex.fail(400, "model is required");
   const auto model = ex.ctx.router.resolve(requested);
-  const auto& cfg = ex.ctx.router.config();
+  const auto snapshot = ex.ctx.router.config();
+  const auto& cfg = *snapshot;
   const auto* mc = model ? cfg.find_model(*model) : nullptr;
   if (!mc) {
     const std::string message = "model '" + requested + "' not found";
@@ -492,7 +496,7 @@ awaitable<void> ollama_pull(Exchange& ex) {
   const std::string requested = ol::requested_model(body);
   if (requested.empty()) co_return co_await ex.fail(400, "model is required");
   const auto model = ex.ctx.router.resolve(requested);
-  if (!model || !ex.ctx.router.config().find_model(*model)) {
+  if (!model || !ex.ctx.router.config()->find_model(*model)) {
     const std::string message = "model '" + requested + "' not found";
     co_return co_await ex.fail(404, message);
   }
@@ -522,7 +526,7 @@ awaitable<void> ollama_embeddings(Exchange& ex) {
 awaitable<void> ollama_unsupported(Exchange& ex) {
   const std::string_view path = ex.req.path;
   const std::string op = starts_with(path, "/api/blobs/") ? std::string("blobs") : std::string(path.substr(5));
-  const std::string message = not_supported(op, ex.ctx.router.config().source);
+  const std::string message = not_supported(op, ex.ctx.router.config()->source);
   co_await ex.fail(501, message);
 }
 

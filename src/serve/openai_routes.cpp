@@ -277,7 +277,8 @@ std::string embedding_dimensions(const std::string& text, std::optional<int64_t>
 /// `created`: the model file's mtime in seconds, as Ollama's /v1/models gives
 /// it (stable from one listing to the next); now when the file cannot be read.
 int64_t created_s(ServeContext& ctx, const std::string& model) {
-  const auto* mc = ctx.router.config().find_model(model);
+  const auto cfg = ctx.router.config();
+  const auto* mc = cfg->find_model(model);
   if (mc)
     if (auto card = ctx.card_of(*mc)) return (*card)->modified_ms / 1000;
   return now_ms() / 1000;
@@ -321,7 +322,7 @@ std::string percent_decoded(std::string_view s) {
 
 std::string retrieved_json(ServeContext& ctx, const std::string& requested, std::string& error) {
   const auto model = ctx.router.resolve(requested);
-  if (!model || !ctx.router.config().find_model(*model)) {
+  if (!model || !ctx.router.config()->find_model(*model)) {
     error = "The model '" + requested + "' does not exist";
     return {};
   }

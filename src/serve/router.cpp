@@ -61,12 +61,35 @@ Router::~Router() {
 
 std::optional<std::string> Router::resolve(const std::string& requested) {
   if (requested.empty()) return std::nullopt;
-  if (const auto* m = rt_.config().find_model(requested)) return m->name;
+  const auto cfg = rt_.config();
+  if (const auto* m = cfg->find_model(requested)) return m->name;
   const std::string bare = strip_latest(requested);
   std::lock_guard lock(mu_);
+  // A model removed from the config takes no new requests while it winds down.
   for (const auto& [name, m] : sched_.models())
-    if ((name == requested || name == bare) && m.phase != Phase::stopped) return name;
+    if ((name == requested || name == bare) && m.phase != Phase::stopped && !m.removed) return name;
   return std::nullopt;
+}
+
+config::ConfigChanges Router::reload(std::shared_ptr<const config::Config> next, gpu::ClassifyOptions opts) {
+  auto changes = config::compare(*rt_.config(), *next);
+  rt_.set_config(std::move(next), std::move(opts));
+  Actions actions;
+  std::vector<std::string> by_hand;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto* names : {&changes.changed, &changes.removed})
+      for (const auto& name : *names)
+        if (const auto* m = sched_.find(name); m && m->by_hand && m->phase == Phase::ready) by_hand.push_back(name);
+    actions = sched_.reconfigure(changes.changed, changes.removed, now_ms());
+    wake_loop_ = true;
+    cv_.notify_all();
+  }
+  for (const auto& name : by_hand)
+    log::info("reload: {} was loaded by hand and keeps running as it is; `llamactl unload {}` ends it", name, name);
+  execute(actions);
+  publish();
+  return changes;
 }
 
 Ticket Router::admit(const std::string& model, Launch needs, std::function<void()> wake) {
@@ -128,7 +151,8 @@ std::string Router::waiting_for(const std::string& model) {
     case Phase::queued:
       return model + " is queued for room on the GPUs";
     case Phase::ready:
-      return "waiting for a free slot of " + model;
+      return m->stale ? "waiting for " + model + " to restart with its changed config"
+                      : "waiting for a free slot of " + model;
     case Phase::stopping:
       return "waiting for " + model + " to restart";
     default:
@@ -290,7 +314,7 @@ void Router::run_load(const std::string& model) {
     execute(actions);
     publish();
   };
-  auto keep_alive = keep_alive_for(rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
+  auto keep_alive = keep_alive_for(*rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
   if (!keep_alive) return fail(500, keep_alive.error().message);
   runtime::LoadRequest req;
   req.model = model;
@@ -553,9 +577,10 @@ std::vector<ModelInfo> Router::models() {
     }
     return info;
   };
-  for (const auto& [name, mc] : rt_.config().models) out.push_back(info_of(name, sched_.find(name), true));
+  const auto cfg = rt_.config();
+  for (const auto& [name, mc] : cfg->models) out.push_back(info_of(name, sched_.find(name), true));
   for (const auto& [name, m] : sched_.models())
-    if (!rt_.config().models.count(name) && m.phase != Phase::stopped) out.push_back(info_of(name, &m, false));
+    if (!cfg->models.count(name) && m.phase != Phase::stopped) out.push_back(info_of(name, &m, false));
   return out;
 }
 
@@ -569,7 +594,8 @@ void Router::fill(MetricsSnapshot& m) {
     mm.slots = s.phase == Phase::ready ? s.slots : 0;
     mm.replicas = s.phase == Phase::ready ? 1 : 0;
   }
-  for (const auto& [name, mc] : rt_.config().models) m.models.try_emplace(name);
+  const auto cfg = rt_.config();
+  for (const auto& [name, mc] : cfg->models) m.models.try_emplace(name);
   m.instances["dead"] = static_cast<int64_t>(dead_records_);
   m.in_flight = sched_.in_flight();
 }
@@ -633,9 +659,10 @@ ModelStatus Router::status_locked(const std::string& model) const {
 std::vector<std::pair<std::string, ModelStatus>> Router::statuses(uint64_t* cursor) {
   std::lock_guard lock(mu_);
   std::vector<std::pair<std::string, ModelStatus>> out;
-  for (const auto& [name, mc] : rt_.config().models) out.emplace_back(name, status_locked(name));
+  const auto cfg = rt_.config();
+  for (const auto& [name, mc] : cfg->models) out.emplace_back(name, status_locked(name));
   for (const auto& [name, m] : sched_.models())
-    if (!rt_.config().models.count(name) && m.phase != Phase::stopped) out.emplace_back(name, status_locked(name));
+    if (!cfg->models.count(name) && m.phase != Phase::stopped) out.emplace_back(name, status_locked(name));
   if (cursor) *cursor = last_seq_;
   return out;
 }
@@ -647,7 +674,8 @@ void Router::publish() {
   {
     std::lock_guard lock(mu_);
     std::set<std::string> names;
-    for (const auto& [name, mc] : rt_.config().models) names.insert(name);
+    const auto cfg = rt_.config();
+    for (const auto& [name, mc] : cfg->models) names.insert(name);
     for (const auto& [name, m] : sched_.models()) names.insert(name);
     for (const auto& [name, st] : published_) names.insert(name);
     bool changed = false;

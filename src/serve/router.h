@@ -138,7 +138,14 @@ class Router {
   bool unload_now(const std::string& model) { return unload_when_idle(model); }
   /// What the model's instance runs with (read from its command line); empty when not running.
   Launch running(const std::string& model);
-  const config::Config& config() const { return rt_.config(); }
+  /// A new config (SIGHUP, --watch-config). New models can be asked for at
+  /// once; the instances serve started of changed models admit no new
+  /// requests, stop when those in flight are done, and start again with the
+  /// new settings; those of removed models stop once idle. Instances loaded
+  /// by hand keep running as they are. Returns what changed.
+  config::ConfigChanges reload(std::shared_ptr<const config::Config> next, gpu::ClassifyOptions opts);
+  /// The config now (a snapshot: a reload does not change it under the caller).
+  std::shared_ptr<const config::Config> config() const { return rt_.config(); }
 
   /// A request's keep_alive (Ollama): it sticks to the running instance
   /// until another request changes it, and goes to the state file so

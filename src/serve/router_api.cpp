@@ -25,7 +25,8 @@ json status_object(const ModelStatus& s) {
 // Built outside the coroutines: GCC 12 rejects string literals in braced
 // JSON initialisers inside a coroutine ("array used as initializer").
 std::string models_json(ServeContext& ctx) {
-  const auto& cfg = ctx.router.config();
+  const auto snapshot = ctx.router.config();
+  const auto& cfg = *snapshot;
   const int64_t created = now_ms() / 1000;
   json data = json::array();
   for (const auto& [name, status] : ctx.router.statuses()) {

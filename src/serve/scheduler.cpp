@@ -98,6 +98,7 @@ bool Scheduler::may_admit(const std::string& name, const ModelState& m, int64_t 
   if (m.phase != Phase::ready) return false;
   if (m.slots > 0 && m.in_flight >= m.slots) return false;
   if (since <= m.owed_until_ms) return true;  // it was loaded for this request
+  if (m.stale) return false;                  // it drains for a restart with its new config
   const std::string* h = head();
   if (!h) return true;
   const auto& hm = models_.at(*h);
@@ -229,6 +230,7 @@ Actions Scheduler::load_failed(const std::string& model, int status, const std::
   m.port = 0;
   m.pid = 0;
   m.blockers.clear();
+  m.stale = m.removed = false;
   if (queue_load_ == model) queue_load_.clear();
   Actions out;
   fail_all(model, m, status, message, out);
@@ -285,8 +287,35 @@ Actions Scheduler::stopped(const std::string& model, int64_t now) {
   m.port = 0;
   m.pid = 0;
   m.phase = Phase::stopped;
+  // A model whose config changed comes back with it, waited for or not.
+  const bool restart = m.stale && !m.removed;
+  m.stale = m.removed = false;
   Actions out;
   restart_for_waiters(model, m, out);
+  if (restart && m.phase == Phase::stopped && !head() && queue_load_.empty()) {
+    m.phase = Phase::starting;
+    // What requests made it start with (embeddings, reranking), but the context the config says now.
+    m.want = {m.running.embeddings, 0, 0, m.running.reranking, 0};
+    out.push_back({Action::Kind::load, model, {}, 0, 0, 0, {}});
+  }
+  step(now, out);
+  return out;
+}
+
+Actions Scheduler::reconfigure(const std::vector<std::string>& changed, const std::vector<std::string>& removed,
+                               int64_t now) {
+  const auto mark = [&](const std::string& name, bool gone) {
+    auto it = models_.find(name);
+    if (it == models_.end()) return;
+    auto& m = it->second;
+    // Stopped, queued or stopping: its next load reads the new config anyway.
+    if (m.by_hand || (m.phase != Phase::ready && m.phase != Phase::starting)) return;
+    (gone ? m.removed : m.stale) = true;
+    m.epoch = ++epoch_;
+  };
+  for (const auto& name : changed) mark(name, false);
+  for (const auto& name : removed) mark(name, true);
+  Actions out;
   step(now, out);
   return out;
 }
@@ -303,6 +332,15 @@ void Scheduler::step(int64_t now, Actions& out) {
       m.last_used_ms = std::max(m.last_used_ms, now);
     }
     if (!g.waiters.empty()) out.push_back(std::move(g));
+  }
+  // A changed model's instance stops once nothing is in flight (what waits
+  // for it waits for the restart); a removed one once idle.
+  for (auto& [name, m] : models_) {
+    if (m.phase != Phase::ready || m.in_flight > 0 || !(m.stale || m.removed)) continue;
+    if (!m.stale && !m.waiters.empty()) continue;  // removed: serves what still waits first
+    m.phase = Phase::stopping;
+    m.epoch = ++epoch_;
+    out.push_back({Action::Kind::stop, name, {}, 0, m.pid, 0, m.removed ? "removed" : "config_changed"});
   }
   // Queued models whose requests all left have nothing to wait for.
   for (auto& [name, m] : models_)
@@ -370,6 +408,10 @@ Actions Scheduler::timeouts(int64_t now, int64_t timeout_ms) {
                                  : "the GPUs it needs were held by serve's busy instances of " + join(m.blockers, ", ");
         break;
       case Phase::ready:
+        if (m.stale) {
+          why = "its instance was finishing its requests to restart with its changed config";
+          break;
+        }
         why = m.slots > 0 ? "all " + std::to_string(m.slots) + " slots of its instance were busy"
                           : "its instance was busy";
         break;
@@ -413,6 +455,7 @@ SyncResult Scheduler::sync(uint64_t mark, const std::vector<Record>& live, int64
       m.phase = Phase::stopped;
       m.port = 0;
       m.pid = 0;
+      m.stale = m.removed = false;
       m.epoch = ++epoch_;
       r.vanished.push_back(name);
       continue;

@@ -60,6 +60,11 @@ struct ModelState {
   uint64_t epoch = 0;  // when this scheduler last changed it
   Launch running;      // what the instance runs with (ready)
   Launch want;         // what the next load starts it with
+  /// Its config changed (a reload): it admits only what it owes, stops once
+  /// nothing is in flight, and starts again with the new settings.
+  bool stale = false;
+  /// No longer in the config: it stops once idle and is not started again.
+  bool removed = false;
 };
 
 /// What a state-file reading says about one live instance.
@@ -87,7 +92,7 @@ struct Action {
   int port = 0;
   int64_t pid = 0;
   int status = 0;
-  std::string reason;  // stop: evicted, idle, keep_alive_0, reload; fail: the message
+  std::string reason;  // stop: evicted, idle, keep_alive_0, reload, config_changed, removed; fail: the message
 };
 using Actions = std::vector<Action>;
 
@@ -157,6 +162,10 @@ class Scheduler {
   /// Requests queued longer than `timeout_ms` (not counting a load in
   /// progress for them) fail with 503 saying how long and for what.
   Actions timeouts(int64_t now, int64_t timeout_ms);
+  /// A config reload: the instances serve started of `changed` models drain
+  /// and restart with the new settings, those of `removed` ones stop once
+  /// idle. Instances loaded by hand are the user's and left alone.
+  Actions reconfigure(const std::vector<std::string>& changed, const std::vector<std::string>& removed, int64_t now);
   /// llama-server's slot count, read after the load (0: unknown).
   Actions set_slots(const std::string& model, int slots, int64_t now);
 

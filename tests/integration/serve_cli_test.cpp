@@ -248,6 +248,73 @@ TEST(Serve, SlotsComeFromParallelOrFromPropsAndServeAdmitsNoMore) {
   EXPECT_NE(text.find("request: POST /v1/chat/completions"), std::string::npos) << text;
 }
 
+// Whether serve's /api/tags lists `model`.
+bool lists(const ServeProcess& s, const std::string& model) {
+  const auto r = http_request(s.port(), "GET", "/api/tags");
+  if (r.status != 200) return false;
+  const json tags = r.json();
+  for (const auto& m : tags["models"])
+    if (m["name"] == model + ":latest") return true;
+  return false;
+}
+
+TEST(Serve, SighupAddsChangesAndRemovesModelsAndRefusesABrokenConfig) {
+  Sandbox sb;
+  const std::string tiny = "[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n";
+  sb.write_config(tiny + "[models.gone]\npath = \"" + sb.model("gone") + "\"\n");
+  ServeProcess s(sb, {"-v"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200) << s.output();
+  ASSERT_EQ(chat(s, "gone").status, 200) << s.output();
+  const json before = live_instance(sb, "tiny");
+  EXPECT_FALSE(lists(s, "other"));
+  // tiny changes (two slots), other is new, gone is removed.
+  sb.write_config(tiny + "parallel = 2\n[models.other]\npath = \"" + sb.model("other") + "\"\n");
+  ASSERT_EQ(::kill(static_cast<pid_t>(s.pid()), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return lists(s, "other"); }, 5s)) << s.output();
+  EXPECT_TRUE(eventually([&] { return live_instance(sb, "gone").is_null(); }, 5s)) << s.output();
+  // Idle, so tiny restarted at once with its new settings.
+  json after;
+  EXPECT_TRUE(eventually(
+      [&] {
+        after = live_instance(sb, "tiny");
+        return !after.is_null() && after["pid"] != before["pid"] && after["state"] == "running";
+      },
+      5s))
+      << s.output();
+  const auto argv = after["argv"].get<std::vector<std::string>>();
+  const auto np = std::find(argv.begin(), argv.end(), "-np");
+  ASSERT_NE(np, argv.end()) << after.dump();
+  EXPECT_EQ(*(np + 1), "2");
+  EXPECT_EQ(chat(s, "other").status, 200) << s.output();
+  EXPECT_EQ(chat(s, "gone").status, 404);
+  EXPECT_NE(s.output().find("added: other; changed: tiny; removed: gone"), std::string::npos) << s.output();
+
+  // A config that does not parse is refused, and the one in use stays.
+  sb.write_config("[models.tiny\n");
+  ASSERT_EQ(::kill(static_cast<pid_t>(s.pid()), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return s.output().find("config reload (SIGHUP) refused") != std::string::npos; }, 5s))
+      << s.output();
+  EXPECT_EQ(chat(s, "other").status, 200);
+  EXPECT_EQ(chat(s, "tiny").status, 200);
+  EXPECT_EQ(live_instance(sb, "tiny")["pid"], after["pid"]);
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
+TEST(Serve, WatchConfigReloadsWhenTheFileChanges) {
+  Sandbox sb;
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n");
+  ServeProcess s(sb, {"--watch-config", "-v"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_FALSE(lists(s, "other"));
+  two_models(sb);
+  EXPECT_TRUE(eventually([&] { return lists(s, "other"); }, 5s))
+      << s.output() << http_request(s.port(), "GET", "/api/tags").body;
+  EXPECT_EQ(chat(s, "other").status, 200) << s.output();
+  EXPECT_NE(s.output().find("config reloaded (the file changed)"), std::string::npos) << s.output();
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
 TEST(Serve, AStreamingRequestThatWaitsHearsFromServeEveryTwoSeconds) {
   Sandbox sb;
   two_models(sb);

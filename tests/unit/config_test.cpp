@@ -151,3 +151,54 @@ TEST(Config, IntegerKeepAliveIsSeconds) {
   ASSERT_TRUE(never.ok());
   EXPECT_EQ(never->keep_alive_ms, kNever);
 }
+
+TEST(Config, CompareNamesAddedChangedAndRemovedModels) {
+  const auto before = parse(R"(context = 4096
+[models.same]
+path = "/m/same.gguf"
+[models.args]
+path = "/m/args.gguf"
+args = ["--flash-attn"]
+[models.gone]
+path = "/m/gone.gguf"
+[models.own_context]
+path = "/m/own.gguf"
+context = 2048
+)",
+                            "a.toml");
+  ASSERT_TRUE(before) << before.error().message;
+  const auto after = parse(R"(context = 4096
+[models.same]
+path = "/m/same.gguf"
+[models.args]
+path = "/m/args.gguf"
+args = ["--flash-attn", "--no-mmap"]
+[models.own_context]
+path = "/m/own.gguf"
+context = 2048
+[models.new]
+path = "/m/new.gguf"
+)",
+                           "b.toml");
+  ASSERT_TRUE(after) << after.error().message;
+  const auto c = compare(*before, *after);
+  EXPECT_EQ(c.added, std::vector<std::string>{"new"});
+  EXPECT_EQ(c.changed, std::vector<std::string>{"args"});
+  EXPECT_EQ(c.removed, std::vector<std::string>{"gone"});
+  EXPECT_TRUE(compare(*after, *after).empty());
+}
+
+TEST(Config, CompareCountsTheGlobalsAnInstanceStartsWith) {
+  auto a = parse("[models.x]\npath = \"/m/x.gguf\"\n[models.y]\npath = \"/m/y.gguf\"\ncontext = 8192\n", "a.toml");
+  ASSERT_TRUE(a);
+  auto b = *a;
+  b.context = 16384;  // x uses the default context; y has its own
+  EXPECT_EQ(compare(*a, b).changed, std::vector<std::string>{"x"});
+  b = *a;
+  b.llama_server = "/opt/other/llama-server";
+  EXPECT_EQ(compare(*a, b).changed, (std::vector<std::string>{"x", "y"}));
+  b = *a;
+  b.keep_alive_ms = 1000;  // applies to the next idle period, no restart
+  b.max_queue = 3;
+  EXPECT_TRUE(compare(*a, b).empty());
+}

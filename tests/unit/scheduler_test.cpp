@@ -456,6 +456,71 @@ TEST(Scheduler, LargerContextReloadsOnlyWhenIdle) {
   EXPECT_EQ(s.find("a")->want.context, 8192);
 }
 
+TEST(Scheduler, AChangedModelDrainsThenRestartsWithItsNewSettings) {
+  Scheduler s;
+  s.admit("a", 1, 0);
+  s.loaded("a", 8081, 10, 5 * kMin, false, 0);        // request 1 in flight
+  EXPECT_TRUE(s.reconfigure({"a"}, {}, 10).empty());  // busy: no stop under load
+  EXPECT_TRUE(s.find("a")->stale);
+  // A new request is not served by the old settings: it waits for the restart.
+  EXPECT_FALSE(s.try_serve("a", 20));
+  EXPECT_EQ(s.admit("a", 2, 20).kind, Admission::Kind::wait);
+  EXPECT_EQ(jobs(s.finish("a", 30)), std::vector<std::string>{"stop a (config_changed)"});
+  EXPECT_EQ(jobs(s.stopped("a", 40)), std::vector<std::string>{"load a"});
+  EXPECT_FALSE(s.find("a")->stale);
+  EXPECT_EQ(granted(s.loaded("a", 8081, 11, 5 * kMin, false, 50)), std::vector<uint64_t>{2});
+}
+
+TEST(Scheduler, AChangedIdleModelRestartsAtOnceAndAStoppedOneJustLoadsAnew) {
+  Scheduler s;
+  s.admit("a", 1, 0);
+  s.loaded("a", 8081, 10, 5 * kMin, false, 0);
+  s.finish("a", 5);
+  s.admit("b", 2, 6);
+  s.load_failed("b", 500, "broken");  // b: stopped
+  EXPECT_EQ(jobs(s.reconfigure({"a", "b"}, {}, 10)), std::vector<std::string>{"stop a (config_changed)"});
+  EXPECT_FALSE(s.find("b")->stale);
+  // Restarted although nobody waits: it ran, so it runs again, with the new settings.
+  EXPECT_EQ(jobs(s.stopped("a", 20)), std::vector<std::string>{"load a"});
+  EXPECT_EQ(s.find("a")->phase, Phase::starting);
+  EXPECT_TRUE(granted(s.loaded("a", 8081, 11, 5 * kMin, false, 30)).empty());
+  EXPECT_EQ(s.try_serve("a", 40), 8081);
+}
+
+TEST(Scheduler, AModelChangedWhileItLoadsServesWhatWaitedThenRestarts) {
+  Scheduler s;
+  s.admit("a", 1, 0);
+  s.reconfigure({"a"}, {}, 5);  // the load may have read the old config
+  EXPECT_EQ(granted(s.loaded("a", 8081, 10, 5 * kMin, false, 10)), std::vector<uint64_t>{1});
+  EXPECT_EQ(jobs(s.finish("a", 20)), std::vector<std::string>{"stop a (config_changed)"});
+}
+
+TEST(Scheduler, ARemovedModelServesWhatItHasThenStopsForGood) {
+  Scheduler s;
+  s.admit("a", 1, 0);
+  s.loaded("a", 8081, 10, -1, false, 0, {}, 1);  // one slot, request 1 in it
+  EXPECT_EQ(s.admit("a", 2, 1).kind, Admission::Kind::wait);
+  EXPECT_TRUE(s.reconfigure({}, {"a"}, 2).empty());
+  EXPECT_TRUE(s.find("a")->removed);
+  const auto next = s.finish("a", 3);  // request 2 still gets its answer
+  EXPECT_EQ(granted(next), std::vector<uint64_t>{2});
+  EXPECT_TRUE(jobs(next).empty());
+  EXPECT_EQ(jobs(s.finish("a", 4)), std::vector<std::string>{"stop a (removed)"});
+  EXPECT_TRUE(jobs(s.stopped("a", 5)).empty());
+  EXPECT_EQ(s.find("a")->phase, Phase::stopped);
+}
+
+TEST(Scheduler, AReloadLeavesInstancesLoadedByHandAlone) {
+  Scheduler s;
+  const auto mark = s.begin_sync();
+  s.sync(mark, {running("cli", 8081, 10, -1, true)}, 0);
+  EXPECT_TRUE(s.reconfigure({"cli"}, {}, 1).empty());
+  EXPECT_TRUE(s.reconfigure({}, {"cli"}, 2).empty());
+  EXPECT_FALSE(s.find("cli")->stale);
+  EXPECT_FALSE(s.find("cli")->removed);
+  EXPECT_EQ(s.try_serve("cli", 3), 8081);
+}
+
 TEST(Scheduler, LaunchIsReadFromTheCommandLine) {
   const Launch l = launch_of({"llama-server", "-m", "x.gguf", "-c", "8192", "--embeddings", "--port", "1"});
   EXPECT_TRUE(l.embeddings);
