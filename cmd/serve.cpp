@@ -43,6 +43,10 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
                   "Requests that may wait per model, then 503 with Retry-After (default 512, or the config's "
                   "max_queue)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_option(
+      "--gpus", o.gpus,
+      "Only these GPUs may be used: indices (nvidia-smi's) or GPU-... UUIDs, comma-separated; 'all' or 'none'. "
+      "Default: the config's gpus, else CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES");
   sub->add_option("--grace", o.grace_s, "Seconds requests in flight may take to finish on SIGTERM (default 10)")
       ->check(CLI::NonNegativeNumber);
   return sub;
@@ -127,11 +131,29 @@ Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
                     who + " already serves state dir " + dir.dir() + "; stop it first, or use another --state-dir");
 }
 
+// The GPUs we were given, checked once at start: a list that names a GPU
+// nvidia-smi does not list is an error now, not a failed load later.
+Status check_given_gpus(Context& ctx) {
+  auto opts = ctx.classify_options(std::nullopt);
+  if (!opts) return opts.error();
+  if (!opts->restriction) return ok_status();
+  const auto view = gpu::classify(ctx.probe().read(), *opts, {}, nullptr);
+  if (view.cpu_mode) return ok_status();
+  if (!view.restriction_error.empty()) return make_error(ErrorKind::gpu_unavailable, view.restriction_error);
+  std::vector<std::string> given;
+  for (const auto& g : view.gpus)
+    if (g.ours_to_use) given.push_back(std::to_string(g.reading.index));
+  log::info("placing only on GPU {} ({})", given.empty() ? std::string("none") : join(given, ","), view.restricted_by);
+  return ok_status();
+}
+
 }  // namespace
 
 int run_serve(const ServeOptions& o, Context& ctx) {
+  ctx.gpus_flag = o.gpus;
   auto rt = ctx.runtime(std::nullopt);
   if (!rt) return fail(ctx, rt.error());
+  if (auto s = check_given_gpus(ctx); !s) return fail(ctx, s.error());
   auto settings = settings_of(o, (*rt)->config());
   if (!settings) return fail(ctx, settings.error());
   const auto& dir = (*rt)->state_dir();
