@@ -15,6 +15,7 @@ namespace llamactl::cmd {
 
 struct GpusOptions {
   std::optional<int64_t> threshold;
+  std::optional<std::string> gpus;  // the GPUs we were given (gpu/visible.h)
   bool strict = false;
 };
 CLI::App* setup_gpus(CLI::App& app, GpusOptions& o);
@@ -28,6 +29,7 @@ struct LoadOptions {
   bool force = false;
   std::optional<std::string> keep_alive;
   std::optional<int64_t> threshold;
+  std::optional<std::string> gpus;      // the GPUs we were given (gpu/visible.h)
   std::vector<std::string> extra_args;  // after "--"
 };
 CLI::App* setup_load(CLI::App& app, LoadOptions& o);
@@ -60,6 +62,7 @@ struct ServeOptions {
   std::optional<std::string> queue_timeout;  // else the config's queue_timeout
   std::optional<int64_t> max_queue;          // else the config's max_queue
   bool watch_config = false;                 // reload the config when its file changes (as on SIGHUP)
+  std::optional<std::string> gpus;           // the GPUs we were given (gpu/visible.h)
 };
 CLI::App* setup_serve(CLI::App& app, ServeOptions& o);
 int run_serve(const ServeOptions& o, Context& ctx);

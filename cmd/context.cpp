@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "gpu/visible.h"
+#include "platform/platform.h"
 #include "ui/json.h"
 #include "util/log.h"
 
@@ -23,14 +25,28 @@ gpu::GpuProbe& Context::probe() {
   return *probe_;
 }
 
+Result<gpu::ClassifyOptions> Context::classify_options(std::optional<int64_t> threshold_flag) {
+  auto cfg = config();
+  if (!cfg) return cfg.error();
+  auto opts = runtime::classify_options(**cfg, threshold_flag);
+  auto given = gpu::choose_restriction(gpus_flag, (*cfg)->gpus, (*cfg)->gpus_where,
+                                       platform::env("CUDA_VISIBLE_DEVICES"), platform::env("NVIDIA_VISIBLE_DEVICES"));
+  if (!given) return given.error();
+  opts.restriction = *given;
+  if (opts.restriction) log::debug("placement restricted to {}", opts.restriction->describe());
+  return opts;
+}
+
 Result<runtime::Runtime*> Context::runtime(std::optional<int64_t> threshold_flag) {
   if (!runtime_) {
     auto cfg = config();
     if (!cfg) return cfg.error();
+    auto opts = classify_options(threshold_flag);
+    if (!opts) return opts.error();
     ops_ = runtime::real_process_ops();
     health_ = runtime::real_health_probe();
     runtime_ = std::make_unique<runtime::Runtime>(**cfg, state::StateDir(state::resolve_dir(global.state_dir)), probe(),
-                                                  *ops_, *health_, runtime::classify_options(**cfg, threshold_flag));
+                                                  *ops_, *health_, std::move(*opts));
   }
   return runtime_.get();
 }

@@ -29,12 +29,18 @@ class Context {
 
   GlobalOptions global;
   ui::Terminal term;
+  /// `--gpus` of serve and load (before runtime()): the GPUs we were given.
+  std::optional<std::string> gpus_flag;
 
   /// Loads the config once; prints its warnings. Error kind config.
   Result<const config::Config*> config();
   gpu::GpuProbe& probe();
   /// Use `p` for every GPU reading (watch: the GpuMonitor stream); before runtime().
   void set_probe(std::unique_ptr<gpu::GpuProbe> p) { probe_ = std::move(p); }
+  /// Thresholds and ignore list from the config, and the GPUs we were given:
+  /// --gpus, else config `gpus`, else CUDA_VISIBLE_DEVICES, else
+  /// NVIDIA_VISIBLE_DEVICES. Error (usage/config) when that list is garbage.
+  Result<gpu::ClassifyOptions> classify_options(std::optional<int64_t> threshold_flag);
   /// The runtime over the state dir; error when the config is invalid.
   Result<runtime::Runtime*> runtime(std::optional<int64_t> threshold_flag);
 

@@ -10,13 +10,15 @@ CLI::App* setup_gpus(CLI::App& app, GpusOptions& o) {
   auto* sub = app.add_subcommand("gpus", "Detect GPUs with nvidia-smi and classify each one");
   sub->add_option("--threshold", o.threshold, "MiB above which a GPU counts as in use (default 30)")
       ->check(CLI::NonNegativeNumber);
+  sub->add_option("--gpus", o.gpus,
+                  "Show as ours to use only these GPUs (as serve --gpus; default: the config's gpus, else "
+                  "CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES); the others are 'not ours to use'");
   sub->add_flag("--strict", o.strict, "Exit 10 instead of falling back to CPU mode when no GPU can be read");
   return sub;
 }
 
 int run_gpus(const GpusOptions& o, Context& ctx) {
-  auto cfg = ctx.config();
-  if (!cfg) return fail(ctx, cfg.error());
+  ctx.gpus_flag = o.gpus;
   auto rt = ctx.runtime(o.threshold);
   if (!rt) return fail(ctx, rt.error());
   // Our instances decide model_loaded, so read the state like status does (no health probes).
@@ -26,8 +28,9 @@ int run_gpus(const GpusOptions& o, Context& ctx) {
     // GPUs can still be shown without our state; they just cannot say "ours".
     log::warn("{}; showing GPUs without our instances", view.error().message);
     runtime::View bare;
-    bare.gpus =
-        gpu::classify(ctx.probe().read(), runtime::classify_options(**cfg, o.threshold), {}, platform::process_user);
+    auto opts = ctx.classify_options(o.threshold);
+    if (!opts) return fail(ctx, opts.error());
+    bare.gpus = gpu::classify(ctx.probe().read(), *opts, {}, platform::process_user);
     view = std::move(bare);
   }
   const auto& gv = view->gpus;

@@ -19,11 +19,16 @@ CLI::App* setup_load(CLI::App& app, LoadOptions& o) {
   sub->add_flag("--force", o.force, "Load even when the memory estimate says it does not fit");
   sub->add_option("--keep-alive", o.keep_alive, "Idle time after which serve may unload it (default: never)");
   sub->add_option("--threshold", o.threshold, "MiB above which a GPU counts as in use")->check(CLI::NonNegativeNumber);
+  sub->add_option(
+      "--gpus", o.gpus,
+      "Only these GPUs may be used: indices (nvidia-smi's) or GPU-... UUIDs, comma-separated; 'all' or 'none'. "
+      "Default: the config's gpus, else CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES");
   sub->footer("Arguments after '--' go to llama-server: llamactl load llama-7b -- --flash-attn on");
   return sub;
 }
 
 int run_load(const LoadOptions& o, Context& ctx) {
+  ctx.gpus_flag = o.gpus;
   auto rt = ctx.runtime(o.threshold);
   if (!rt) return fail(ctx, rt.error());
   runtime::LoadRequest req;

@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "gpu/monitor.h"
+#include "gpu/visible.h"
 #include "platform/platform.h"
 #include "serve/http_server.h"
 #include "serve/options.h"
@@ -49,6 +50,10 @@ CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
   sub->add_flag("--watch-config", o.watch_config,
                 "Reload the config when its file changes, as on SIGHUP: new models appear, changed ones restart "
                 "once idle, removed ones unload once idle; a config with an error is refused and the old one kept");
+  sub->add_option(
+      "--gpus", o.gpus,
+      "Only these GPUs may be used: indices (nvidia-smi's) or GPU-... UUIDs, comma-separated; 'all' or 'none'. "
+      "Default: the config's gpus, else CUDA_VISIBLE_DEVICES, else NVIDIA_VISIBLE_DEVICES");
   sub->add_option("--grace", o.grace_s, "Seconds requests in flight may take to finish on SIGTERM (default 10)")
       ->check(CLI::NonNegativeNumber);
   return sub;
@@ -155,6 +160,14 @@ void reload_config(const ServeOptions& o, const Context& ctx, serve::Router& rou
   if (next->max_queue != before->max_queue || next->queue_timeout_ms != before->queue_timeout_ms)
     log::warn("config reload: max_queue and queue_timeout take effect when serve restarts");
   auto opts = runtime::classify_options(*next, std::nullopt);
+  // --gpus still wins; the config's gpus may have changed.
+  auto given = gpu::choose_restriction(ctx.gpus_flag, next->gpus, next->gpus_where,
+                                       platform::env("CUDA_VISIBLE_DEVICES"), platform::env("NVIDIA_VISIBLE_DEVICES"));
+  if (!given) {
+    log::error("config reload ({}) refused, the config in use stays: {}", why, given.error().message);
+    return;
+  }
+  opts.restriction = *given;
   const std::string source = next->source.empty() ? "the defaults (no config file)" : next->source;
   const size_t count = next->models.size();
   const auto changes = router.reload(std::make_shared<const config::Config>(std::move(*next)), std::move(opts));
@@ -186,11 +199,29 @@ Result<platform::FileLock> claim_state_dir(const state::StateDir& dir) {
                     who + " already serves state dir " + dir.dir() + "; stop it first, or use another --state-dir");
 }
 
+// The GPUs we were given, checked once at start: a list that names a GPU
+// nvidia-smi does not list is an error now, not a failed load later.
+Status check_given_gpus(Context& ctx) {
+  auto opts = ctx.classify_options(std::nullopt);
+  if (!opts) return opts.error();
+  if (!opts->restriction) return ok_status();
+  const auto view = gpu::classify(ctx.probe().read(), *opts, {}, nullptr);
+  if (view.cpu_mode) return ok_status();
+  if (!view.restriction_error.empty()) return make_error(ErrorKind::gpu_unavailable, view.restriction_error);
+  std::vector<std::string> given;
+  for (const auto& g : view.gpus)
+    if (g.ours_to_use) given.push_back(std::to_string(g.reading.index));
+  log::info("placing only on GPU {} ({})", given.empty() ? std::string("none") : join(given, ","), view.restricted_by);
+  return ok_status();
+}
+
 }  // namespace
 
 int run_serve(const ServeOptions& o, Context& ctx) {
+  ctx.gpus_flag = o.gpus;
   auto rt = ctx.runtime(std::nullopt);
   if (!rt) return fail(ctx, rt.error());
+  if (auto s = check_given_gpus(ctx); !s) return fail(ctx, s.error());
   auto settings = settings_of(o, *(*rt)->config());
   if (!settings) return fail(ctx, settings.error());
   const auto& dir = (*rt)->state_dir();

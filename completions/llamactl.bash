@@ -62,18 +62,18 @@ _llamactl() {
       return
       ;;
     --port | --timeout | --threshold | --interval | --smi-timeout | --keep-alive | --listen | --api-key | \
-      --max-body | --load-timeout | --grace | --allow-host)
+      --max-body | --load-timeout | --grace | --allow-host | --gpus)
       return
       ;;
   esac
   IFS=$' \t\n'
   local opts
   case "$sub" in
-    gpus) opts="--threshold --strict" ;;
-    load) opts="--gpu --port --timeout --force --keep-alive --threshold" ;;
+    gpus) opts="--threshold --strict --gpus" ;;
+    load) opts="--gpu --port --timeout --force --keep-alive --threshold --gpus" ;;
     unload) opts="--gpu --all --timeout" ;;
     status) opts="--check --threshold" ;;
-    serve) opts="--listen --api-key --allow-host --keep-alive --unload-on-exit --max-body --load-timeout --grace" ;;
+    serve) opts="--listen --api-key --allow-host --keep-alive --unload-on-exit --max-body --load-timeout --grace --gpus" ;;
     mcp) opts="" ;;
     watch) opts="--interval --once" ;;
     "")

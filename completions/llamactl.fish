@@ -66,5 +66,6 @@ complete -c llamactl -n '__fish_seen_subcommand_from serve' -l unload-on-exit -d
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l max-body -r -d 'Largest request body'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l load-timeout -r -d 'Seconds to become healthy'
 complete -c llamactl -n '__fish_seen_subcommand_from serve' -l grace -r -d 'Seconds for in-flight requests on stop'
+complete -c llamactl -n '__fish_seen_subcommand_from gpus load serve' -l gpus -x -d 'Only these GPUs (indices or UUIDs)'
 complete -c llamactl -n '__fish_seen_subcommand_from watch' -l interval -r -d 'Seconds'
 complete -c llamactl -n '__fish_seen_subcommand_from watch' -l once -d 'One frame'

@@ -6,11 +6,11 @@ Register-ArgumentCompleter -Native -CommandName llamactl, llamactl.exe -ScriptBl
   $commands = 'gpus', 'load', 'unload', 'status', 'serve', 'mcp', 'watch'
   $global = '--json', '--config', '--state-dir', '--verbose', '--quiet', '--smi-timeout', '--help', '--version'
   $perCommand = @{
-    gpus   = '--threshold', '--strict'
-    load   = '--gpu', '--port', '--timeout', '--force', '--keep-alive', '--threshold'
+    gpus   = '--threshold', '--strict', '--gpus'
+    load   = '--gpu', '--port', '--timeout', '--force', '--keep-alive', '--threshold', '--gpus'
     unload = '--gpu', '--all', '--timeout'
     status = '--check', '--threshold'
-    serve  = '--listen', '--api-key', '--allow-host', '--keep-alive', '--unload-on-exit', '--max-body', '--load-timeout', '--grace'
+    serve  = '--listen', '--api-key', '--allow-host', '--keep-alive', '--unload-on-exit', '--max-body', '--load-timeout', '--grace', '--gpus'
     watch  = '--interval', '--once'
   }
   $words = $commandAst.CommandElements | ForEach-Object { $_.ToString() }

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "gpu/classify.h"
+#include "gpu/visible.h"
 #include "platform/platform.h"
 #include "util/duration.h"
 #include "util/strings.h"
@@ -77,6 +78,25 @@ void check_gpu_spec(const Walker& w, const toml::node& n, const std::string& key
     const auto idx = parse_int(part);
     if (!idx || *idx < 0 || *idx > 63) w.fail(n, key, "'" + spec + "' is not a GPU spec (0, 1, 0,1, both, auto, cpu)");
   }
+}
+
+// `gpus = [0, "GPU-…"]`: checked here so a bad entry names its line.
+std::vector<std::string> gpu_list(const Walker& w, const toml::node& n, const std::string& key) {
+  const auto* arr = n.as_array();
+  if (!arr) w.fail(n, key, "expected an array of GPU indices or \"GPU-...\" UUIDs, such as [0, 1]");
+  std::vector<std::string> out;
+  for (const auto& item : *arr) {
+    if (item.is_integer())
+      out.push_back(std::to_string(w.integer(item, key, 0, 63)));
+    else if (item.is_string())
+      out.push_back(w.str(item, key));
+    else
+      w.fail(item, key, "expected GPU indices or \"GPU-...\" UUIDs");
+    if (auto r = gpu::parse_restriction(out.back(), gpu::RestrictionSource::config);
+        !r || !*r || (*r)->entries.size() != 1)
+      w.fail(item, key, "'" + out.back() + "' is neither a GPU index nor a \"GPU-...\" UUID");
+  }
+  return out;
 }
 
 ModelConfig parse_model(const Walker& w, const std::string& name, const toml::table& t, Config& cfg) {
@@ -203,6 +223,9 @@ Result<Config> parse(const std::string& text, const std::string& source) {
           }
           cfg.gpu[static_cast<int>(*idx)] = o;
         }
+      } else if (key == "gpus") {
+        cfg.gpus = gpu_list(w, node, key);
+        cfg.gpus_where = w.where(node);
       } else if (key == "models") {
         for (const auto& [mk, mn] : w.table(node, key)) {
           const std::string name(mk.str());

@@ -45,6 +45,10 @@ struct Config {
   int64_t queue_timeout_ms = 10 * 60 * 1000;  // serve: the longest a request waits in a queue; kNever: no bound
   std::map<std::string, int> ports;           // "gpu0", "gpu1", "both", "cpu"
   std::map<int, GpuOverride> gpu;
+  /// `gpus = [0, 1]` (indices or "GPU-..." UUIDs): the GPUs placement may
+  /// use (gpu/visible.h); nullopt: not set. `gpus_where` is "file:line".
+  std::optional<std::vector<std::string>> gpus;
+  std::string gpus_where;
   std::vector<std::string> ignore_processes;  // defaults to the desktop compositors
   std::map<std::string, ModelConfig> models;
   std::vector<std::string> warnings;  // unknown keys, with file:line

@@ -1,6 +1,7 @@
 #include "gpu/classify.h"
 
 #include <algorithm>
+#include <set>
 
 #include "util/strings.h"
 
@@ -67,6 +68,8 @@ const char* to_string(GpuState s) {
       return "occupied_by_others";
     case GpuState::unavailable:
       return "unavailable";
+    case GpuState::not_ours:
+      return "not_ours_to_use";
   }
   return "unknown";
 }
@@ -106,6 +109,16 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
   view.warnings = probe.snapshot.warnings;
   if (probe.cpu_mode) return view;
 
+  std::optional<std::set<int>> allowed;
+  if (opts.restriction) {
+    view.restricted_by = opts.restriction->describe();
+    auto r = resolve(*opts.restriction, probe.snapshot.gpus);
+    if (!r) {
+      view.restriction_error = r.error().message;
+      view.warnings.push_back(r.error().message + "; no GPU is ours to use");
+    }
+    allowed = r ? *r : std::set<int>{};
+  }
   for (const auto& reading : probe.snapshot.gpus) {
     GpuStatus st;
     st.reading = reading;
@@ -129,6 +142,10 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
       st.model_name = join(our_models, ",");
     } else {
       st.state = occupancy(st, ignored_mib);
+    }
+    if (allowed && !allowed->count(reading.index)) {
+      st.ours_to_use = false;
+      if (st.state != GpuState::model_loaded) st.state = GpuState::not_ours;
     }
     if (st.state == GpuState::occupied_by_others && !anyone_else(st.processes)) {
       ProcessInfo unknown;

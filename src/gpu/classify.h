@@ -26,16 +26,20 @@
 #include <vector>
 
 #include "gpu/probe.h"
+#include "gpu/visible.h"
 
 namespace llamactl::gpu {
 
-enum class GpuState { idle, model_loaded, occupied_by_others, unavailable };
+/// not_ours: outside the GPUs we were given (gpu/visible.h), whatever runs
+/// there; a GPU that runs one of our instances stays model_loaded.
+enum class GpuState { idle, model_loaded, occupied_by_others, unavailable, not_ours };
 const char* to_string(GpuState s);
 
 struct ClassifyOptions {
   int64_t threshold_mib = 30;
   std::map<int, int64_t> per_gpu_threshold_mib;
   std::vector<std::string> ignore_processes;  // basenames, case-insensitive ("Xorg", "dwm.exe")
+  std::optional<Restriction> restriction;     // the GPUs we were given; nullopt: all
 };
 
 struct OurInstance {
@@ -59,7 +63,8 @@ struct GpuStatus {
   bool select_enabled = true;
   bool loadable = true;
   int64_t threshold_mib = 30;
-  bool desktop = false;  // a WDDM GPU judged by its process list (see above)
+  bool desktop = false;     // a WDDM GPU judged by its process list (see above)
+  bool ours_to_use = true;  // inside the GPUs we were given
   std::vector<ProcessInfo> processes;
   std::optional<int64_t> free_mib() const;
 };
@@ -71,6 +76,8 @@ struct GpuView {
   int64_t threshold_mib = 30;
   std::vector<GpuStatus> gpus;
   std::vector<std::string> warnings;
+  std::string restricted_by;      // "CUDA_VISIBLE_DEVICES=GPU-…"; empty: every GPU is ours to use
+  std::string restriction_error;  // the restriction names a GPU nvidia-smi does not list: none is ours
   const GpuStatus* find(int index) const;
 };
 

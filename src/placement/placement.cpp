@@ -27,6 +27,15 @@ std::string describe_others(const gpu::GpuStatus& g) {
   return used + (parts.empty() ? "" : ": " + join(parts, "; "));
 }
 
+// "CUDA_VISIBLE_DEVICES=GPU-… gives us GPU 2" for messages.
+std::string given_text(const gpu::GpuView& view) {
+  if (!view.restriction_error.empty()) return view.restriction_error;
+  std::vector<int> given;
+  for (const auto& g : view.gpus)
+    if (g.ours_to_use) given.push_back(g.reading.index);
+  return view.restricted_by + (given.empty() ? " gives us no GPU" : " gives us GPU " + gpus_text(given));
+}
+
 // Why this GPU cannot take a new instance; empty when it can.
 std::string refusal(int index, const gpu::GpuView& view, const std::vector<state::Instance>& ours) {
   for (const auto& inst : ours) {
@@ -55,6 +64,8 @@ std::string refusal(int index, const gpu::GpuView& view, const std::vector<state
     case gpu::GpuState::unavailable:
       return "GPU " + std::to_string(index) + " is unavailable (" +
              (g->reading.error.empty() ? "memory reading unknown" : g->reading.error) + ")";
+    case gpu::GpuState::not_ours:
+      return "GPU " + std::to_string(index) + " is not ours to use: " + given_text(view);
   }
   return {};
 }
@@ -126,6 +137,11 @@ Result<Choice> choose_gpus(const GpuSpec& spec, const gpu::GpuView& view, const 
                            const Estimate& need, bool force) {
   Choice c;
   if (spec.kind == GpuSpec::Kind::cpu) return c;
+  // A restriction that names a GPU nvidia-smi does not list is a mistake to fix, not a hint to ignore.
+  if (!view.restriction_error.empty()) return make_error(ErrorKind::gpu_unavailable, view.restriction_error);
+  const bool none_given =
+      !view.cpu_mode && !view.gpus.empty() &&
+      std::none_of(view.gpus.begin(), view.gpus.end(), [](const gpu::GpuStatus& g) { return g.ours_to_use; });
 
   if (spec.kind == GpuSpec::Kind::auto_) {
     if (view.cpu_mode || view.gpus.empty()) {
@@ -133,12 +149,17 @@ Result<Choice> choose_gpus(const GpuSpec& spec, const gpu::GpuView& view, const 
                         "); running on CPU");
       return c;
     }
+    if (none_given) {
+      c.notes.push_back(given_text(view) + "; running on CPU");
+      return c;
+    }
     std::vector<const gpu::GpuStatus*> idle;
     for (const auto& g : view.gpus)
       if (refusal(g.reading.index, view, ours).empty()) idle.push_back(&g);
     if (idle.empty()) {
       std::vector<std::string> why;
-      for (const auto& g : view.gpus) why.push_back(refusal(g.reading.index, view, ours));
+      for (const auto& g : view.gpus)
+        if (g.ours_to_use) why.push_back(refusal(g.reading.index, view, ours));
       return make_error(ErrorKind::gpu_unavailable, "no idle GPU for auto placement: " + join(why, "; "));
     }
     std::stable_sort(idle.begin(), idle.end(), [](const gpu::GpuStatus* a, const gpu::GpuStatus* b) {
@@ -172,7 +193,9 @@ Result<Choice> choose_gpus(const GpuSpec& spec, const gpu::GpuView& view, const 
     if (view.cpu_mode || view.gpus.empty())
       return make_error(ErrorKind::gpu_unavailable, "--gpu " + spec.text + ": no GPU detected" +
                                                         (view.cpu_reason.empty() ? "" : " (" + view.cpu_reason + ")"));
-    for (const auto& g : view.gpus) wanted.push_back(g.reading.index);
+    if (none_given) return make_error(ErrorKind::gpu_unavailable, "--gpu " + spec.text + ": " + given_text(view));
+    for (const auto& g : view.gpus)
+      if (g.ours_to_use) wanted.push_back(g.reading.index);  // all the GPUs we were given
   }
   if (view.cpu_mode)
     return make_error(ErrorKind::gpu_unavailable, "--gpu " + spec.text + ": no GPU detected" +
@@ -229,7 +252,7 @@ bool has_flag(const std::vector<std::string>& args, std::initializer_list<const 
 Launch launch_for(const config::Config& cfg, const std::string& program, const std::string& model_name,
                   const std::string& model_path, const std::vector<int>& gpus, size_t total_gpus, int port,
                   int64_t context, const std::vector<std::string>& model_args,
-                  const std::vector<std::string>& extra_args) {
+                  const std::vector<std::string>& extra_args, const std::vector<int>& visible) {
   Launch l;
   l.argv = {program,
             "-m",
@@ -260,10 +283,17 @@ Launch launch_for(const config::Config& cfg, const std::string& program, const s
     }
   } else {
     // The original deployment: every GPU visible, the split picks the GPUs ("1,0", "0,1", "0.5,0.5").
-    const size_t n = std::max<size_t>(total_gpus, static_cast<size_t>(*std::max_element(gpus.begin(), gpus.end()) + 1));
+    // Every GPU we were given, that is: the child numbers the visible ones 0.. in this order.
+    std::vector<int> seen = visible;
+    if (seen.empty()) {
+      const size_t n =
+          std::max<size_t>(total_gpus, static_cast<size_t>(*std::max_element(gpus.begin(), gpus.end()) + 1));
+      for (size_t i = 0; i < n; ++i) seen.push_back(static_cast<int>(i));
+    }
+    l.env.emplace_back("CUDA_VISIBLE_DEVICES", gpus_text(seen));
     std::vector<std::string> split_parts;
-    for (size_t i = 0; i < n; ++i) {
-      const bool chosen = std::find(gpus.begin(), gpus.end(), static_cast<int>(i)) != gpus.end();
+    for (int i : seen) {
+      const bool chosen = std::find(gpus.begin(), gpus.end(), i) != gpus.end();
       split_parts.push_back(chosen ? ratio(1.0 / static_cast<double>(gpus.size())) : "0");
     }
     if (!user_ngl) l.argv.insert(l.argv.end(), {"-ngl", "999"});

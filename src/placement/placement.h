@@ -66,11 +66,15 @@ struct Launch {
 /// llama-server argv and environment for a placement (SPEC section 3,
 /// isolation): --host/--port/-c always explicit; CUDA_VISIBLE_DEVICES for
 /// visible-devices placement, --tensor-split for several GPUs or for the
-/// original tensor-split style.
+/// original tensor-split style. CUDA_VISIBLE_DEVICES is always set, so an
+/// inherited one (the GPUs we were given) never renumbers the child's GPUs.
+/// `visible`: the GPUs a tensor-split child sees (nvidia-smi indices,
+/// sorted; the GPUs we were given), the split runs over them; empty: all
+/// `total_gpus`.
 Launch launch_for(const config::Config& cfg, const std::string& program, const std::string& model_name,
                   const std::string& model_path, const std::vector<int>& gpus, size_t total_gpus, int port,
                   int64_t context, const std::vector<std::string>& model_args,
-                  const std::vector<std::string>& extra_args);
+                  const std::vector<std::string>& extra_args, const std::vector<int>& visible = {});
 
 /// "0,1" / "cpu" for messages and JSON.
 std::string gpus_text(const std::vector<int>& gpus);

@@ -293,8 +293,12 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
   if (!port) return port.error();
 
   const std::string program = platform::find_program(cfg->llama_server).value_or(cfg->llama_server);
+  std::vector<int> given;  // the GPUs we were given: all that a tensor-split child may see
+  for (const auto& g : view.gpus)
+    if (g.ours_to_use) given.push_back(g.reading.index);
+  std::sort(given.begin(), given.end());
   const auto launch = placement::launch_for(*cfg, program, model.name, model.path, choice->gpus, view.gpus.size(),
-                                            *port, model.context, model.args, req.extra_args);
+                                            *port, model.context, model.args, req.extra_args, given);
   const std::string log = dir_.log_path(model.name);
   // A fresh log per start (no fsync needed): its tail is what a failed load shows.
   // 0600 and never through a planted link: the log holds the model's paths and arguments.

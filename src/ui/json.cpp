@@ -41,11 +41,14 @@ json gpus_json(const gpu::GpuView& view) {
                                {"model_name", opt(g.model_name)},
                                {"select_enabled", g.select_enabled},
                                {"loadable", g.loadable},
+                               {"ours_to_use", g.ours_to_use},
                                {"threshold_mib", g.threshold_mib},
                                {"error", g.reading.error.empty() ? json(nullptr) : json(g.reading.error)},
                                {"process_info", procs}});
   }
   j["warnings"] = view.warnings;
+  // The GPUs we were given: "CUDA_VISIBLE_DEVICES=GPU-…", or null when every GPU is ours to use.
+  j["restricted_by"] = view.restricted_by.empty() ? json(nullptr) : json(view.restricted_by);
   return j;
 }
 

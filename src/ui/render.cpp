@@ -20,6 +20,8 @@ std::string state_text(const gpu::GpuStatus& g, const Terminal& term) {
     case gpu::GpuState::unavailable:
       return term.paint("unavailable" + (g.reading.error.empty() ? std::string() : " (" + g.reading.error + ")"),
                         Color::red);
+    case gpu::GpuState::not_ours:
+      return term.paint("not ours to use", Color::dim);
   }
   return "?";
 }
@@ -57,6 +59,11 @@ std::string render_gpus(const gpu::GpuView& view, const Terminal& term) {
   }
   // Processes under the table, per GPU, so long names do not widen it.
   out += t.render();
+  // Why some GPUs are not ours to use: where the restriction came from.
+  if (!view.restriction_error.empty())
+    out += "Placement: " + view.restriction_error + "\n";
+  else if (!view.restricted_by.empty())
+    out += "Placement: only the GPUs we were given (" + view.restricted_by + ")\n";
   for (const auto& g : view.gpus) {
     if (g.state != gpu::GpuState::occupied_by_others && g.state != gpu::GpuState::model_loaded) continue;
     if (g.processes.empty()) continue;

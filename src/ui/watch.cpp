@@ -240,6 +240,8 @@ Field state_field(const gpu::GpuStatus& g, bool reading_ok) {
     case gpu::GpuState::unavailable:
       return {"unavailable" + (g.reading.error.empty() ? std::string() : " (" + clean(g.reading.error) + ")"),
               Color::red, 0, Cut::end};
+    case gpu::GpuState::not_ours:
+      return {"not ours to use", Color::dim};
   }
   return {"?"};
 }

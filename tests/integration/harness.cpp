@@ -108,17 +108,11 @@ Sandbox::~Sandbox() {
 
 std::vector<std::string> Sandbox::command(const std::string& state_dir, const std::vector<std::string>& args,
                                           const std::vector<std::string>& env) const {
-  std::vector<std::string> argv = {"env",
-                                   "-u",
-                                   "LLAMACTL_GPU_FIXTURE",
-                                   "-u",
-                                   "LLAMACTL_CONFIG",
-                                   "-u",
-                                   "LLAMACTL_STATE_DIR",
-                                   "-u",
-                                   "NO_COLOR",
-                                   "LLAMACTL_NVIDIA_SMI=" FAKE_NVIDIA_SMI,
-                                   "FAKE_GPU_DIR=" + gpu_dir()};
+  std::vector<std::string> argv = {"env", "-u", "LLAMACTL_GPU_FIXTURE", "-u", "LLAMACTL_CONFIG", "-u",
+                                   "LLAMACTL_STATE_DIR", "-u", "NO_COLOR",
+                                   // The GPUs a cluster scheduler gave the job running the tests are not the mock's.
+                                   "-u", "CUDA_VISIBLE_DEVICES", "-u", "NVIDIA_VISIBLE_DEVICES",
+                                   "LLAMACTL_NVIDIA_SMI=" FAKE_NVIDIA_SMI, "FAKE_GPU_DIR=" + gpu_dir()};
   argv.insert(argv.end(), env.begin(), env.end());
   argv.push_back(LLAMACTL_BIN);
   argv.insert(argv.end(), args.begin(), args.end());

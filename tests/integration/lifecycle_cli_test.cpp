@@ -312,7 +312,8 @@ TEST(Lifecycle, ConfigModelsAliasesTensorSplitStyleAndExtraArgs) {
   EXPECT_EQ(j["model"], "llama-7b");
   EXPECT_EQ(j["gpus"], json::array({1}));
   const std::string log = read_text(j["log"].get<std::string>());
-  EXPECT_NE(log.find("CUDA_VISIBLE_DEVICES=(unset)"), std::string::npos) << log;
+  // Every GPU visible, named explicitly so an inherited CUDA_VISIBLE_DEVICES cannot renumber them.
+  EXPECT_NE(log.find("CUDA_VISIBLE_DEVICES=0,1 "), std::string::npos) << log;
   EXPECT_NE(log.find("-c 8192"), std::string::npos);
   EXPECT_NE(log.find("--tensor-split 0,1 --flash-attn on -np 2"), std::string::npos) << log;
   EXPECT_EQ(sb.run({"unload", "llama"}).exit_code, 0);

@@ -202,3 +202,34 @@ TEST(Config, CompareCountsTheGlobalsAnInstanceStartsWith) {
   b.max_queue = 3;
   EXPECT_TRUE(compare(*a, b).empty());
 }
+
+TEST(Config, GpusWeWereGiven) {
+  auto c = parse("\ngpus = [0, \"GPU-2ccccccc\", 3]\n", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  ASSERT_TRUE(c->gpus.has_value());
+  EXPECT_EQ(*c->gpus, (std::vector<std::string>{"0", "GPU-2ccccccc", "3"}));
+  EXPECT_EQ(c->gpus_where, "c.toml:2");
+  EXPECT_FALSE(parse("", "c.toml")->gpus.has_value());
+  auto empty = parse("gpus = []\n", "c.toml");  // no GPU at all: CPU only
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->gpus && empty->gpus->empty());
+
+  struct Row {
+    const char* text;
+    const char* says;
+  };
+  const Row rows[] = {
+      {"gpus = \"0,1\"\n", "c.toml:1: key 'gpus': expected an array of GPU indices"},
+      {"gpus = [0, 64]\n", "c.toml:1: key 'gpus': must be between 0 and 63"},
+      {"gpus = [-1]\n", "c.toml:1: key 'gpus': must be between 0 and 63"},
+      {"gpus = [\"cuda:0\"]\n", "key 'gpus': 'cuda:0' is neither a GPU index nor a \"GPU-...\" UUID"},
+      {"gpus = [\"0,1\"]\n", "'0,1' is neither"},
+      {"gpus = [1.5]\n", "expected GPU indices"},
+  };
+  for (const auto& row : rows) {
+    auto r = parse(row.text, "c.toml");
+    ASSERT_FALSE(r.ok()) << row.text;
+    EXPECT_EQ(r.error().kind, ErrorKind::config);
+    EXPECT_NE(r.error().message.find(row.says), std::string::npos) << r.error().message;
+  }
+}

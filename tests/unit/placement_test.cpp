@@ -171,7 +171,12 @@ TEST(Placement, TensorSplitStyleReproducesTheOriginal) {
   cfg.placement = config::Placement::tensor_split;
   auto split_of = [&](std::vector<int> gpus) {
     auto l = launch_for(cfg, "llama-server", "m", "/m.gguf", gpus, 2, 8081, 4096, {}, {});
-    for (const auto& [k, v] : l.env) EXPECT_NE(k, "CUDA_VISIBLE_DEVICES");
+    // Every GPU visible, named explicitly: an inherited CUDA_VISIBLE_DEVICES must not renumber them.
+    for (const auto& [k, v] : l.env) {
+      if (k == "CUDA_VISIBLE_DEVICES") {
+        EXPECT_EQ(v, "0,1");
+      }
+    }
     auto ts = std::find(l.argv.begin(), l.argv.end(), "--tensor-split");
     return ts == l.argv.end() ? std::string() : *(ts + 1);
   };

@@ -228,7 +228,8 @@ TEST(WatchGolden, CpuModeAt80x24) {
 
 TEST(WatchGolden, FailedReadingAt80x24) {
   auto h = two_gpus_history();
-  h.add(gpu::GpuView{true, "nvidia-smi did not answer within 5s", "nvidia-smi", 30, {}, {}});  // what the loop adds
+  h.add(gpu::GpuView{
+      true, "nvidia-smi did not answer within 5s", "nvidia-smi", 30, {}, {}, {}, {}});  // what the loop adds
   expect_golden("failed_80x24", ui::render_watch(failed_frame(), h, {80, 24}, false));
 }
 
@@ -470,7 +471,7 @@ TEST(WatchHistory, GapsAreShown) {
   h.add(v);
   v.gpus[0].reading.memory_used_mib = std::nullopt;  // [N/A]
   h.add(v);
-  h.add(gpu::GpuView{true, "nvidia-smi did not answer within 5s", "", 30, {}, {}});  // a failed reading
+  h.add(gpu::GpuView{true, "nvidia-smi did not answer within 5s", "", 30, {}, {}, {}, {}});  // a failed reading
   v.gpus[0].reading.memory_used_mib = 500;
   v.gpus[0].reading.error = "GPU is lost";
   h.add(v);
