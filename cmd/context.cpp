@@ -28,9 +28,14 @@ gpu::GpuProbe& Context::probe() {
 Result<gpu::ClassifyOptions> Context::classify_options(std::optional<int64_t> threshold_flag) {
   auto cfg = config();
   if (!cfg) return cfg.error();
-  auto opts = runtime::classify_options(**cfg, threshold_flag);
-  auto given = gpu::choose_restriction(gpus_flag, (*cfg)->gpus, (*cfg)->gpus_where,
-                                       platform::env("CUDA_VISIBLE_DEVICES"), platform::env("NVIDIA_VISIBLE_DEVICES"));
+  return classify_options_for(**cfg, threshold_flag);
+}
+
+Result<gpu::ClassifyOptions> Context::classify_options_for(const config::Config& cfg,
+                                                           std::optional<int64_t> threshold_flag) const {
+  auto opts = runtime::classify_options(cfg, threshold_flag);
+  auto given = gpu::choose_restriction(gpus_flag, cfg.gpus, cfg.gpus_where, platform::env("CUDA_VISIBLE_DEVICES"),
+                                       platform::env("NVIDIA_VISIBLE_DEVICES"));
   if (!given) return given.error();
   opts.restriction = *given;
   if (opts.restriction) log::debug("placement restricted to {}", opts.restriction->describe());

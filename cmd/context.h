@@ -41,6 +41,10 @@ class Context {
   /// --gpus, else config `gpus`, else CUDA_VISIBLE_DEVICES, else
   /// NVIDIA_VISIBLE_DEVICES. Error (usage/config) when that list is garbage.
   Result<gpu::ClassifyOptions> classify_options(std::optional<int64_t> threshold_flag);
+  /// The same for `cfg` (serve's config reload): --gpus, then the config's
+  /// gpus, then the environment.
+  Result<gpu::ClassifyOptions> classify_options_for(const config::Config& cfg,
+                                                    std::optional<int64_t> threshold_flag) const;
   /// The runtime over the state dir; error when the config is invalid.
   Result<runtime::Runtime*> runtime(std::optional<int64_t> threshold_flag);
 

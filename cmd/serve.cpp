@@ -12,7 +12,6 @@
 
 #include "commands.h"
 #include "gpu/monitor.h"
-#include "gpu/visible.h"
 #include "platform/platform.h"
 #include "serve/http_server.h"
 #include "serve/options.h"
@@ -159,18 +158,15 @@ void reload_config(const ServeOptions& o, const Context& ctx, serve::Router& rou
   const auto before = router.config();
   if (next->max_queue != before->max_queue || next->queue_timeout_ms != before->queue_timeout_ms)
     log::warn("config reload: max_queue and queue_timeout take effect when serve restarts");
-  auto opts = runtime::classify_options(*next, std::nullopt);
   // --gpus still wins; the config's gpus may have changed.
-  auto given = gpu::choose_restriction(ctx.gpus_flag, next->gpus, next->gpus_where,
-                                       platform::env("CUDA_VISIBLE_DEVICES"), platform::env("NVIDIA_VISIBLE_DEVICES"));
-  if (!given) {
-    log::error("config reload ({}) refused, the config in use stays: {}", why, given.error().message);
+  auto opts = ctx.classify_options_for(*next, std::nullopt);
+  if (!opts) {
+    log::error("config reload ({}) refused, the config in use stays: {}", why, opts.error().message);
     return;
   }
-  opts.restriction = *given;
   const std::string source = next->source.empty() ? "the defaults (no config file)" : next->source;
   const size_t count = next->models.size();
-  const auto changes = router.reload(std::make_shared<const config::Config>(std::move(*next)), std::move(opts));
+  const auto changes = router.reload(std::make_shared<const config::Config>(std::move(*next)), std::move(*opts));
   server.config_changed();
   log::info("config reloaded ({}) from {}: {} model(s); added: {}; changed: {}; removed: {}", why, source, count,
             names_or_none(changes.added), names_or_none(changes.changed), names_or_none(changes.removed));
