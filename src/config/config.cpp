@@ -103,6 +103,11 @@ ModelConfig parse_model(const Walker& w, const std::string& name, const toml::ta
   ModelConfig m;
   m.name = name;
   const std::string prefix = "models." + name + ".";
+  // "<model>#2" names the model's second instance (replicas) in the state file.
+  if (name.empty() || name.find('#') != std::string::npos)
+    throw ConfigError{
+        w.where(t) + ": model name '" + name + "' " +
+        (name.empty() ? "is empty" : "contains '#' (serve names a model's replicas name#2, name#3, ...)")};
   for (const auto& [k, node] : t) {
     const std::string key(k.str());
     if (key == "path")
@@ -124,6 +129,10 @@ ModelConfig parse_model(const Walker& w, const std::string& name, const toml::ta
       m.reranking = w.boolean(node, prefix + key);
     else if (key == "parallel")
       m.parallel = static_cast<int>(w.integer(node, prefix + key, 1, 256));
+    else if (key == "replicas")
+      m.replicas = static_cast<int>(w.integer(node, prefix + key, 1, 64));
+    else if (key == "scale_after")
+      m.scale_after_ms = w.duration(node, prefix + key);
     else
       w.unknown(node, prefix + key, cfg.warnings);
   }
@@ -143,7 +152,11 @@ ConfigChanges compare(const Config& before, const Config& after) {
       continue;
     }
     const bool context_changed = !m.context && before.context != after.context;
-    if (!(it->second == m) || launch_changed || context_changed) c.changed.push_back(name);
+    // How many instances may run is no reason to restart the ones that do.
+    ModelConfig was = it->second;
+    was.replicas = m.replicas;
+    was.scale_after_ms = m.scale_after_ms;
+    if (!(was == m) || launch_changed || context_changed) c.changed.push_back(name);
   }
   for (const auto& [name, m] : before.models)
     if (!after.models.count(name)) c.removed.push_back(name);

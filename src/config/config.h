@@ -26,6 +26,10 @@ struct ModelConfig {
   bool embeddings = false;               // start llama-server with --embeddings (and a pooling type)
   bool reranking = false;       // start llama-server with --reranking (a GGUF with rank pooling gets it anyway)
   std::optional<int> parallel;  // -np: requests one instance serves at once (serve admits that many)
+  // serve: the most instances of the model at once (one more starts on an
+  // idle GPU when every slot is busy and a request waited scale_after).
+  int replicas = 1;
+  int64_t scale_after_ms = 2000;
   bool operator==(const ModelConfig&) const = default;
 };
 

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "runtime/runtime.h"
+#include "state/replica.h"
 #include "util/log.h"
 #include "util/strings.h"
 #include "util/time.h"
@@ -146,6 +147,7 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
   auto model = resolve_model(req.model, *config());
   if (!model) return model.error();
   if (req.context) model->context = *req.context;
+  model->instance = req.instance.value_or(model->name);
   auto spec = placement::parse_gpu_spec(req.gpu.value_or(model->gpu.value_or("auto")));
   if (!spec) return spec.error();
   // The GPU reading (~25 ms per nvidia-smi call on an H100) runs while the
@@ -169,13 +171,13 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
     if (!lock) return lock.error();
     state::StateFile st;
     if (auto rec = lock_and_reconcile(*lock, st, out.notes); !rec) return rec.error();
-    if (st.find_dead(model->name)) {
+    if (st.find_dead(model->instance)) {
       // The model runs again: its death has been acted on.
-      std::erase_if(st.instances, [&](const state::Instance& i) { return i.model == model->name && i.dead(); });
-      out.notes.push_back("cleared the dead record of '" + model->name + "'");
+      std::erase_if(st.instances, [&](const state::Instance& i) { return i.model == model->instance && i.dead(); });
+      out.notes.push_back("cleared the dead record of '" + model->instance + "'");
     }
-    if (auto* existing = st.find(model->name)) {
-      if (auto s = check_same_placement(model->name, *spec, req.gpu.has_value(), *existing); !s) return s.error();
+    if (auto* existing = st.find(model->instance)) {
+      if (auto s = check_same_placement(model->instance, *spec, req.gpu.has_value(), *existing); !s) return s.error();
       // `load M --keep-alive D` on a running model changes its keep-alive (serve honours it).
       if (req.keep_alive_ms && existing->keep_alive_ms != *req.keep_alive_ms) {
         out.keep_alive_was = existing->keep_alive_ms;
@@ -287,6 +289,10 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
     auto again = placement::choose_gpus(spec, named, live, out.estimate, req.force);
     return again ? choice.error() : again.error();
   }
+  if (req.gpu_only && choice->gpus.empty())
+    return make_error(ErrorKind::gpu_unavailable,
+                      "no GPU for '" + model.instance + "'" +
+                          (choice->notes.empty() ? std::string() : " (" + join(choice->notes, "; ") + ")"));
   for (auto& n : choice->notes) out.notes.push_back(n);
   const auto port =
       choose_port(req.port, placement::preferred_port(*cfg, choice->gpus, view.gpus.size()), live, ops_, out.notes);
@@ -299,7 +305,8 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
   std::sort(given.begin(), given.end());
   const auto launch = placement::launch_for(*cfg, program, model.name, model.path, choice->gpus, view.gpus.size(),
                                             *port, model.context, model.args, req.extra_args, given);
-  const std::string log = dir_.log_path(model.name);
+  const std::string& key = model.instance.empty() ? model.name : model.instance;
+  const std::string log = dir_.log_path(key);
   // A fresh log per start (no fsync needed): its tail is what a failed load shows.
   // 0600 and never through a planted link: the log holds the model's paths and arguments.
   if (auto s =
@@ -310,7 +317,7 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
   if (!spawned) return spawned.error();
 
   state::Instance inst;
-  inst.model = model.name;
+  inst.model = key;
   inst.path = model.path;
   inst.gpus = choice->gpus;
   inst.port = *port;
@@ -511,7 +518,8 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
       if (req.only_pid && i.pid != req.only_pid) continue;
       if (i.dead() && !req.all && !req.model) continue;  // --gpu: dead records hold no GPU
       bool match = req.all;
-      if (req.model) match = match || i.model == wanted;
+      // A model's replicas ("tiny#2") go with it.
+      if (req.model) match = match || i.model == wanted || state::replica_base(i.model) == wanted;
       if (spec) {
         if (spec->kind == placement::GpuSpec::Kind::all)
           match = match || !i.gpus.empty();

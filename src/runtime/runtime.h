@@ -111,6 +111,10 @@ struct LoadRequest {
   std::optional<int64_t> context;  // instead of the configured one (serve: Ollama's num_ctx)
   std::optional<int64_t> keep_alive_ms;
   std::function<void(const std::string& what, double seconds)> progress;  // called while waiting
+  /// The record's name when it is not the model's: serve's replicas ("tiny#2").
+  std::optional<std::string> instance;
+  /// Refuse rather than run on the CPU (a replica is only worth a GPU of its own).
+  bool gpu_only = false;
 };
 
 struct LoadOutcome {
@@ -131,6 +135,7 @@ struct ModelChoice {
   bool embeddings = false;      // config `embeddings = true`
   bool reranking = false;       // config `reranking = true`
   std::optional<int> parallel;  // config `parallel = N`: -np N
+  std::string instance;         // the record's name: `name`, or a replica's ("tiny#2")
 };
 
 struct UnloadRequest {

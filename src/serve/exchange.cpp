@@ -236,7 +236,7 @@ awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
       watch->on_readable = nullptr;
       client.socket().cancel(ec);
       if (client_gone && r.kind == Ticket::Kind::ready) {
-        router.finish(model);  // granted but never used
+        router.finish(model, r.port);  // granted but never used
         co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
       }
       co_return r;

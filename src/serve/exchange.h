@@ -52,7 +52,7 @@ class Lease {
     admitted_at = Clock::now();
   }
   void release() {
-    if (router_) router_->finish(model);
+    if (router_) router_->finish(model, port);
     router_ = nullptr;
   }
 

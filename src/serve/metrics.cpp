@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "util/strings.h"
+
 namespace llamactl::serve {
 namespace {
 
@@ -70,6 +72,10 @@ void model_families(std::string& out, const std::map<std::string, ModelMetrics>&
     for (const auto& [reason, n] : m.unloads)
       out +=
           fmt::format("llamactl_model_unloads_total{{{},reason=\"{}\"}} {}\n", label(model), escape_label(reason), n);
+  family(out, "llamactl_model_scale_outs_total", "counter",
+         "Replicas of the model started because every slot was busy and requests waited (replicas, scale_after).");
+  for (const auto& [model, m] : models)
+    out += fmt::format("llamactl_model_scale_outs_total{{{}}} {}\n", label(model), m.scale_outs);
   family(out, "llamactl_model_queue_wait_seconds", "histogram",
          "Seconds a request waited for the model before it was admitted.");
   for (const auto& [model, m] : models)
@@ -133,6 +139,17 @@ std::string render(const MetricsSnapshot& m) {
                        it == m.queue_rejections.end() ? 0 : it->second);
   }
   model_families(out, m.models);
+  family(out, "llamactl_instance_requests_in_flight", "gauge",
+         "Requests in flight on each instance that serves: a model's own and its replicas (model#2, ...), with its "
+         "port and GPUs.");
+  for (const auto& r : m.instance_rows) {
+    std::vector<std::string> gpus;
+    for (int g : r.gpus) gpus.push_back(std::to_string(g));
+    out +=
+        fmt::format("llamactl_instance_requests_in_flight{{model=\"{}\",instance=\"{}\",port=\"{}\",gpus=\"{}\"}} {}\n",
+                    escape_label(r.model), escape_label(r.instance), r.port,
+                    gpus.empty() ? std::string("cpu") : join(gpus, ","), r.in_flight);
+  }
   family(out, "llamactl_gpu_reading_ok", "gauge", "1 when the last GPU reading succeeded, 0 in CPU mode.");
   out += fmt::format("llamactl_gpu_reading_ok {}\n", m.gpu_reading_ok ? 1 : 0);
   // Unknown values ([N/A]) are left out rather than reported as 0.
@@ -190,6 +207,11 @@ void Metrics::unload(const std::string& model, const std::string& reason) {
   ++totals_.model_unloads[model][reason];
 }
 
+void Metrics::scale_out(const std::string& model) {
+  std::lock_guard lock(mu_);
+  ++totals_.model_scale_outs[model];
+}
+
 void Metrics::swap() {
   std::lock_guard lock(mu_);
   ++totals_.swaps;
@@ -220,6 +242,7 @@ MetricsSnapshot Metrics::snapshot() const {
     out.queue_rejections = totals_.rejections;
     for (const auto& [model, loads] : totals_.model_loads) out.models[model].loads = loads;
     for (const auto& [model, unloads] : totals_.model_unloads) out.models[model].unloads = unloads;
+    for (const auto& [model, n] : totals_.model_scale_outs) out.models[model].scale_outs = n;
   }
   for (auto& s : shards_) {
     std::lock_guard lock(s.mu);

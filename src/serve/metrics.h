@@ -39,6 +39,7 @@ struct ModelMetrics {
   int64_t replicas = 0;                     // instances that serve it now
   std::map<std::string, uint64_t> loads;    // result -> count
   std::map<std::string, uint64_t> unloads;  // reason -> count
+  uint64_t scale_outs = 0;                  // replicas started because every slot was busy
   Histogram queue_wait_seconds{{0.001, 0.01, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}};
 };
 
@@ -55,6 +56,14 @@ struct MetricsSnapshot {
   uint64_t swaps = 0;                                // instances stopped to make room for another model
   std::map<std::string, uint64_t> queue_rejections;  // reason ("full", "timeout") -> count
   std::map<std::string, ModelMetrics> models;        // by model name
+  /// Each instance that serves (a model's own and its replicas).
+  struct InstanceRow {
+    std::string instance, model;
+    int port = 0;
+    std::vector<int> gpus;  // empty: CPU
+    int64_t in_flight = 0;
+  };
+  std::vector<InstanceRow> instance_rows;
 };
 
 /// Prometheus text exposition format 0.0.4, every family with HELP and TYPE.
@@ -68,6 +77,8 @@ class Metrics {
   /// A request waited `seconds` for its model (a load, a slot, its turn).
   void queue_wait(const std::string& model, double seconds);
   void swap();
+  /// One more instance of `model` started for its waiting requests.
+  void scale_out(const std::string& model);
   void queue_rejected(const std::string& reason);
   /// A copy to render (instances, in-flight and GPUs are filled in by the caller).
   MetricsSnapshot snapshot() const;
@@ -93,6 +104,7 @@ class Metrics {
     uint64_t swaps = 0;
     std::map<std::string, uint64_t> rejections;
     std::map<std::string, std::map<std::string, uint64_t>> model_loads, model_unloads;  // model -> key -> count
+    std::map<std::string, uint64_t> model_scale_outs;
   };
 
   mutable std::mutex mu_;

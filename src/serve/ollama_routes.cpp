@@ -136,7 +136,7 @@ std::string ps_json(ServeContext& ctx) {
     uint64_t vram = 0;
     for (const auto& p : probe.snapshot.processes)
       if (p.pid && *p.pid == info.pid && p.used_memory_mib) vram += static_cast<uint64_t>(*p.used_memory_mib) << 20;
-    const auto* mc = cfg.find_model(info.name);
+    const auto* mc = cfg.find_model(info.model);  // a replica ("tiny#2") shows as its model
     std::shared_ptr<const ModelCard> card;
     if (mc)
       if (auto c = ctx.card_of(*mc)) card = *c;
@@ -147,7 +147,7 @@ std::string ps_json(ServeContext& ctx) {
     const int64_t expires = info.state == "stopping" ? now
                             : info.keep_alive_ms < 0 ? now + 9'223'372'036'854
                                                      : base + info.keep_alive_ms;
-    const std::string name = card ? card->name : tagged_name(info.name);
+    const std::string name = card ? card->name : tagged_name(info.model);
     ojson details = card ? ordered_details(card->details)
                          : ojson{{"parent_model", ""},         {"format", "gguf"},     {"family", ""},
                                  {"families", ojson::array()}, {"parameter_size", ""}, {"quantization_level", ""}};

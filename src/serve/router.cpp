@@ -4,6 +4,7 @@
 #include <set>
 
 #include "serve/options.h"
+#include "state/replica.h"
 #include "util/duration.h"
 #include "util/log.h"
 #include "util/strings.h"
@@ -16,6 +17,8 @@ using Clock = std::chrono::steady_clock;
 
 // A full queue's Retry-After: by then some of the queued requests are served.
 constexpr int kRetryAfterFullS = 5;
+// After a scale-out found no idle GPU: the GPUs are read again no sooner.
+constexpr int64_t kScalePauseMs = 30'000;
 
 // Loads that failed for want of room may succeed after an eviction.
 bool no_room(ErrorKind k) {
@@ -48,7 +51,22 @@ std::string strip_latest(const std::string& name) {
 
 Router::Router(runtime::Runtime& rt, Metrics& metrics, RouterOptions opts)
     : rt_(rt), metrics_(metrics), opts_(std::move(opts)), sched_(opts_.max_queue) {
+  apply_scaling(*rt_.config());
   sync_now();  // adopt what already runs (a restarted serve, `llamactl load`)
+}
+
+void Router::apply_scaling(const config::Config& cfg) {
+  std::lock_guard lock(mu_);
+  for (const auto& [name, mc] : cfg.models) {
+    // A replica needs a GPU of its own: only a model that auto placement puts
+    // on one. scale_after "never" turns scaling off.
+    const bool placeable = !mc.gpu || *mc.gpu == "auto";
+    if (mc.replicas > 1 && !placeable)
+      log::warn("{}: replicas = {} ignored: it is pinned to gpu = \"{}\" (replicas need auto placement)", name,
+                mc.replicas, *mc.gpu);
+    const int replicas = placeable && mc.scale_after_ms >= 0 ? mc.replicas : 1;
+    if (replicas > 1 || sched_.find(name)) sched_.set_scaling(name, replicas, mc.scale_after_ms);
+  }
 }
 
 Router::~Router() {
@@ -66,13 +84,16 @@ std::optional<std::string> Router::resolve(const std::string& requested) {
   const std::string bare = strip_latest(requested);
   std::lock_guard lock(mu_);
   // A model removed from the config takes no new requests while it winds down.
+  // A replica's name is not a model.
   for (const auto& [name, m] : sched_.models())
-    if ((name == requested || name == bare) && m.phase != Phase::stopped && !m.removed) return name;
+    if ((name == requested || name == bare) && m.replica_of.empty() && m.phase != Phase::stopped && !m.removed)
+      return name;
   return std::nullopt;
 }
 
 config::ConfigChanges Router::reload(std::shared_ptr<const config::Config> next, gpu::ClassifyOptions opts) {
   auto changes = config::compare(*rt_.config(), *next);
+  apply_scaling(*next);
   rt_.set_config(std::move(next), std::move(opts));
   Actions actions;
   std::vector<std::string> by_hand;
@@ -147,6 +168,10 @@ std::optional<int> Router::admit_ready(const std::string& model, Launch needs) {
 std::string Router::waiting_for(const std::string& model) {
   std::lock_guard lock(mu_);
   const auto* m = sched_.find(model);
+  if (m && m->phase != Phase::ready) {
+    for (const auto& name : sched_.instances_of(model))
+      if (name != model && sched_.find(name)->phase == Phase::ready) return "waiting for a free slot of " + model;
+  }
   switch (m ? m->phase : Phase::stopped) {
     case Phase::queued:
       return model + " is queued for room on the GPUs";
@@ -188,15 +213,15 @@ void Router::cancel(const std::string& model, uint64_t waiter) {
   publish();
 }
 
-void Router::finish(const std::string& model) {
+void Router::finish(const std::string& model, int port) {
   Actions actions;
   {
     std::lock_guard lock(mu_);
-    actions = sched_.finish(model, now_ms());
+    actions = sched_.finish(model, now_ms(), port);
     // keep_alive 0 reaps as soon as nothing is in flight: let the loop look now.
     // Otherwise the loop's 250 ms tick is soon enough, and waking it on every
     // request costs a context switch each.
-    if (const auto* m = sched_.find(model); m && m->keep_alive_ms == 0 && m->in_flight == 0) {
+    if (const auto* m = sched_.find(model); m && m->keep_alive_ms == 0) {
       wake_loop_ = true;
       cv_.notify_one();
     }
@@ -207,34 +232,38 @@ void Router::finish(const std::string& model) {
 }
 
 void Router::set_keep_alive(const std::string& model, int64_t keep_alive_ms) {
-  int64_t pid = 0;
+  std::vector<std::pair<std::string, int64_t>> targets;  // every ready instance of the model, and its pid
   {
     std::lock_guard lock(mu_);
-    const auto* m = sched_.find(model);
-    if (!m || m->phase != Phase::ready || m->keep_alive_ms == keep_alive_ms) return;
-    pid = m->pid;
+    for (const auto& name : sched_.instances_of(model))
+      if (const auto* m = sched_.find(name); m->phase == Phase::ready && m->keep_alive_ms != keep_alive_ms)
+        targets.emplace_back(name, m->pid);
   }
-  // The state file first, then the scheduler: a sync that read the file
-  // before this write took its mark before the scheduler's change below, so
-  // it cannot undo it (Scheduler::sync skips models changed after the mark).
-  if (auto s = rt_.set_keep_alive(model, pid, keep_alive_ms); !s)
-    log::warn("keep_alive of {}: {}", model, s.error().message);
-  std::lock_guard lock(mu_);
-  const auto* m = sched_.find(model);
-  if (!m || m->pid != pid) return;
-  sched_.set_keep_alive(model, keep_alive_ms);
-  log::info("keep_alive of {} is now {}", model, format_duration_ms(keep_alive_ms));
-  if (keep_alive_ms == 0) {
-    wake_loop_ = true;
-    cv_.notify_one();
+  for (const auto& [name, pid] : targets) {
+    // The state file first, then the scheduler: a sync that read the file
+    // before this write took its mark before the scheduler's change below, so
+    // it cannot undo it (Scheduler::sync skips models changed after the mark).
+    if (auto s = rt_.set_keep_alive(name, pid, keep_alive_ms); !s)
+      log::warn("keep_alive of {}: {}", name, s.error().message);
+    std::lock_guard lock(mu_);
+    const auto* m = sched_.find(name);
+    if (!m || m->pid != pid) continue;
+    sched_.set_keep_alive(name, keep_alive_ms);
+    log::info("keep_alive of {} is now {}", name, format_duration_ms(keep_alive_ms));
+    if (keep_alive_ms == 0) {
+      wake_loop_ = true;
+      cv_.notify_one();
+    }
   }
 }
 
 bool Router::unload_when_idle(const std::string& model) {
   {
     std::lock_guard lock(mu_);
-    const auto* m = sched_.find(model);
-    if (!m || m->phase != Phase::ready) return false;
+    const auto names = sched_.instances_of(model);
+    if (std::none_of(names.begin(), names.end(),
+                     [&](const std::string& n) { return sched_.find(n)->phase == Phase::ready; }))
+      return false;
   }
   set_keep_alive(model, 0);
   return true;
@@ -250,7 +279,10 @@ void Router::execute(const Actions& actions) {
   for (const auto& a : actions) {
     switch (a.kind) {
       case Action::Kind::load:
-        start_load(a.model);
+        if (a.reason == "scale_out")
+          spawn_job([this, instance = a.model] { run_scale_out(instance); });
+        else
+          start_load(a.model);
         break;
       case Action::Kind::stop:
         if (a.reason == "evicted") metrics_.swap();
@@ -333,28 +365,7 @@ void Router::run_load(const std::string& model) {
   // who holds it (a stop finished): a few tries, then give up.
   for (int attempt = 0;; ++attempt) {
     auto r = rt_.load(req);
-    if (r) {
-      const auto& rec = r->instance.rec;
-      const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-      log::info("load {}: ready on port {} (pid {}, GPU {}) in {:.2f} s", model, rec.port, rec.pid,
-                placement::gpus_text(rec.gpus), seconds);
-      for (const auto& n : r->notes) log::info("load {}: {}", model, n);
-      metrics_.load(model, true, seconds);
-      remember(rec);
-      const Launch running = launch_of(rec.argv);
-      Actions actions;
-      {
-        std::lock_guard lock(mu_);
-        actions = sched_.loaded(model, rec.port, rec.pid, rec.keep_alive_ms, rec.loaded_by != "serve", now_ms(),
-                                running, running.slots);
-        failed_.erase(model);
-        args_[model] = rec.argv;
-      }
-      execute(actions);
-      publish();
-      if (running.slots <= 0) learn_slots(model, rec.port, running);
-      return;
-    }
+    if (r) return on_loaded(model, *r, std::chrono::duration<double>(Clock::now() - t0).count());
     const auto& err = r.error();
     if (!no_room(err.kind) || attempt >= 3) return fail(status_for(err.kind), err.message);
     std::vector<std::string> candidates;
@@ -380,6 +391,66 @@ void Router::run_load(const std::string& model) {
   }
 }
 
+void Router::on_loaded(const std::string& instance, const runtime::LoadOutcome& outcome, double seconds) {
+  const auto& rec = outcome.instance.rec;
+  log::info("load {}: ready on port {} (pid {}, GPU {}) in {:.2f} s", instance, rec.port, rec.pid,
+            placement::gpus_text(rec.gpus), seconds);
+  for (const auto& n : outcome.notes) log::info("load {}: {}", instance, n);
+  metrics_.load(state::replica_base(instance), true, seconds);
+  remember(rec);
+  const Launch running = launch_of(rec.argv);
+  Actions actions;
+  {
+    std::lock_guard lock(mu_);
+    actions = sched_.loaded(instance, rec.port, rec.pid, rec.keep_alive_ms, rec.loaded_by != "serve", now_ms(), running,
+                            running.slots);
+    failed_.erase(instance);
+    args_[instance] = rec.argv;
+    gpus_[instance] = rec.gpus;
+  }
+  execute(actions);
+  publish();
+  if (running.slots <= 0) learn_slots(instance, rec.port, running);
+}
+
+void Router::run_scale_out(const std::string& instance) {
+  const auto t0 = Clock::now();
+  const std::string model = state::replica_base(instance);
+  const auto give_up = [&](const std::string& why) {
+    log::info("scale-out of {}: {}; its requests wait for the instances that run", model, why);
+    Actions actions;
+    {
+      std::lock_guard lock(mu_);
+      actions = sched_.scale_failed(instance, now_ms(), kScalePauseMs);
+    }
+    execute(actions);
+    publish();
+  };
+  auto keep_alive = keep_alive_for(*rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
+  if (!keep_alive) return give_up(keep_alive.error().message);
+  runtime::LoadRequest req;
+  req.model = model;
+  req.instance = instance;
+  req.gpu_only = true;
+  req.loaded_by = "serve";
+  req.keep_alive_ms = *keep_alive;
+  req.timeout = opts_.load_timeout;
+  Launch want;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto* m = sched_.find(instance)) want = m->want;
+  }
+  if (want.embeddings) req.extra_args.emplace_back("--embeddings");
+  if (want.reranking) req.extra_args.emplace_back("--reranking");
+  if (want.context > 0) req.context = want.context;
+  log::info("scale-out of {}: every slot is busy and requests wait; starting {} on an idle GPU", model, instance);
+  // Auto placement takes only a GPU that is idle: never one of ours, never another user's.
+  auto r = rt_.load(req);
+  if (!r) return give_up(r.error().message);
+  metrics_.scale_out(model);
+  on_loaded(instance, *r, std::chrono::duration<double>(Clock::now() - t0).count());
+}
+
 void Router::start_stop(const std::string& model, const std::string& reason) {
   int64_t pid = 0;
   {
@@ -397,7 +468,7 @@ void Router::run_stop(const std::string& model, int64_t pid, const std::string& 
   req.timeout = opts_.stop_timeout;
   if (auto r = rt_.unload(req); !r && r.error().kind != ErrorKind::model_not_found)
     log::warn("unload {}: {}", model, r.error().message);
-  metrics_.unload(model, reason);
+  metrics_.unload(state::replica_base(model), reason);
   Actions actions;
   {
     std::lock_guard lock(mu_);
@@ -449,6 +520,7 @@ void Router::sync_now() {
   std::map<std::string, int64_t> dead_pids;
   std::map<std::string, std::optional<int>> dead_exits;
   std::map<std::string, std::vector<std::string>> args;
+  std::map<std::string, std::vector<int>> gpus;
   size_t dead = 0;
   for (const auto& i : st->instances) {
     if (i.dead()) {
@@ -458,6 +530,7 @@ void Router::sync_now() {
       continue;
     }
     args[i.model] = i.argv;
+    gpus[i.model] = i.gpus;
     live.push_back({i.model, i.port, i.pid, i.state == "running", i.last_used_at_ms, i.keep_alive_ms,
                     i.loaded_by != "serve", launch_of(i.argv)});
   }
@@ -472,10 +545,11 @@ void Router::sync_now() {
     dead_records_ = dead;
     for (auto& [name, code] : dead_exits) failed_[name] = code;
     args_ = std::move(args);
+    gpus_ = std::move(gpus);
     for (const auto& name : res.vanished) {
       const auto d = dead_pids.find(name);
       const bool died = d != dead_pids.end() && d->second == vanished_pids[name];
-      metrics_.unload(name, died ? "failed" : "manual");
+      metrics_.unload(state::replica_base(name), died ? "failed" : "manual");
       log::info("{} {} (pid {})", name, died ? "died" : "was unloaded outside serve", vanished_pids[name]);
     }
     // Last use goes to the state file so `status` shows it and the expiry.
@@ -498,6 +572,8 @@ void Router::reap() {
     actions = sched_.expired(now);
     auto late = sched_.timeouts(now, opts_.queue_timeout.count());
     actions.insert(actions.end(), late.begin(), late.end());
+    auto more = sched_.scale(now);
+    actions.insert(actions.end(), more.begin(), more.end());
   }
   if (actions.empty()) return;
   execute(actions);
@@ -565,9 +641,11 @@ Launch Router::running(const std::string& model) {
 std::vector<ModelInfo> Router::models() {
   std::vector<ModelInfo> out;
   std::lock_guard lock(mu_);
-  const auto info_of = [](const std::string& name, const ModelState* m, bool configured) {
-    ModelInfo info{name, "stopped", 0, configured};
+  const auto info_of = [&](const std::string& name, const ModelState* m, bool configured) {
+    ModelInfo info{name, name, {}, "stopped", 0, configured};
     if (m) {
+      info.model = Scheduler::model_of(name, *m);
+      if (const auto g = gpus_.find(name); g != gpus_.end()) info.gpus = g->second;
       info.state = to_string(m->phase);
       info.port = m->port;
       info.pid = m->pid;
@@ -588,11 +666,17 @@ void Router::fill(MetricsSnapshot& m) {
   std::lock_guard lock(mu_);
   for (const auto& [name, s] : sched_.models()) {
     if (s.phase != Phase::stopped && s.phase != Phase::queued) ++m.instances[to_string(s.phase)];
-    auto& mm = m.models[name];
-    mm.queue_depth = static_cast<int64_t>(s.waiters.size());
-    mm.in_flight = s.in_flight;
-    mm.slots = s.phase == Phase::ready ? s.slots : 0;
-    mm.replicas = s.phase == Phase::ready ? 1 : 0;
+    // A model's figures add up its instances (its own and its replicas).
+    auto& mm = m.models[Scheduler::model_of(name, s)];
+    mm.queue_depth += static_cast<int64_t>(s.waiters.size());
+    mm.in_flight += s.in_flight;
+    mm.slots += s.phase == Phase::ready ? s.slots : 0;
+    mm.replicas += s.phase == Phase::ready ? 1 : 0;
+    if (s.phase == Phase::ready || s.phase == Phase::stopping) {
+      const auto g = gpus_.find(name);
+      m.instance_rows.push_back(
+          {name, Scheduler::model_of(name, s), s.port, g == gpus_.end() ? std::vector<int>{} : g->second, s.in_flight});
+    }
   }
   const auto cfg = rt_.config();
   for (const auto& [name, mc] : cfg->models) m.models.try_emplace(name);
@@ -631,7 +715,17 @@ namespace llamactl::serve {
 ModelStatus Router::status_locked(const std::string& model) const {
   ModelStatus s;
   const auto* m = sched_.find(model);
-  const Phase phase = m ? m->phase : Phase::stopped;
+  Phase phase = m ? m->phase : Phase::stopped;
+  // With replicas, the model is loaded while any of its instances is.
+  for (const auto& name : sched_.instances_of(model)) {
+    const auto& r = *sched_.find(name);
+    if (r.phase == Phase::ready && phase != Phase::ready) phase = Phase::ready;
+    if (r.phase != Phase::ready && r.phase != Phase::stopping) continue;
+    ModelStatus::Instance i{name, r.port, r.pid, {}};
+    if (const auto g = gpus_.find(name); g != gpus_.end()) i.gpus = g->second;
+    s.instances.push_back(std::move(i));
+  }
+  if (s.instances.size() == 1 && s.instances[0].name == model) s.instances.clear();  // one: nothing to add
   switch (phase) {
     case Phase::queued:  // waiting for room: it loads next
     case Phase::starting:
@@ -646,8 +740,10 @@ ModelStatus Router::status_locked(const std::string& model) const {
     case Phase::stopped:
       break;
   }
-  if (phase == Phase::ready || phase == Phase::stopping)
-    if (const auto a = args_.find(model); a != args_.end()) s.args = a->second;
+  if (phase == Phase::ready || phase == Phase::stopping) {
+    const std::string& first = s.instances.empty() ? model : s.instances.front().name;
+    if (const auto a = args_.find(args_.count(model) ? model : first); a != args_.end()) s.args = a->second;
+  }
   if (phase == Phase::stopped)
     if (const auto f = failed_.find(model); f != failed_.end()) {
       s.failed = true;
@@ -662,7 +758,8 @@ std::vector<std::pair<std::string, ModelStatus>> Router::statuses(uint64_t* curs
   const auto cfg = rt_.config();
   for (const auto& [name, mc] : cfg->models) out.emplace_back(name, status_locked(name));
   for (const auto& [name, m] : sched_.models())
-    if (!cfg->models.count(name) && m.phase != Phase::stopped) out.emplace_back(name, status_locked(name));
+    if (!cfg->models.count(name) && m.replica_of.empty() && m.phase != Phase::stopped)
+      out.emplace_back(name, status_locked(name));
   if (cursor) *cursor = last_seq_;
   return out;
 }
@@ -676,7 +773,8 @@ void Router::publish() {
     std::set<std::string> names;
     const auto cfg = rt_.config();
     for (const auto& [name, mc] : cfg->models) names.insert(name);
-    for (const auto& [name, m] : sched_.models()) names.insert(name);
+    for (const auto& [name, m] : sched_.models())
+      if (m.replica_of.empty()) names.insert(name);
     for (const auto& [name, st] : published_) names.insert(name);
     bool changed = false;
     for (const auto& name : names) {

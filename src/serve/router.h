@@ -43,8 +43,10 @@ struct Ticket {
 };
 
 struct ModelInfo {
-  std::string name;
-  std::string state;  // stopped, starting, ready, stopping
+  std::string name;       // the instance: the model, or a replica ("tiny#2")
+  std::string model;      // the model it serves
+  std::vector<int> gpus;  // from its record; empty: CPU or not known yet
+  std::string state;      // stopped, starting, ready, stopping
   int port = 0;
   bool configured = false;
   int64_t pid = 0;
@@ -60,6 +62,15 @@ struct ModelStatus {
   bool failed = false;             // unloaded after its process died or its load failed
   std::optional<int> exit_code;    // failed, when the OS told
   std::vector<std::string> args;   // the running instance's command line
+  /// Every instance that runs now: the model's own and its replicas.
+  struct Instance {
+    std::string name;
+    int port = 0;
+    int64_t pid = 0;
+    std::vector<int> gpus;
+    bool operator==(const Instance&) const = default;
+  };
+  std::vector<Instance> instances;
   bool operator==(const ModelStatus&) const = default;
 };
 
@@ -106,8 +117,9 @@ class Router {
   /// A pending request gave up (client gone). If it was already granted, the
   /// grant is handed back (finish()).
   void cancel(const std::string& model, uint64_t waiter);
-  /// The request's last byte went out (or it failed).
-  void finish(const std::string& model);
+  /// The request's last byte went out (or it failed). `port`: the instance
+  /// it was admitted on (a model with replicas has several).
+  void finish(const std::string& model, int port = 0);
   /// The upstream refused a connection or broke mid-response: reconcile now
   /// (blocking, a few ms), so the dead instance is recorded and never used again.
   void upstream_failed(const std::string& model);
@@ -169,8 +181,15 @@ class Router {
     std::string model;
   };
   void start_load(const std::string& model);
+  /// One more instance of a loaded model on an idle GPU (never evicts or queues).
+  void run_scale_out(const std::string& instance);
+  /// The scheduler's replicas and scale_after for every configured model.
+  void apply_scaling(const config::Config& cfg);
   void start_stop(const std::string& model, const std::string& reason);
   void run_load(const std::string& model);
+  /// A load job succeeded: the scheduler serves what waited, and the slot
+  /// count is learnt.
+  void on_loaded(const std::string& instance, const runtime::LoadOutcome& outcome, double seconds);
   void run_stop(const std::string& model, int64_t pid, const std::string& reason);
   /// Carries out the scheduler's decisions: jobs, grants, failures. Call without mu_.
   void execute(const Actions& actions);
@@ -212,7 +231,8 @@ class Router {
   uint64_t next_subscriber_ = 0;
   bool feed_closed_ = false;
   std::map<std::string, std::optional<int>> failed_;      // model -> exit code, when its last run failed
-  std::map<std::string, std::vector<std::string>> args_;  // model -> argv of its live record
+  std::map<std::string, std::vector<std::string>> args_;  // instance -> argv of its live record
+  std::map<std::string, std::vector<int>> gpus_;          // instance -> GPUs of its live record
   struct Job {
     std::thread thread;
     std::shared_ptr<bool> done;

@@ -19,6 +19,13 @@ json status_object(const ModelStatus& s) {
     o["failed"] = true;
     if (s.exit_code) o["exit_code"] = *s.exit_code;
   }
+  // A model with replicas: each instance, where it runs.
+  if (!s.instances.empty()) {
+    json list = json::array();
+    for (const auto& i : s.instances)
+      list.push_back({{"name", i.name}, {"port", i.port}, {"pid", i.pid}, {"gpus", i.gpus}});
+    o["instances"] = std::move(list);
+  }
   return o;
 }
 

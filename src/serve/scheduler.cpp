@@ -4,6 +4,7 @@
 #include <optional>
 #include <tuple>
 
+#include "state/replica.h"
 #include "util/strings.h"
 
 namespace llamactl::serve {
@@ -81,6 +82,40 @@ ModelState& Scheduler::touch(const std::string& model) {
   return m;
 }
 
+std::vector<std::string> Scheduler::instances_of(const std::string& model) const {
+  std::vector<std::string> out;
+  if (models_.count(model)) out.push_back(model);
+  const std::string prefix = model + "#";
+  for (auto it = models_.lower_bound(prefix); it != models_.end() && starts_with(it->first, prefix); ++it)
+    if (it->second.replica_of == model) out.push_back(it->first);
+  return out;
+}
+
+std::pair<const std::string, ModelState>* Scheduler::pick(const std::string& model, int64_t since, Launch needs) {
+  std::pair<const std::string, ModelState>* best = nullptr;
+  const auto consider = [&](std::pair<const std::string, ModelState>& e) {
+    const auto& m = e.second;
+    if (m.phase != Phase::ready || (needs.embeddings && !m.running.embeddings) ||
+        (needs.reranking && !m.running.reranking) || !may_admit(e.first, m, since))
+      return;
+    if (!best || m.in_flight < best->second.in_flight) best = &e;  // the fewest in flight; the model's own on a tie
+  };
+  if (auto it = models_.find(model); it != models_.end()) consider(*it);
+  const std::string prefix = model + "#";
+  for (auto it = models_.lower_bound(prefix); it != models_.end() && starts_with(it->first, prefix); ++it)
+    if (it->second.replica_of == model) consider(*it);
+  return best;
+}
+
+bool Scheduler::other_instance_up(const std::string& model, const std::string& except) const {
+  for (const auto& name : instances_of(model)) {
+    if (name == except) continue;
+    const Phase p = models_.at(name).phase;
+    if (p == Phase::ready || p == Phase::starting) return true;
+  }
+  return false;
+}
+
 const std::string* Scheduler::head() const {
   const std::string* best = nullptr;
   int64_t oldest = 0;
@@ -114,6 +149,25 @@ Admission Scheduler::admit(const std::string& model, uint64_t waiter, int64_t no
     m.waiters.push_back({waiter, now});
     return {kind, 0, {}};
   };
+  if (other_instance_up(model, model)) {
+    // Several instances: the least busy one that can take it, else wait for
+    // a slot (or for the one starting). No restart for a need: the others serve.
+    if (m.waiters.empty())
+      if (auto* e = pick(model, now, needs)) {
+        ++e->second.in_flight;
+        e->second.last_used_ms = std::max(e->second.last_used_ms, now);
+        return {Admission::Kind::serve, e->second.port, {}};
+      }
+    bool capable = false;
+    for (const auto& name : instances_of(model)) {
+      const auto& r = models_.at(name);
+      if (r.phase == Phase::ready && (!needs.embeddings || r.running.embeddings) &&
+          (!needs.reranking || r.running.reranking))
+        capable = true;
+    }
+    if ((needs.embeddings || needs.reranking) && !capable) return {Admission::Kind::refuse, 0, {}};
+    return enqueue(Admission::Kind::wait);
+  }
   switch (m.phase) {
     case Phase::ready: {
       const bool busy = m.in_flight > 0 || !m.waiters.empty();
@@ -165,10 +219,10 @@ Admission Scheduler::admit(const std::string& model, uint64_t waiter, int64_t no
 
 std::optional<int> Scheduler::try_serve(const std::string& model, int64_t now, Launch needs) {
   auto it = models_.find(model);
-  if (it == models_.end()) return std::nullopt;
-  auto& m = it->second;
-  if (m.phase != Phase::ready || !satisfies(m, needs) || !m.waiters.empty() || !may_admit(model, m, now))
-    return std::nullopt;
+  if (it == models_.end() || !it->second.waiters.empty()) return std::nullopt;
+  auto* e = pick(model, now, needs);
+  if (!e || !satisfies(e->second, needs)) return std::nullopt;
+  auto& m = e->second;
   ++m.in_flight;
   m.last_used_ms = std::max(m.last_used_ms, now);
   return m.port;
@@ -185,9 +239,12 @@ Actions Scheduler::cancel(const std::string& model, uint64_t waiter, int64_t now
   return out;
 }
 
-Actions Scheduler::finish(const std::string& model, int64_t now) {
+Actions Scheduler::finish(const std::string& model, int64_t now, int port) {
   Actions out;
   auto it = models_.find(model);
+  if (port != 0)
+    for (const auto& name : instances_of(model))
+      if (models_.at(name).port == port) it = models_.find(name);
   if (it == models_.end()) return out;
   auto& m = it->second;
   if (m.in_flight > 0) --m.in_flight;
@@ -241,20 +298,22 @@ Actions Scheduler::load_failed(const std::string& model, int status, const std::
 std::vector<std::string> Scheduler::eviction_candidates(const std::string& model) const {
   struct Candidate {
     int rank;  // 0: stopping already, 1: idle, 2: busy or starting
+    int last;  // 0: another instance of its model stays up; 1: its model's last
     int in_flight;
     int64_t last_used;
     std::string name;
   };
   std::vector<Candidate> c;
   for (const auto& [name, m] : models_) {
-    if (name == model || m.phase == Phase::stopped || m.phase == Phase::queued) continue;
+    if (model_of(name, m) == model || m.phase == Phase::stopped || m.phase == Phase::queued) continue;
     if (m.by_hand && m.keep_alive_ms < 0) continue;  // loaded by hand with no keep-alive: the user's to stop
     const bool idle = m.phase == Phase::ready && m.in_flight == 0 && m.waiters.empty();
     const int rank = m.phase == Phase::stopping ? 0 : idle ? 1 : 2;
-    c.push_back({rank, m.in_flight, m.last_used_ms, name});
+    c.push_back({rank, other_instance_up(model_of(name, m), name) ? 0 : 1, m.in_flight, m.last_used_ms, name});
   }
   std::sort(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
-    return std::tie(a.rank, a.in_flight, a.last_used, a.name) < std::tie(b.rank, b.in_flight, b.last_used, b.name);
+    return std::tie(a.rank, a.last, a.in_flight, a.last_used, a.name) <
+           std::tie(b.rank, b.last, b.in_flight, b.last_used, b.name);
   });
   std::vector<std::string> out;
   for (auto& x : c) out.push_back(std::move(x.name));
@@ -271,8 +330,12 @@ Actions Scheduler::no_room(const std::string& model, const std::vector<std::stri
   return out;
 }
 
-void Scheduler::restart_for_waiters(const std::string& name, ModelState& m, Actions& out) {
-  if (m.waiters.empty()) return;
+void Scheduler::restart_for_waiters(const std::string& name, Actions& out) {
+  auto it = models_.find(name);
+  if (it == models_.end()) return;
+  auto& m = it->second;
+  if (m.waiters.empty() || m.phase != Phase::stopped || other_instance_up(name, name)) return;
+  m.epoch = ++epoch_;
   m.blockers.clear();
   if (head() || !queue_load_.empty()) {
     m.phase = Phase::queued;  // in line behind those who waited longer
@@ -287,11 +350,12 @@ Actions Scheduler::stopped(const std::string& model, int64_t now) {
   m.port = 0;
   m.pid = 0;
   m.phase = Phase::stopped;
-  // A model whose config changed comes back with it, waited for or not.
-  const bool restart = m.stale && !m.removed;
+  // A model whose config changed comes back with it, waited for or not (a
+  // replica only if requests want it: scale() decides).
+  const bool restart = m.stale && !m.removed && m.replica_of.empty();
   m.stale = m.removed = false;
   Actions out;
-  restart_for_waiters(model, m, out);
+  restart_for_waiters(model_of(model, m), out);
   if (restart && m.phase == Phase::stopped && !head() && queue_load_.empty()) {
     m.phase = Phase::starting;
     // What requests made it start with (embeddings, reranking), but the context the config says now.
@@ -304,14 +368,14 @@ Actions Scheduler::stopped(const std::string& model, int64_t now) {
 
 Actions Scheduler::reconfigure(const std::vector<std::string>& changed, const std::vector<std::string>& removed,
                                int64_t now) {
-  const auto mark = [&](const std::string& name, bool gone) {
-    auto it = models_.find(name);
-    if (it == models_.end()) return;
-    auto& m = it->second;
-    // Stopped, queued or stopping: its next load reads the new config anyway.
-    if (m.by_hand || (m.phase != Phase::ready && m.phase != Phase::starting)) return;
-    (gone ? m.removed : m.stale) = true;
-    m.epoch = ++epoch_;
+  const auto mark = [&](const std::string& model, bool gone) {
+    for (const auto& name : instances_of(model)) {
+      auto& m = models_.at(name);
+      // Stopped, queued or stopping: its next load reads the new config anyway.
+      if (m.by_hand || (m.phase != Phase::ready && m.phase != Phase::starting)) continue;
+      (gone ? m.removed : m.stale) = true;
+      m.epoch = ++epoch_;
+    }
   };
   for (const auto& name : changed) mark(name, false);
   for (const auto& name : removed) mark(name, true);
@@ -321,17 +385,22 @@ Actions Scheduler::reconfigure(const std::vector<std::string>& changed, const st
 }
 
 void Scheduler::step(int64_t now, Actions& out) {
-  // Free slots go to waiters, oldest first, unless the instance drains for the head.
+  // Free slots go to waiters, oldest first, each to the least busy instance
+  // of its model, unless the instance drains for the head.
   for (auto& [name, m] : models_) {
-    if (m.phase != Phase::ready || m.waiters.empty()) continue;
-    Action g{Action::Kind::grant, name, {}, m.port, 0, 0, {}};
-    while (!m.waiters.empty() && may_admit(name, m, m.waiters.front().since_ms)) {
+    if (!m.replica_of.empty() || m.waiters.empty()) continue;
+    std::map<int, Action> grants;  // by port
+    while (!m.waiters.empty()) {
+      auto* e = pick(name, m.waiters.front().since_ms, {});
+      if (!e) break;
+      auto& inst = e->second;
+      auto& g = grants.try_emplace(inst.port, Action{Action::Kind::grant, name, {}, inst.port, 0, 0, {}}).first->second;
       g.waiters.push_back(m.waiters.front().id);
       m.waiters.pop_front();
-      ++m.in_flight;
-      m.last_used_ms = std::max(m.last_used_ms, now);
+      ++inst.in_flight;
+      inst.last_used_ms = std::max(inst.last_used_ms, now);
     }
-    if (!g.waiters.empty()) out.push_back(std::move(g));
+    for (auto& [port, g] : grants) out.push_back(std::move(g));
   }
   // A changed model's instance stops once nothing is in flight (what waits
   // for it waits for the restart); a removed one once idle.
@@ -402,22 +471,28 @@ Actions Scheduler::timeouts(int64_t now, int64_t timeout_ms) {
   for (auto& [name, m] : models_) {
     if (m.phase == Phase::starting || m.waiters.empty() || now - m.waiters.front().since_ms < timeout_ms) continue;
     std::string why;
-    switch (m.phase) {
-      case Phase::queued:
-        why = m.blockers.empty() ? "it was in line behind other models waiting for room on the GPUs"
-                                 : "the GPUs it needs were held by serve's busy instances of " + join(m.blockers, ", ");
-        break;
-      case Phase::ready:
-        if (m.stale) {
-          why = "its instance was finishing its requests to restart with its changed config";
+    int up = 0;
+    for (const auto& n : instances_of(name)) up += models_.at(n).phase == Phase::ready ? 1 : 0;
+    if (up > 1 || (up == 1 && m.phase != Phase::ready)) {
+      why = "every slot of its " + std::to_string(up) + " instances was busy";
+    } else
+      switch (m.phase) {
+        case Phase::queued:
+          why = m.blockers.empty()
+                    ? "it was in line behind other models waiting for room on the GPUs"
+                    : "the GPUs it needs were held by serve's busy instances of " + join(m.blockers, ", ");
           break;
-        }
-        why = m.slots > 0 ? "all " + std::to_string(m.slots) + " slots of its instance were busy"
-                          : "its instance was busy";
-        break;
-      default:
-        why = "its instance was stopping";
-    }
+        case Phase::ready:
+          if (m.stale) {
+            why = "its instance was finishing its requests to restart with its changed config";
+            break;
+          }
+          why = m.slots > 0 ? "all " + std::to_string(m.slots) + " slots of its instance were busy"
+                            : "its instance was busy";
+          break;
+        default:
+          why = "its instance was stopping";
+      }
     Action a{Action::Kind::fail, name, {}, 0, 0, 503, {}};
     while (!m.waiters.empty() && now - m.waiters.front().since_ms >= timeout_ms) {
       a.reason = "waited " + seconds_text(now - m.waiters.front().since_ms) + " in the queue for '" + name +
@@ -428,6 +503,60 @@ Actions Scheduler::timeouts(int64_t now, int64_t timeout_ms) {
     out.push_back(std::move(a));
   }
   if (!out.empty()) step(now, out);
+  return out;
+}
+
+void Scheduler::set_scaling(const std::string& model, int replicas, int64_t scale_after_ms) {
+  auto& m = models_[model];
+  m.replicas = std::max(1, replicas);
+  m.scale_after_ms = std::max<int64_t>(0, scale_after_ms);
+}
+
+Actions Scheduler::scale(int64_t now) {
+  Actions out;
+  if (head() || !queue_load_.empty()) return out;  // the idle GPUs are for the model that waits for room
+  for (auto& [name, m] : models_) {
+    if (!m.replica_of.empty() || m.replicas <= 1 || m.waiters.empty() || m.stale || m.removed) continue;
+    if (now < m.no_scale_until_ms || now - m.waiters.front().since_ms < m.scale_after_ms) continue;
+    bool ready = false, starting = false;
+    std::string free;
+    Launch running;
+    for (int k = 1; k <= m.replicas; ++k) {
+      const std::string key = state::replica_name(name, k);
+      const auto it = models_.find(key);
+      const Phase p = it == models_.end() ? Phase::stopped : it->second.phase;
+      if (p == Phase::stopped) {
+        if (free.empty()) free = key;
+      } else if (p == Phase::ready) {
+        ready = true;
+        running = it->second.running;
+      } else if (p != Phase::stopping) {
+        starting = true;
+      }
+    }
+    // Only a loaded model scales out (a cold one loads as usual), one instance at a time.
+    if (!ready || starting || free.empty()) continue;
+    auto& r = touch(free);
+    r.phase = Phase::starting;
+    r.replica_of = free == name ? std::string() : name;
+    r.want = merged(running, {});
+    r.blockers.clear();
+    r.stale = r.removed = false;
+    out.push_back({Action::Kind::load, free, {}, 0, 0, 0, "scale_out"});
+  }
+  return out;
+}
+
+Actions Scheduler::scale_failed(const std::string& instance, int64_t now, int64_t pause_ms) {
+  auto& r = touch(instance);
+  r.phase = Phase::stopped;
+  r.port = 0;
+  r.pid = 0;
+  const std::string model = model_of(instance, r);
+  models_[model].no_scale_until_ms = now + pause_ms;
+  Actions out;
+  restart_for_waiters(model, out);  // nothing else may be up any more
+  step(now, out);
   return out;
 }
 
@@ -471,6 +600,7 @@ SyncResult Scheduler::sync(uint64_t mark, const std::vector<Record>& live, int64
                                  (it->second.epoch > mark && !just_vanished))))
       continue;
     auto& m = models_[rec.model];
+    m.replica_of = state::is_replica(rec.model) ? state::replica_base(rec.model) : std::string();
     m.phase = Phase::ready;
     m.owed_until_ms = now;  // whoever queued for it is served first
     m.slots = 0;
@@ -486,7 +616,7 @@ SyncResult Scheduler::sync(uint64_t mark, const std::vector<Record>& live, int64
   }
   // Requests that waited on an instance that vanished get a fresh one.
   for (const auto& name : r.vanished)
-    if (auto& m = models_.at(name); m.phase == Phase::stopped) restart_for_waiters(name, m, r.actions);
+    if (const auto& m = models_.at(name); m.phase == Phase::stopped) restart_for_waiters(model_of(name, m), r.actions);
   step(now, r.actions);
   return r;
 }

@@ -65,6 +65,15 @@ struct ModelState {
   bool stale = false;
   /// No longer in the config: it stops once idle and is not started again.
   bool removed = false;
+  /// A replica ("tiny#2") names the model it serves ("tiny"); empty for the
+  /// model's own entry, which holds the queue for all its instances.
+  std::string replica_of;
+  // The model's scaling (its own entry): the most instances at once, how long
+  // the oldest request waits before one more starts, and a pause after a
+  // scale-out found no idle GPU.
+  int replicas = 1;
+  int64_t scale_after_ms = 2000;
+  int64_t no_scale_until_ms = 0;
 };
 
 /// What a state-file reading says about one live instance.
@@ -92,7 +101,10 @@ struct Action {
   int port = 0;
   int64_t pid = 0;
   int status = 0;
-  std::string reason;  // stop: evicted, idle, keep_alive_0, reload, config_changed, removed; fail: the message
+  // stop: evicted, idle, keep_alive_0, reload, config_changed, removed; fail: the message;
+  // load: "scale_out" for one more instance of a loaded model (on an idle GPU
+  // only: it never evicts or queues; scale_failed() when there is none).
+  std::string reason;
 };
 using Actions = std::vector<Action>;
 
@@ -138,8 +150,26 @@ class Scheduler {
   static bool satisfies(const ModelState& m, Launch needs);
   /// A queued request gave up: it leaves the queue and is never counted.
   Actions cancel(const std::string& model, uint64_t waiter, int64_t now);
-  /// A served request ended (its last byte went out, or it failed).
-  Actions finish(const std::string& model, int64_t now);
+  /// A served request ended (its last byte went out, or it failed). `port`:
+  /// the instance that served it (0: the model's own).
+  Actions finish(const std::string& model, int64_t now, int port = 0);
+  /// How many instances `model` may run (replicas) and how long its oldest
+  /// request waits, every slot busy, before one more starts.
+  void set_scaling(const std::string& model, int replicas, int64_t scale_after_ms);
+  /// Scale-outs due now: a model whose every instance is busy, whose oldest
+  /// request waited scale_after, with fewer than `replicas` instances, while
+  /// no other model waits for room. At most one load at a time per model.
+  Actions scale(int64_t now);
+  /// A scale-out load found no idle GPU (or failed): the instance is
+  /// forgotten, its requests keep waiting for the others, and the model is
+  /// not scaled again for `pause_ms`.
+  Actions scale_failed(const std::string& instance, int64_t now, int64_t pause_ms);
+  /// The names of the model's instance entries: its own, then its replicas.
+  std::vector<std::string> instances_of(const std::string& model) const;
+  /// The model an entry serves (itself, or what a replica is of).
+  static std::string model_of(const std::string& name, const ModelState& m) {
+    return m.replica_of.empty() ? name : m.replica_of;
+  }
 
   /// The load job succeeded: queued waiters are served, up to `slots` (0:
   /// all of them).
@@ -195,8 +225,15 @@ class Scheduler {
   const std::string* head() const;
   /// Whether `m` may admit a request that arrived at `since` now.
   bool may_admit(const std::string& name, const ModelState& m, int64_t since) const;
-  /// After a stop or a vanished instance: its waiters start a load or queue.
-  void restart_for_waiters(const std::string& name, ModelState& m, Actions& out);
+  /// After a stop or a vanished instance: its model's waiters start a load or
+  /// queue, unless another instance of the model is up to serve them.
+  void restart_for_waiters(const std::string& model, Actions& out);
+  /// The ready instance of `model` that may admit a request that arrived at
+  /// `since` and has what `needs` asks (embeddings, reranking), with the
+  /// fewest in flight; nullptr when none.
+  std::pair<const std::string, ModelState>* pick(const std::string& model, int64_t since, Launch needs);
+  /// Whether another instance of `model` than `except` is ready or starting.
+  bool other_instance_up(const std::string& model, const std::string& except) const;
   /// Grants waiters where slots allow, evicts for the head, starts queued loads.
   void step(int64_t now, Actions& out);
   void fail_all(const std::string& name, ModelState& m, int status, const std::string& message, Actions& out);

@@ -33,8 +33,8 @@ std::vector<Instance> StateFile::live() const {
 std::string file_safe(const std::string& model) {
   std::string out;
   for (char c : model) {
-    const bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '_' || c == '.' || c == '#';
     out += ok ? c : '_';
   }
   if (out.empty() || out[0] == '.') out.insert(out.begin(), '_');

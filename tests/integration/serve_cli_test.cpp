@@ -248,6 +248,77 @@ TEST(Serve, SlotsComeFromParallelOrFromPropsAndServeAdmitsNoMore) {
   EXPECT_NE(text.find("request: POST /v1/chat/completions"), std::string::npos) << text;
 }
 
+std::string log_of(const json& instance) {
+  std::ifstream in(instance["log"].get<std::string>());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+TEST(Serve, ABusyModelScalesOutToAnIdleGpuAndEachInstanceIsShown) {
+  Sandbox sb;  // two idle GPUs
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") +
+                  "\"\nparallel = 1\nreplicas = 2\nscale_after = \"300ms\"\n");
+  ServeProcess s(sb, {"-v"}, {"FAKE_REQUEST_DELAY_MS=700"});
+  ASSERT_TRUE(s.ready()) << s.output();
+  ASSERT_EQ(chat(s, "tiny").status, 200) << s.output();
+  // Four clients, two requests each, for a model with one slot: requests wait, and a second instance starts.
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&] {
+      for (int i = 0; i < 2; ++i) ok += chat(s, "tiny").status == 200;
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 8) << s.output();
+  const json first = live_instance(sb, "tiny");
+  const json second = live_instance(sb, "tiny#2");
+  ASSERT_FALSE(first.is_null());
+  ASSERT_FALSE(second.is_null()) << s.output();
+  EXPECT_NE(first["gpus"], second["gpus"]) << "the replica runs on the other GPU";
+  EXPECT_NE(first["port"], second["port"]);
+  EXPECT_EQ(second["loaded_by"], "serve");
+  // Both served, one request at a time each: nothing waited inside llama-server.
+  for (const auto& inst : {first, second}) {
+    const std::string text = log_of(inst);
+    EXPECT_NE(text.find("request: POST /v1/chat/completions"), std::string::npos) << text;
+    EXPECT_EQ(text.find("waited for a slot"), std::string::npos) << text;
+  }
+  EXPECT_NE(s.output().find("scale-out of tiny"), std::string::npos) << s.output();
+  EXPECT_EQ(metric(s, "llamactl_model_replicas{model=\"tiny\"}"), 2);
+  EXPECT_EQ(metric(s, "llamactl_model_slots{model=\"tiny\"}"), 2);
+  EXPECT_EQ(metric(s, "llamactl_model_scale_outs_total{model=\"tiny\"}"), 1);
+  const std::string row =
+      fmt::format(R"(llamactl_instance_requests_in_flight{{model="tiny",instance="tiny#2",port="{}",gpus="{}"}})",
+                  second["port"].get<int>(), second["gpus"][0].get<int>());
+  EXPECT_EQ(metric(s, row), 0) << http_request(s.port(), "GET", "/metrics").body;
+  // /models: one model with two instances; a replica is not a model of its own.
+  const auto models = http_request(s.port(), "GET", "/models");
+  ASSERT_EQ(models.status, 200);
+  const json data = models.json()["data"];
+  ASSERT_EQ(data.size(), 1u) << models.body;
+  EXPECT_EQ(data[0]["id"], "tiny");
+  EXPECT_EQ(data[0]["status"]["value"], "loaded");
+  ASSERT_EQ(data[0]["status"]["instances"].size(), 2u) << models.body;
+  EXPECT_EQ(data[0]["status"]["instances"][1]["name"], "tiny#2");
+  EXPECT_EQ(data[0]["status"]["instances"][1]["port"], second["port"]);
+  EXPECT_EQ(chat(s, "tiny#2").status, 404) << "a replica's name is not a model";
+  // /api/ps: a row per instance.
+  const json ps = http_request(s.port(), "GET", "/api/ps").json();
+  ASSERT_EQ(ps["models"].size(), 2u) << ps.dump();
+  EXPECT_EQ(ps["models"][0]["name"], "tiny:latest");
+  EXPECT_EQ(ps["models"][1]["name"], "tiny:latest");
+  // `status` shows each, with its GPU and port.
+  const auto st = sb.run({"status"});
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find("tiny#2"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find(std::to_string(second["port"].get<int>())), std::string::npos) << st.out;
+  // `unload tiny` ends the model's every instance.
+  const auto un = sb.run({"unload", "tiny"});
+  EXPECT_EQ(un.exit_code, 0) << un.out << un.err;
+  EXPECT_FALSE(pid_alive(second["pid"].get<int64_t>()));
+  EXPECT_FALSE(pid_alive(first["pid"].get<int64_t>()));
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
 // Whether serve's /api/tags lists `model`.
 bool lists(const ServeProcess& s, const std::string& model) {
   const auto r = http_request(s.port(), "GET", "/api/tags");

@@ -233,3 +233,23 @@ TEST(Config, GpusWeWereGiven) {
     EXPECT_NE(r.error().message.find(row.says), std::string::npos) << r.error().message;
   }
 }
+
+TEST(Config, ReplicasAndScaleAfterAreReadCheckedAndNoReasonToRestart) {
+  const auto a = parse("[models.x]\npath = \"/m/x.gguf\"\nreplicas = 3\nscale_after = \"500ms\"\n", "a.toml");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->models.at("x").replicas, 3);
+  EXPECT_EQ(a->models.at("x").scale_after_ms, 500);
+  const auto d = parse("[models.x]\npath = \"/m/x.gguf\"\n", "a.toml");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->models.at("x").replicas, 1);
+  EXPECT_EQ(d->models.at("x").scale_after_ms, 2000);
+  // More or fewer instances allowed: the running ones need no restart.
+  EXPECT_TRUE(compare(*a, *d).empty());
+  const auto zero = parse("[models.x]\npath = \"/m/x.gguf\"\nreplicas = 0\n", "a.toml");
+  ASSERT_FALSE(zero);
+  EXPECT_NE(zero.error().message.find("a.toml:3: key 'models.x.replicas'"), std::string::npos) << zero.error().message;
+  // "x#2" is how serve names x's second instance: not a model name.
+  const auto hash = parse("[models.\"x#2\"]\npath = \"/m/x.gguf\"\n", "a.toml");
+  ASSERT_FALSE(hash);
+  EXPECT_NE(hash.error().message.find("contains '#'"), std::string::npos) << hash.error().message;
+}

@@ -521,6 +521,146 @@ TEST(Scheduler, AReloadLeavesInstancesLoadedByHandAlone) {
   EXPECT_EQ(s.try_serve("cli", 3), 8081);
 }
 
+/// The ports that `actions` grant on, one per waiter, in order.
+std::vector<int> granted_ports(const Actions& actions) {
+  std::vector<int> out;
+  for (const auto& a : actions)
+    if (a.kind == Action::Kind::grant) out.insert(out.end(), a.waiters.size(), a.port);
+  return out;
+}
+
+/// "a" loaded on port 8081 (pid 7) with one slot, serving request 1; replicas 2, scale_after 2 s.
+Scheduler one_slot_with_replicas(int replicas = 2) {
+  Scheduler s;
+  s.set_scaling("a", replicas, 2000);
+  s.admit("a", 1, 0);
+  s.loaded("a", 8081, 7, 5 * kMin, false, 0, {}, 1);
+  return s;
+}
+
+TEST(SchedulerReplicas, OneMoreInstanceStartsWhenEverySlotIsBusyAndARequestWaitedScaleAfter) {
+  auto s = one_slot_with_replicas();
+  EXPECT_EQ(s.admit("a", 2, 1000).kind, Admission::Kind::wait) << "its one slot is busy";
+  EXPECT_TRUE(s.scale(2999).empty()) << "waited 1999 ms of 2000";
+  auto acts = s.scale(3000);
+  ASSERT_EQ(acts.size(), 1u);
+  EXPECT_EQ(acts[0].kind, Action::Kind::load);
+  EXPECT_EQ(acts[0].model, "a#2");
+  EXPECT_EQ(acts[0].reason, "scale_out");
+  EXPECT_EQ(s.find("a#2")->replica_of, "a");
+  EXPECT_TRUE(s.scale(10000).empty()) << "one load at a time";
+  // The replica comes up and takes the waiting request; the next ones go to whichever is free.
+  EXPECT_EQ(granted_ports(s.loaded("a#2", 8082, 8, 5 * kMin, false, 10500, {}, 1)), std::vector<int>{8082});
+  EXPECT_EQ(s.admit("a", 3, 11000).kind, Admission::Kind::wait);
+  EXPECT_EQ(granted_ports(s.finish("a", 12000, 8081)), std::vector<int>{8081});
+  EXPECT_EQ(s.find("a")->in_flight, 1);
+  EXPECT_EQ(s.find("a#2")->in_flight, 1);
+  EXPECT_TRUE(s.scale(60000).empty()) << "replicas = 2: no third";
+  EXPECT_EQ(s.instances_of("a"), (std::vector<std::string>{"a", "a#2"}));
+}
+
+TEST(SchedulerReplicas, EachRequestGoesToTheInstanceWithTheFewestInFlight) {
+  Scheduler s;
+  s.set_scaling("a", 2, 2000);
+  s.sync(s.begin_sync(), {running("a", 8081, 7), running("a#2", 8082, 8)}, 0);
+  s.set_slots("a", 4, 0);
+  s.set_slots("a#2", 4, 0);
+  std::vector<int> ports;
+  for (int i = 0; i < 6; ++i) ports.push_back(*s.try_serve("a", 10));
+  EXPECT_EQ(ports, (std::vector<int>{8081, 8082, 8081, 8082, 8081, 8082}));
+  s.finish("a", 20, 8082);
+  s.finish("a", 20, 8082);
+  EXPECT_EQ(s.admit("a", 1, 30).port, 8082) << "a#2 has 1 in flight, a has 3";
+  EXPECT_EQ(s.find("a#2")->replica_of, "a") << "adopted from the state file by its name";
+}
+
+TEST(SchedulerReplicas, NoScaleOutForAColdModelWithoutReplicasOrWhileAnotherModelWaitsForRoom) {
+  auto s = one_slot_with_replicas();
+  s.admit("a", 2, 1000);
+  // b waits for room that a holds: the idle GPUs are b's to wait for, not a's to take.
+  EXPECT_EQ(s.admit("b", 3, 1500).kind, Admission::Kind::start);
+  s.no_room("b", {"a"}, 1600);
+  EXPECT_TRUE(s.scale(10000).empty());
+  Scheduler one = one_slot_with_replicas(1);
+  one.admit("a", 2, 1000);
+  EXPECT_TRUE(one.scale(60000).empty()) << "replicas = 1";
+  Scheduler cold;
+  cold.set_scaling("c", 3, 0);
+  EXPECT_EQ(cold.admit("c", 1, 0).kind, Admission::Kind::start);
+  cold.admit("c", 2, 0);
+  EXPECT_TRUE(cold.scale(60000).empty()) << "a cold model loads once, as usual";
+}
+
+TEST(SchedulerReplicas, AScaleOutWithoutAnIdleGpuLeavesTheRequestsWaitingAndPauses) {
+  auto s = one_slot_with_replicas();
+  s.admit("a", 2, 1000);
+  ASSERT_EQ(jobs(s.scale(3000)), std::vector<std::string>{"load a#2"});
+  auto acts = s.scale_failed("a#2", 3100, 30000);
+  EXPECT_TRUE(failed(acts).empty()) << "the request still waits for a's slot";
+  EXPECT_TRUE(jobs(acts).empty()) << "no eviction, no queued load";
+  EXPECT_EQ(s.find("a#2")->phase, Phase::stopped);
+  EXPECT_TRUE(s.scale(20000).empty()) << "paused";
+  EXPECT_EQ(jobs(s.scale(33100)), std::vector<std::string>{"load a#2"});
+  EXPECT_EQ(granted(s.finish("a", 33200, 8081)), std::vector<uint64_t>{2});
+}
+
+TEST(SchedulerReplicas, AReplicaIsEvictedBeforeAnotherModelsLastInstance) {
+  Scheduler s;
+  s.set_scaling("a", 2, 2000);
+  // b is the least recently used, but it is b's only instance; a has two.
+  s.sync(s.begin_sync(),
+         {running("b", 8083, 9, 5 * kMin, false), running("a", 8081, 7, 5 * kMin, false),
+          running("a#2", 8082, 8, 5 * kMin, false)},
+         0);
+  s.finish("b", 100);
+  s.finish("a", 200);
+  s.finish("a#2", 300);
+  const auto c = s.eviction_candidates("c");
+  ASSERT_EQ(c.size(), 3u);
+  EXPECT_EQ(c.back(), "b");
+  EXPECT_TRUE(s.eviction_candidates("a").size() == 1 && s.eviction_candidates("a")[0] == "b")
+      << "a model never evicts its own instances";
+}
+
+TEST(SchedulerReplicas, EachInstanceReapsOnItsOwnKeepAliveAndTheOthersServeOn) {
+  auto s = one_slot_with_replicas();
+  s.admit("a", 2, 1000);
+  s.scale(3000);
+  s.loaded("a#2", 8082, 8, 1000, false, 3500, {}, 1);  // a#2 with a 1 s keep-alive
+  s.finish("a", 4000, 8081);
+  s.finish("a", 4000, 8082);
+  EXPECT_EQ(jobs(s.expired(5000)), std::vector<std::string>{"stop a#2 (idle)"});
+  EXPECT_TRUE(jobs(s.stopped("a#2", 5100)).empty());
+  // Now a's own instance goes (its keep-alive ran out) while a replica serves: requests go to the replica, no load.
+  EXPECT_EQ(s.admit("a", 3, 6000).port, 8081);
+  EXPECT_EQ(s.admit("a", 4, 6100).kind, Admission::Kind::wait);
+  ASSERT_EQ(jobs(s.scale(8100)), std::vector<std::string>{"load a#2"});
+  EXPECT_EQ(granted_ports(s.loaded("a#2", 8082, 10, 5 * kMin, false, 8200, {}, 1)), std::vector<int>{8082});
+  s.finish("a", 8300, 8081);
+  s.set_keep_alive("a", 0);
+  EXPECT_EQ(jobs(s.expired(8400)), std::vector<std::string>{"stop a (keep_alive_0)"});
+  EXPECT_TRUE(jobs(s.stopped("a", 8500)).empty()) << "a#2 still serves a";
+  EXPECT_EQ(s.admit("a", 5, 8600).kind, Admission::Kind::wait) << "a#2's one slot is busy";
+  EXPECT_EQ(granted_ports(s.finish("a", 8700, 8082)), std::vector<int>{8082});
+  // With a#2 gone too, the next request loads a again.
+  s.finish("a", 8800, 8082);
+  s.set_keep_alive("a#2", 0);
+  EXPECT_EQ(jobs(s.expired(8900)), std::vector<std::string>{"stop a#2 (keep_alive_0)"});
+  EXPECT_EQ(s.admit("a", 6, 9000).kind, Admission::Kind::start) << "its last instance is stopping: a starts anew";
+  EXPECT_TRUE(jobs(s.stopped("a#2", 9100)).empty());
+  EXPECT_EQ(granted_ports(s.loaded("a", 8081, 11, 5 * kMin, false, 9200, {}, 1)), std::vector<int>{8081});
+}
+
+TEST(SchedulerReplicas, AReloadDrainsEveryInstanceAndOnlyTheModelsOwnComesBack) {
+  Scheduler s;
+  s.set_scaling("a", 2, 2000);
+  s.sync(s.begin_sync(), {running("a", 8081, 7, 5 * kMin, false), running("a#2", 8082, 8, 5 * kMin, false)}, 0);
+  const auto acts = s.reconfigure({"a"}, {}, 100);
+  EXPECT_EQ(jobs(acts), (std::vector<std::string>{"stop a (config_changed)", "stop a#2 (config_changed)"}));
+  EXPECT_TRUE(jobs(s.stopped("a#2", 200)).empty()) << "a replica starts again only when requests want it";
+  EXPECT_EQ(jobs(s.stopped("a", 300)), std::vector<std::string>{"load a"});
+}
+
 TEST(Scheduler, LaunchIsReadFromTheCommandLine) {
   const Launch l = launch_of({"llama-server", "-m", "x.gguf", "-c", "8192", "--embeddings", "--port", "1"});
   EXPECT_TRUE(l.embeddings);

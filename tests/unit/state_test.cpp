@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "state/replica.h"
 #include "state/state.h"
 #include "support/temp_dir.h"
 
@@ -189,3 +190,19 @@ TEST(State, LockTimesOutWithStateError) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 #endif  // _WIN32
+
+TEST(Replica, NamesSayWhichModelAnInstanceServes) {
+  using llamactl::state::is_replica;
+  using llamactl::state::replica_base;
+  using llamactl::state::replica_name;
+  EXPECT_EQ(replica_name("tiny", 1), "tiny");
+  EXPECT_EQ(replica_name("tiny", 2), "tiny#2");
+  EXPECT_EQ(replica_base("tiny#2"), "tiny");
+  EXPECT_EQ(replica_base("tiny#12"), "tiny");
+  EXPECT_EQ(replica_base("tiny"), "tiny");
+  EXPECT_EQ(replica_base("tiny#"), "tiny#");
+  EXPECT_EQ(replica_base("#2"), "#2");
+  EXPECT_EQ(replica_base("tiny#2b"), "tiny#2b");
+  EXPECT_TRUE(is_replica("a#3"));
+  EXPECT_FALSE(is_replica("a"));
+}
