@@ -10,6 +10,7 @@ packages=(
   clang lld libclang-rt-14-dev clang-format clang-tidy
   git curl tmux zsh fish bash-completion
   g++-mingw-w64-x86-64-posix wine64
+  chromium fonts-dejavu-core
 )
 
 missing=()
