@@ -1,0 +1,51 @@
+// Messages that help (issue 22, item 5): the exact words and exit code a
+// newcomer's mistake gets from the real binary.
+
+#include <gtest/gtest.h>
+
+#include "integration/harness.h"
+
+using namespace llamactl::testing;
+
+TEST(Messages, UnknownCommandSuggestsTheNearest) {
+  Sandbox sb;
+  auto r = sb.run({"lod", "qwen"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "llamactl: error: unknown command 'lod'; did you mean 'load'?\n"
+            "Run 'llamactl --help' for usage.\n");
+  // Nothing near: the commands are listed instead (not the hidden __complete).
+  auto far = sb.run({"frobnicate"});
+  EXPECT_EQ(far.exit_code, 2);
+  EXPECT_EQ(far.err,
+            "llamactl: error: unknown command 'frobnicate'; commands: gpus, load, unload, status, serve, watch, mcp\n"
+            "Run 'llamactl --help' for usage.\n");
+  auto none = sb.run({});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_EQ(none.err,
+            "llamactl: error: a command is required: gpus, load, unload, status, serve, watch, mcp\n"
+            "Run 'llamactl --help' for usage.\n");
+}
+
+TEST(Messages, UnknownOptionSuggestsTheNearest) {
+  Sandbox sb;
+  auto r = sb.run({"load", "qwen", "--gpuu", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "llamactl: error: unknown option '--gpuu'; did you mean '--gpu'?\n"
+            "Run 'llamactl load --help' for usage.\n");
+  // A global flag is a candidate after the subcommand too; --x=v is named without its value.
+  auto g = sb.run({"gpus", "--jsno=1"});
+  EXPECT_EQ(g.exit_code, 2);
+  EXPECT_EQ(g.err.substr(0, g.err.find('\n')), "llamactl: error: unknown option '--jsno'; did you mean '--json'?");
+  auto far = sb.run({"gpus", "--no-such-flag"});
+  EXPECT_EQ(far.exit_code, 2);
+  EXPECT_EQ(far.err.substr(0, far.err.find('\n')), "llamactl: error: unknown option '--no-such-flag'");
+  auto extra = sb.run({"load", "a", "b"});
+  EXPECT_EQ(extra.exit_code, 2);
+  EXPECT_EQ(extra.err.substr(0, extra.err.find('\n')), "llamactl: error: unexpected argument 'b'");
+  // Errors CLI11 words well enough keep its words.
+  auto bad = sb.run({"gpus", "--threshold", "abc"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--threshold"), std::string::npos) << bad.err;
+}
