@@ -167,6 +167,13 @@ const ModelConfig* Config::find_model(const std::string& wanted) const {
   return nullptr;
 }
 
+std::vector<std::string> Config::model_names() const {
+  std::vector<std::string> names;
+  for (const auto& [n, m] : models) names.push_back(n);
+  for (const auto& [n, m] : models) names.insert(names.end(), m.aliases.begin(), m.aliases.end());
+  return names;
+}
+
 Result<Config> parse(const std::string& text, const std::string& source) {
   Config cfg;
   cfg.source = source;

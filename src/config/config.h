@@ -55,6 +55,8 @@ struct Config {
 
   /// Model by name or alias; a ":latest"-style tag is ignored. nullptr when none.
   const ModelConfig* find_model(const std::string& name) const;
+  /// Every name a model answers to: the names, then the aliases (for "did you mean").
+  std::vector<std::string> model_names() const;
 };
 
 /// What a reload changes, model by model (names sorted).

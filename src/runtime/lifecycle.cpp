@@ -34,9 +34,11 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
     m.path = wanted;
     m.name = platform::utf8_path(platform::fs_path(wanted).stem());
   } else {
+    const auto near = nearest(wanted, cfg.model_names());
     return make_error(ErrorKind::model_not_found, "model '" + wanted + "' is not in the config" +
                                                       (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
-                                                      " and is not a path to a .gguf file");
+                                                      " and is not a path to a .gguf file" +
+                                                      (near ? "; did you mean '" + *near + "'?" : ""));
   }
   std::error_code ec;
   const auto abs = fs::absolute(platform::fs_path(m.path), ec);

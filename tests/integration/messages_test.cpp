@@ -49,3 +49,15 @@ TEST(Messages, UnknownOptionSuggestsTheNearest) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--threshold"), std::string::npos) << bad.err;
 }
+
+TEST(Messages, ModelTypoSuggestsTheNearestConfiguredName) {
+  Sandbox sb;
+  sb.write_config("[models.qwen]\npath = \"" + sb.model("qwen7b") + "\"\naliases = [\"qwen-7b\"]\n");
+  auto r = sb.run({"load", "qwne"});
+  EXPECT_EQ(r.exit_code, 5);
+  EXPECT_EQ(r.err, "llamactl: error: model 'qwne' is not in the config (" + sb.path("llamactl.toml") +
+                       ") and is not a path to a .gguf file; did you mean 'qwen'?\n");
+  auto far = sb.run({"load", "mistral"});
+  EXPECT_EQ(far.exit_code, 5);
+  EXPECT_EQ(far.err.find("did you mean"), std::string::npos) << far.err;
+}

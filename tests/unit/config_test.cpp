@@ -69,6 +69,13 @@ TEST(Config, DefaultsWhenEmpty) {
   EXPECT_FALSE(c->ignore_processes.empty());
 }
 
+TEST(Config, ModelNamesListNamesBeforeAliases) {
+  auto c = parse("[models.b]\npath = \"/b.gguf\"\naliases = [\"bee\"]\n[models.a]\npath = \"/a.gguf\"\n", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->model_names(), (std::vector<std::string>{"a", "b", "bee"}));
+  EXPECT_TRUE(parse("", "c.toml")->model_names().empty());
+}
+
 TEST(Config, FindsByNameAliasAndTag) {
   auto c = parse(kFull, "c.toml");
   ASSERT_TRUE(c.ok());
