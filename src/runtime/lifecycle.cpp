@@ -68,7 +68,7 @@ Status check_same_placement(const std::string& name, const placement::GpuSpec& s
   const bool cpu_vs_gpu = spec.kind == Kind::cpu && !existing.gpus.empty();
   if (!gpu_given || (!other_list && !cpu_vs_gpu)) return ok_status();
   return make_error(ErrorKind::gpu_unavailable,
-                    "'" + name + "' already runs on GPU " + placement::gpus_text(existing.gpus) + " (pid " +
+                    "'" + name + "' already runs on " + placement::where_text(existing.gpus) + " (pid " +
                         std::to_string(existing.pid) + "); unload it before loading it on " +
                         (cpu_vs_gpu ? std::string("the CPU") : "GPU " + placement::gpus_text(spec.indices)));
 }

@@ -61,3 +61,21 @@ TEST(Messages, ModelTypoSuggestsTheNearestConfiguredName) {
   EXPECT_EQ(far.exit_code, 5);
   EXPECT_EQ(far.err.find("did you mean"), std::string::npos) << far.err;
 }
+
+TEST(Messages, CpuInstancesRunOnTheCpuWithARamEstimate) {
+  Sandbox sb;
+  auto r = sb.run({"load", sb.model("tiny"), "--gpu", "cpu"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("loaded 'tiny' on the CPU\n", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find(" MiB of RAM (weights "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("/GPU"), std::string::npos) << r.out;
+  auto again = sb.run({"load", sb.model("tiny")});
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_EQ(again.out.rfind("'tiny' already runs on the CPU\n", 0), 0u) << again.out;
+  auto elsewhere = sb.run({"load", sb.model("tiny"), "--gpu", "0"});
+  EXPECT_EQ(elsewhere.exit_code, 4);
+  EXPECT_NE(elsewhere.err.find("'tiny' already runs on the CPU (pid "), std::string::npos) << elsewhere.err;
+  auto gone = sb.run({"unload", "tiny"});
+  EXPECT_EQ(gone.exit_code, 0);
+  EXPECT_EQ(gone.out.rfind("unloaded 'tiny' from the CPU (pid ", 0), 0u) << gone.out;
+}
