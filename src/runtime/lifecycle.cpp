@@ -48,6 +48,32 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
   return m;
 }
 
+// `unload` that matched nothing: whether the name is a model at all, the
+// nearest name, and what of ours runs instead.
+Error nothing_to_unload(const UnloadRequest& req, const config::Config& cfg, const std::vector<state::Instance>& live) {
+  std::vector<std::string> running, names;
+  for (const auto& i : live) {
+    running.push_back(i.model + " on " + placement::where_text(i.gpus));
+    names.push_back(i.model);
+  }
+  const std::string runs = running.empty() ? " Nothing of ours runs." : " Running: " + join(running, ", ") + ".";
+  if (!req.model) {
+    const std::string gpu = req.gpu.value_or("?");
+    return make_error(ErrorKind::model_not_found,
+                      "nothing of ours runs on " + (iequals(gpu, "cpu") ? "the CPU" : "GPU " + gpu) + "." + runs);
+  }
+  const std::string& m = *req.model;
+  const bool path = ends_with(to_lower(m), ".gguf") || m.find_first_of("/\\") != std::string::npos;
+  if (path || cfg.find_model(m)) return make_error(ErrorKind::model_not_found, "'" + m + "' is not running." + runs);
+  const auto configured = cfg.model_names();
+  names.insert(names.end(), configured.begin(), configured.end());
+  const auto near = nearest(m, names);
+  return make_error(ErrorKind::model_not_found, "'" + m + "' is not a model: not in the config" +
+                                                    (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
+                                                    " and not one of ours that runs" +
+                                                    (near ? "; did you mean '" + *near + "'?" : ".") + runs);
+}
+
 // A GPU reading older than this is taken again before a placement decision.
 constexpr auto kFreshReading = std::chrono::milliseconds(250);
 
@@ -525,8 +551,7 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
       if (match) targets.push_back(i);
     }
     if (targets.empty() && !req.all) {
-      const std::string what = req.model ? "'" + *req.model + "'" : "GPU " + req.gpu.value_or("?");
-      return make_error(ErrorKind::model_not_found, "no instance of ours runs on/as " + what);
+      return nothing_to_unload(req, *config(), st.live());
     }
   }
   for (const auto& n : notes) log::warn("{}", n);

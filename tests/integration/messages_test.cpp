@@ -62,6 +62,33 @@ TEST(Messages, ModelTypoSuggestsTheNearestConfiguredName) {
   EXPECT_EQ(far.err.find("did you mean"), std::string::npos) << far.err;
 }
 
+TEST(Messages, UnloadOfNoModelSaysSoAndListsWhatRuns) {
+  Sandbox sb;
+  sb.write_config("[models.qwen]\npath = \"" + sb.model("qwen7b") + "\"\n[models.llama]\npath = \"" +
+                  sb.model("llama") + "\"\n");
+  const std::string cfg = sb.path("llamactl.toml");
+  auto none = sb.run({"unload", "qwne"});
+  EXPECT_EQ(none.exit_code, 5);
+  EXPECT_EQ(none.err, "llamactl: error: 'qwne' is not a model: not in the config (" + cfg +
+                          ") and not one of ours that runs; did you mean 'qwen'? Nothing of ours runs.\n");
+  auto loaded = sb.run({"load", "qwen", "--gpu", "0"});
+  ASSERT_EQ(loaded.exit_code, 0) << loaded.err;
+  auto cpu = sb.run({"load", sb.model("tiny"), "--gpu", "cpu"});
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.err;
+  auto typo = sb.run({"unload", "qwne"});
+  EXPECT_EQ(typo.exit_code, 5);
+  EXPECT_EQ(typo.err, "llamactl: error: 'qwne' is not a model: not in the config (" + cfg +
+                          ") and not one of ours that runs; did you mean 'qwen'? Running: qwen on GPU 0, tiny on "
+                          "the CPU.\n");
+  auto idle = sb.run({"unload", "llama"});
+  EXPECT_EQ(idle.exit_code, 5);
+  EXPECT_EQ(idle.err, "llamactl: error: 'llama' is not running. Running: qwen on GPU 0, tiny on the CPU.\n");
+  auto gpu = sb.run({"unload", "--gpu", "1"});
+  EXPECT_EQ(gpu.exit_code, 5);
+  EXPECT_EQ(gpu.err, "llamactl: error: nothing of ours runs on GPU 1. Running: qwen on GPU 0, tiny on the CPU.\n");
+  EXPECT_EQ(sb.run({"unload", "--all"}).exit_code, 0);
+}
+
 TEST(Messages, CpuInstancesRunOnTheCpuWithARamEstimate) {
   Sandbox sb;
   auto r = sb.run({"load", sb.model("tiny"), "--gpu", "cpu"});
