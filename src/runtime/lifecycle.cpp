@@ -74,6 +74,18 @@ Error nothing_to_unload(const UnloadRequest& req, const config::Config& cfg, con
                                                     (near ? "; did you mean '" + *near + "'?" : ".") + runs);
 }
 
+// Spawning failed and the program is nowhere to be found: where we looked
+// and how to get one, rather than the OS's "No such file or directory".
+Error no_llama_server(const config::Config& cfg) {
+  const bool named_path = cfg.llama_server.find_first_of("/\\") != std::string::npos;
+  return make_error(ErrorKind::start_failed,
+                    "llama-server not found: llama_server = '" + cfg.llama_server + "' (" +
+                        (cfg.source.empty() ? "the default; no config file" : cfg.source) + ") " +
+                        (named_path ? "is missing or not executable" : "is not on PATH") +
+                        ". Build llama.cpp (https://github.com/ggml-org/llama.cpp) or take its release binaries, "
+                        "then put llama-server on PATH or set llama_server = \"/path/to/llama-server\" in the config");
+}
+
 // A GPU reading older than this is taken again before a placement decision.
 constexpr auto kFreshReading = std::chrono::milliseconds(250);
 
@@ -335,7 +347,7 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
       !s)
     return make_error(ErrorKind::state, "cannot write log file: " + s.error().message);
   auto spawned = ops_.spawn({launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log});
-  if (!spawned) return spawned.error();
+  if (!spawned) return platform::find_program(cfg->llama_server) ? spawned.error() : no_llama_server(*cfg);
 
   state::Instance inst;
   inst.model = model.name;

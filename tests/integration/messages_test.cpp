@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "integration/harness.h"
 
 using namespace llamactl::testing;
@@ -87,6 +89,27 @@ TEST(Messages, UnloadOfNoModelSaysSoAndListsWhatRuns) {
   EXPECT_EQ(gpu.exit_code, 5);
   EXPECT_EQ(gpu.err, "llamactl: error: nothing of ours runs on GPU 1. Running: qwen on GPU 0, tiny on the CPU.\n");
   EXPECT_EQ(sb.run({"unload", "--all"}).exit_code, 0);
+}
+
+TEST(Messages, NoLlamaServerSaysWhereItLookedAndHowToGetOne) {
+  Sandbox sb;
+  // No llama_server key: the default name, looked up on a PATH without it.
+  std::ofstream(sb.path("llamactl.toml")) << "base_port = " << sb.base_port() << "\n";
+  auto r = sb.run({"load", sb.model("tiny"), "--gpu", "cpu"}, {"PATH=" + sb.path("empty-bin")});
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_EQ(r.err, "llamactl: error: llama-server not found: llama_server = 'llama-server' (" +
+                       sb.path("llamactl.toml") +
+                       ") is not on PATH. Build llama.cpp (https://github.com/ggml-org/llama.cpp) or take its release "
+                       "binaries, then put llama-server on PATH or set llama_server = \"/path/to/llama-server\" in "
+                       "the config\n");
+  std::ofstream(sb.path("llamactl.toml"))
+      << "llama_server = \"/nonexistent/llama-server\"\nbase_port = " << sb.base_port() << "\n";
+  auto named = sb.run({"load", sb.model("tiny"), "--gpu", "cpu"});
+  EXPECT_EQ(named.exit_code, 6);
+  EXPECT_NE(named.err.find("llama-server not found: llama_server = '/nonexistent/llama-server' (" +
+                           sb.path("llamactl.toml") + ") is missing or not executable."),
+            std::string::npos)
+      << named.err;
 }
 
 TEST(Messages, CpuInstancesRunOnTheCpuWithARamEstimate) {
