@@ -112,6 +112,15 @@ TEST(Messages, NoLlamaServerSaysWhereItLookedAndHowToGetOne) {
       << named.err;
 }
 
+TEST(Messages, TomlSyntaxErrorInPlainWordsWithLineAndColumn) {
+  Sandbox sb;
+  std::ofstream(sb.path("llamactl.toml")) << "base_port = 8081\nllama_server = \"/opt/llama-server\n";
+  auto r = sb.run({"gpus"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.err, "llamactl: error: " + sb.path("llamactl.toml") +
+                       ":2:34: a string is not closed: add the missing quote before the end of the line\n");
+}
+
 TEST(Messages, CpuInstancesRunOnTheCpuWithARamEstimate) {
   Sandbox sb;
   auto r = sb.run({"load", sb.model("tiny"), "--gpu", "cpu"});

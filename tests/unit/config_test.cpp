@@ -123,6 +123,38 @@ TEST(Config, ErrorsNameFileLineAndKey) {
       << rerank.error().message;
 }
 
+// TOML syntax errors in plain words, with file:line:column (toml++'s own
+// words, e.g. "unescaped control characters other than TAB (U+0009) are
+// explicitly prohibited" for a missing quote, tell a config author nothing).
+TEST(Config, SyntaxErrorsInPlainWords) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"llama_server = \"/opt/llama-server\nbase_port = 1\n",
+       "c.toml:1:34: a string is not closed: add the missing quote before the end of the line"},
+      {"a = 'x\n", "c.toml:1:7: a string is not closed: add the missing quote before the end of the line"},
+      {"llama_server = \"C:\\llama\\llama-server.exe\"\n",
+       "c.toml:1:20: unknown escape '\\l' in a \"...\" string: write \\\\ for a backslash, or put a Windows path in "
+       "'...'"},
+      {"[models.a]\npath = \"x\"\n[models.a]\npath = \"y\"\n",
+       "c.toml:3:1: defined twice: 'models.a' (each key and [table] once)"},
+      {"context = 4096\ncontext = 5\n", "c.toml:2:11: defined twice: 'context' (each key and [table] once)"},
+      {"placement = tensor-split\n",
+       "c.toml:1:14: a value TOML does not know: text needs quotes (key = \"text\"); numbers and true/false do not"},
+      {"x = \n", "c.toml:1:5: a key without a value: write key = value"},
+      {"llama_server /opt/x\n", "c.toml:1:14: expected key = value: the '=' is missing"},
+      {"ignore_processes = [\"a\" \"b\"]\n",
+       "c.toml:1:25: a list needs commas between its items and a closing ']': [\"a\", \"b\"]"},
+      {"[models.a\npath=\"x\"\n", "c.toml:1:10: a [table] header needs its closing ']' on the same line"},
+      {"base_port = 8081 8082\n",
+       "c.toml:1:18: more after the value: one key = value per line, and a comment starts with #"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto c = parse(text, "c.toml");
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_EQ(c.error().message, want) << text;
+    EXPECT_EQ(c.error().kind, llamactl::ErrorKind::config);
+  }
+}
+
 TEST(Config, RerankingAndEmbeddingsKeys) {
   auto c =
       parse("[models.r]\npath = \"/r.gguf\"\nreranking = true\n[models.e]\npath = \"/e.gguf\"\nembeddings = true\n",
