@@ -52,6 +52,29 @@ TEST(Messages, UnknownOptionSuggestsTheNearest) {
   EXPECT_NE(bad.err.find("--threshold"), std::string::npos) << bad.err;
 }
 
+TEST(Messages, StrictWithoutGpuIsAnErrorNotABanner) {
+  Sandbox sb;
+  const std::vector<std::string> nodev = {"FAKE_SMI_MODE=nodev"};
+  auto human = sb.run({"gpus", "--strict"}, nodev);
+  EXPECT_EQ(human.exit_code, 10);
+  EXPECT_EQ(human.out, "");  // no "CPU Mode" banner before the error
+  EXPECT_EQ(human.err.rfind("llamactl: error: --strict: no usable GPU reading: ", 0), 0u) << human.err;
+  EXPECT_NE(human.err.find("No devices were found"), std::string::npos) << human.err;
+  auto j = sb.run({"gpus", "--strict", "--json"}, nodev);
+  EXPECT_EQ(j.exit_code, 10);
+  const auto obj = j.json();
+  EXPECT_EQ(obj["exit_code"], 10) << j.out;
+  EXPECT_EQ(obj["error"].get<std::string>().rfind("--strict: no usable GPU reading: ", 0), 0u) << j.out;
+  EXPECT_FALSE(obj.contains("mode")) << j.out;
+  // Under --json the reason is in the object, and once on stderr for a person.
+  auto plain = sb.run({"gpus", "--json"}, nodev);
+  EXPECT_EQ(plain.exit_code, 0);
+  const auto err = plain.err;
+  const auto first = err.find("No devices were found");
+  ASSERT_NE(first, std::string::npos) << err;
+  EXPECT_EQ(err.find("No devices were found", first + 1), std::string::npos) << err;
+}
+
 TEST(Messages, ModelTypoSuggestsTheNearestConfiguredName) {
   Sandbox sb;
   sb.write_config("[models.qwen]\npath = \"" + sb.model("qwen7b") + "\"\naliases = [\"qwen-7b\"]\n");
