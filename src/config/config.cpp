@@ -232,8 +232,11 @@ Result<Config> parse(const std::string& text, const std::string& source) {
           w.fail(node, key, "must be \"visible-devices\" or \"tensor-split\", not \"" + p + "\"");
       } else if (key == "keep_alive")
         cfg.keep_alive_ms = w.duration(node, key);
-      else if (key == "context")
+      else if (key == "context") {
         cfg.context = w.integer(node, key, 1, 1 << 24);
+        cfg.context_set = true;
+      } else if (key == "allow_context_over_trained")
+        cfg.allow_context_over_trained = w.boolean(node, key);
       else if (key == "max_queue")
         cfg.max_queue = w.integer(node, key, 1, 1 << 20);
       else if (key == "queue_timeout")

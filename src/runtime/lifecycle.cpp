@@ -74,6 +74,38 @@ Error nothing_to_unload(const UnloadRequest& req, const config::Config& cfg, con
                                                     (near ? "; did you mean '" + *near + "'?" : ".") + runs);
 }
 
+// Whether the config chose the context (the model's `context` or the global
+// one). A request's context is not counted: serve clamps Ollama's num_ctx to
+// the trained context already, and restarts a model (for embeddings or
+// reranking) with the context it ran with, the built-in default included.
+bool context_chosen(const config::Config& cfg, const std::string& model) {
+  const auto* mc = cfg.find_model(model);
+  return (mc && mc->context) || cfg.context_set;
+}
+
+// A context above the one the model was trained with (its GGUF's
+// <arch>.context_length) costs memory for tokens the model handles badly: a
+// refusal naming both numbers, or a warning with --force or
+// allow_context_over_trained. Only a chosen context is checked: the built-in
+// default (4096) predates the check, and models trained with 2048 load with
+// it as before.
+Status check_trained_context(const ModelChoice& m, const gguf::Info& header, bool chosen, bool allowed,
+                             std::vector<std::string>& notes) {
+  if (!chosen || !header.context_length || m.context <= 0 || static_cast<uint64_t>(m.context) <= *header.context_length)
+    return ok_status();
+  const std::string what = "context " + std::to_string(m.context) + " is above the " +
+                           std::to_string(*header.context_length) + " tokens '" + m.name + "' was trained with (" +
+                           header.architecture + ".context_length)";
+  if (allowed) {
+    notes.push_back(what);
+    return ok_status();
+  }
+  return make_error(ErrorKind::config,
+                    what +
+                        "; set a smaller context, or allow_context_over_trained = true in the config, or load "
+                        "with --force");
+}
+
 // Spawning failed and the program is nowhere to be found: where we looked
 // and how to get one, rather than the OS's "No such file or directory".
 Error no_llama_server(const config::Config& cfg) {
@@ -225,6 +257,11 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
       inst = *existing;
       out.already_running = true;
     } else {
+      // Checked only for a start: a model that runs already was let through once.
+      if (auto s = check_trained_context(*model, *header, context_chosen(*config(), req.model),
+                                         req.force || config()->allow_context_over_trained, out.notes);
+          !s)
+        return s.error();
       auto [probe, read_at] = early_probe.get();
       if (Clock::now() - read_at > kFreshReading) probe = probe_.read();  // the lock wait made it old
       log::debug("load {}: decision at {:.1f} ms (reading took {:.1f} ms)", model->name, ms_since(t0),

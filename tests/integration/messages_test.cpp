@@ -161,3 +161,30 @@ TEST(Messages, CpuInstancesRunOnTheCpuWithARamEstimate) {
   EXPECT_EQ(gone.exit_code, 0);
   EXPECT_EQ(gone.out.rfind("unloaded 'tiny' from the CPU (pid ", 0), 0u) << gone.out;
 }
+
+TEST(Messages, ContextAboveTheTrainedOneIsRefusedUnlessAllowed) {
+  Sandbox sb;
+  const std::string model = sb.model("tiny");  // the test GGUF: llama.context_length 2048
+  sb.write_config("context = 16000000\n");
+  auto r = sb.run({"load", model, "--gpu", "cpu"});
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(
+      r.err,
+      "llamactl: error: context 16000000 is above the 2048 tokens 'tiny' was trained with (llama.context_length); "
+      "set a smaller context, or allow_context_over_trained = true in the config, or load with --force\n");
+  auto forced = sb.run({"load", model, "--gpu", "cpu", "--force"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(forced.err.find("context 16000000 is above the 2048 tokens 'tiny' was trained with"), std::string::npos)
+      << forced.err;
+  ASSERT_EQ(sb.run({"unload", "tiny"}).exit_code, 0);
+  sb.write_config("allow_context_over_trained = true\n[models.tiny]\npath = \"" + model + "\"\ncontext = 4096\n");
+  auto allowed = sb.run({"load", "tiny", "--gpu", "cpu"});
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.err;
+  EXPECT_NE(allowed.err.find("context 4096 is above the 2048 tokens"), std::string::npos) << allowed.err;
+  // The built-in default (4096) is not a choice anyone made: no warning.
+  ASSERT_EQ(sb.run({"unload", "tiny"}).exit_code, 0);
+  sb.write_config("");
+  auto plain = sb.run({"load", model, "--gpu", "cpu"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.err.find("trained"), std::string::npos) << plain.err;
+}

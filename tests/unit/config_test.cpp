@@ -66,6 +66,8 @@ TEST(Config, DefaultsWhenEmpty) {
   EXPECT_EQ(c->placement, Placement::visible_devices);
   EXPECT_EQ(c->keep_alive_ms, 300000);
   EXPECT_EQ(c->context, 4096);
+  EXPECT_FALSE(c->context_set);
+  EXPECT_FALSE(c->allow_context_over_trained);
   EXPECT_FALSE(c->ignore_processes.empty());
 }
 
@@ -74,6 +76,18 @@ TEST(Config, ModelNamesListNamesBeforeAliases) {
   ASSERT_TRUE(c.ok()) << c.error().message;
   EXPECT_EQ(c->model_names(), (std::vector<std::string>{"a", "b", "bee"}));
   EXPECT_TRUE(parse("", "c.toml")->model_names().empty());
+}
+
+TEST(Config, ContextChoiceAndItsAllowance) {
+  auto c = parse("context = 8192\nallow_context_over_trained = true\n", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->context, 8192);
+  EXPECT_TRUE(c->context_set);
+  EXPECT_TRUE(c->allow_context_over_trained);
+  auto bad = parse("allow_context_over_trained = \"yes\"\n", "c.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("c.toml:1: key 'allow_context_over_trained'"), std::string::npos)
+      << bad.error().message;
 }
 
 TEST(Config, FindsByNameAliasAndTag) {
