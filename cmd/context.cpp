@@ -68,4 +68,14 @@ void print(const std::string& text) {
   std::fflush(stdout);
 }
 
+void mark_reaper(runtime::View& view, const state::StateDir& dir) {
+  bool runs = false;
+  if (const auto text = platform::read_file(dir.serve_info_path())) {
+    const auto j = parse_json_bounded<nlohmann::json>(*text);
+    if (j.is_object() && j.contains("pid") && j["pid"].is_number_integer())
+      runs = platform::process_alive(j["pid"].get<int64_t>(), std::nullopt);
+  }
+  for (auto& i : view.instances) i.no_reaper = !runs;
+}
+
 }  // namespace llamactl::cmd

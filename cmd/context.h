@@ -61,5 +61,9 @@ class Context {
 int fail(const Context& ctx, const Error& e);
 /// Writes text to stdout in one go.
 void print(const std::string& text);
+/// Whether a `llamactl serve` runs on `dir` (its serve.json names a live
+/// pid); when none does, the instances of `view` are marked: nothing reaps
+/// them at their expiry.
+void mark_reaper(runtime::View& view, const state::StateDir& dir);
 
 }  // namespace llamactl::cmd

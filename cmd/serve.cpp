@@ -249,9 +249,14 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   // serve.json is written before the first connection is accepted: whoever
   // sees this serve answer also finds who it is.
   if (auto s = server.start(); !s) return fail(ctx, s.error());
-  if (!ctx.global.quiet)
+  if (!ctx.global.quiet) {
     print("llamactl serve: listening on http://" + address + " (state dir " + dir.dir() + "); the web page: http://" +
           address + "/ui\n");
+    // Said once at start: every model it loads will run on the CPU.
+    if (const auto first = monitor.read(); first.cpu_mode)
+      print("llamactl serve: CPU mode (" + (first.reason.empty() ? std::string("no GPU detected") : first.reason) +
+            "): models run on the CPU\n");
+  }
 
   // The state dir removed (or replaced) under a running serve: the serve
   // lock's path no longer names the file serve holds. Claim the dir again

@@ -18,6 +18,7 @@ int run_status(const StatusOptions& o, Context& ctx) {
   if (!rt) return fail(ctx, rt.error());
   auto view = (*rt)->collect(true);
   if (!view) return fail(ctx, view.error());
+  mark_reaper(*view, (*rt)->state_dir());
   if (view->gpus.cpu_mode && !view->gpus.cpu_reason.empty()) log::info("no GPU reading: {}", view->gpus.cpu_reason);
   for (const auto& w : view->gpus.warnings) log::warn("{}", w);
   for (const auto& n : view->notices) log::warn("{}", n);

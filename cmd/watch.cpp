@@ -53,6 +53,7 @@ int run_watch(const WatchOptions& o, Context& ctx) {
     ui::WatchFrame f;
     f.interval_ms = *interval_ms;
     auto view = (*rt)->collect(false);
+    if (view) mark_reaper(*view, (*rt)->state_dir());
     gpu::GpuView sample;  // what this reading said: a failed one is a gap in the history
     sample.cpu_mode = true;
     if (view) {

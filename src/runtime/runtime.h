@@ -63,6 +63,9 @@ struct InstanceView {
   std::optional<int64_t> memory_total_mib;
   int64_t uptime_s = 0;
   std::optional<int64_t> expires_at_ms;
+  /// No `llamactl serve` runs on this state dir: nothing reaps it at
+  /// expires_at (set by status and watch, which look).
+  bool no_reaper = false;
 };
 
 struct View {

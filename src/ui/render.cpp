@@ -89,7 +89,9 @@ std::string render_status(const runtime::View& view, int64_t now, const Terminal
     const std::string last =
         i.rec.last_used_at_ms > 0 ? human_duration_s((now - i.rec.last_used_at_ms) / 1000) + " ago" : "-";
     std::string reap = "never";
-    if (i.expires_at_ms)
+    if (i.expires_at_ms && i.no_reaper)
+      reap = "no serve runs";  // its keep-alive is for serve, and none runs to act on it
+    else if (i.expires_at_ms)
       reap = *i.expires_at_ms <= now ? "due" : "in " + human_duration_s((*i.expires_at_ms - now) / 1000);
     if (i.state == "dead") {
       // A dead record holds no port and no memory; say since when it is dead instead.

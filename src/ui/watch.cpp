@@ -254,6 +254,7 @@ Color state_color(const std::string& state) {
 
 std::string reap_text(const runtime::InstanceView& i, int64_t now) {
   if (!i.expires_at_ms) return "never reaped";
+  if (i.no_reaper) return "no serve runs to reap it";
   if (*i.expires_at_ms <= now) return "reap due";
   return "reaped in " + human_duration_s((*i.expires_at_ms - now) / 1000);
 }

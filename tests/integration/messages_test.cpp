@@ -6,6 +6,9 @@
 #include <fstream>
 
 #include "integration/harness.h"
+#include "integration/serve_harness.h"
+
+using namespace std::chrono_literals;
 
 using namespace llamactl::testing;
 
@@ -187,4 +190,30 @@ TEST(Messages, ContextAboveTheTrainedOneIsRefusedUnlessAllowed) {
   auto plain = sb.run({"load", model, "--gpu", "cpu"});
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
   EXPECT_EQ(plain.err.find("trained"), std::string::npos) << plain.err;
+}
+
+TEST(Messages, ReapedOnlyWhereAServeRunsToReapAndServeSaysCpuMode) {
+  Sandbox sb;
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n");
+  ASSERT_EQ(sb.run({"load", "tiny", "--gpu", "0", "--keep-alive", "5m"}).exit_code, 0);
+  auto st = sb.run({"status"});
+  EXPECT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find("no serve runs"), std::string::npos) << st.out;
+  EXPECT_EQ(st.out.find(" in 4m"), std::string::npos) << st.out;
+  {
+    ServeProcess s(sb);
+    ASSERT_TRUE(s.ready()) << s.output();
+    st = sb.run({"status"});
+    EXPECT_NE(st.out.find(" in 4m"), std::string::npos) << "a serve runs: it reaps: " << st.out;
+    EXPECT_EQ(st.out.find("no serve runs"), std::string::npos) << st.out;
+    EXPECT_EQ(s.output().find("CPU mode"), std::string::npos) << s.output();
+    EXPECT_EQ(s.terminate(), 0);
+  }
+  ASSERT_EQ(sb.run({"unload", "tiny"}).exit_code, 0);
+  // serve on a machine without GPUs says so once at start.
+  ServeProcess cpu(sb, {}, {"FAKE_SMI_MODE=nodriver"});
+  ASSERT_TRUE(cpu.ready()) << cpu.output();
+  EXPECT_TRUE(eventually([&] { return cpu.output().find("CPU mode (") != std::string::npos; }, 5s)) << cpu.output();
+  EXPECT_NE(cpu.output().find("models run on the CPU"), std::string::npos) << cpu.output();
+  EXPECT_EQ(cpu.terminate(), 0);
 }

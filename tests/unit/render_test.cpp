@@ -136,6 +136,18 @@ TEST(Render, StatusTableAtAFixedTime) {
       "cpu-model  cpu   http://127.0.0.1:8181  4242  running  1m15s   cpu                     15s ago   in 4m45s\n");
 }
 
+TEST(Render, AnExpiryWithNoServeToReapSaysSo) {
+  runtime::View v;
+  v.gpus = seed_view();
+  v.instances = {instance("llama-7b", {0})};
+  v.instances[0].rec.keep_alive_ms = 300000;
+  v.instances[0].expires_at_ms = 1360000;
+  v.instances[0].no_reaper = true;
+  const std::string out = ui::render_status(v, 1075000, ui::Terminal(false));
+  EXPECT_NE(out.find("15s ago   no serve runs\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("in 4m45s"), std::string::npos) << out;
+}
+
 TEST(Render, UnloadedSaysWhatWasFreed) {
   runtime::UnloadOutcome out;
   runtime::Stopped s;
