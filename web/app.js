@@ -386,21 +386,24 @@
     const W = 300;
     const H = 48;
     const now = serverNow();
-    const from = now - SPAN_MS;
+    // The last 10 minutes, or the history there is (at least a minute): a young serve's chart is not a sliver.
+    const oldest = S.samples.length ? S.samples[0].t_ms : now;
+    const span = Math.max(60000, Math.min(SPAN_MS, now - oldest));
+    const from = now - span;
     const pts = [];
     let lo = Infinity;
     let hi = -Infinity;
     for (const s of S.samples) {
       const r = (s.gpus || []).find((x) => x.index === g.index);
       if (!r || r.used_mib === null || r.used_mib === undefined || !r.total_mib) continue;
-      const x = ((s.t_ms - from) / SPAN_MS) * W;
+      const x = ((s.t_ms - from) / span) * W;
       const y = H - (r.used_mib / r.total_mib) * (H - 2) - 1;
       pts.push(`${x.toFixed(1)},${y.toFixed(1)}`);
       lo = Math.min(lo, r.used_mib);
       hi = Math.max(hi, r.used_mib);
     }
     const label = pts.length
-      ? `Memory of GPU ${g.index} over the last 10 minutes: between ${mib(lo)} and ${mib(hi)}`
+      ? `Memory of GPU ${g.index} over the last ${dur(span / 1000)}: between ${mib(lo)} and ${mib(hi)}`
       : `Memory of GPU ${g.index}: no history yet`;
     const s = svg('svg', { class: 'trend', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': label });
     const t = svg('title');
@@ -413,7 +416,7 @@
       s.append(svg('polygon', { class: 'area', points: `${first},${H} ${pts.join(' ')} ${last},${H}` }));
       s.append(svg('polyline', { class: 'line', points: pts.join(' ') }));
     }
-    return el('figure', { class: 'chart' }, s, el('figcaption', { class: 'small', text: 'memory, last 10 min' }));
+    return el('figure', { class: 'chart' }, s, el('figcaption', { class: 'small', text: `memory, last ${dur(span / 1000).replace(/ 0s$/, '')}` }));
   }
 
   const instIcon = (s) => ({ running: '✔', starting: '⏳', unhealthy: '⚠', dead: '✖' })[s] || '•';
