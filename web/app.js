@@ -619,6 +619,7 @@
   }
 
   async function act(model, pendingText, fn) {
+    const back = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : null;
     S.pending[model] = pendingText;
     delete S.msgs[model];
     render();
@@ -631,6 +632,16 @@
     delete S.pending[model];
     render();
     await fetchState(); // a fresh reading at once
+    // Keyboard users keep their place: the button they pressed, or the next one of the row that still works.
+    if (back && (!document.activeElement || document.activeElement === document.body)) {
+      const row = document.querySelector(`[data-model="${CSS.escape(model)}"]`);
+      const same = document.querySelector(`[data-key="${CSS.escape(back)}"]`);
+      const next =
+        same && !same.disabled
+          ? same
+          : row && (row.querySelector('button.unload:not(:disabled)') || row.querySelector('button:not(:disabled)'));
+      if (next) next.focus();
+    }
   }
 
   function load(model, gpu, label) {

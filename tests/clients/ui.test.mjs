@@ -423,6 +423,8 @@ test('with --api-key the page asks for the key, its calls fail (401) without it 
   await p.keyboard.press('Enter');
   await p.waitForFunction(() => document.querySelector('[data-model="small"] .msg.ok'), { timeout: 20_000 });
   await p.waitForSelector('[data-key="unload:small"]');
+  // the keyboard user keeps their place: focus is back on the button pressed
+  await p.waitForFunction(() => document.activeElement?.dataset?.key === 'load:small:cpu');
   await p.click('[data-key="unload:small"]');
   await p.waitForFunction(() => /small unloaded/.test(document.querySelector('[data-model="small"] .msg')?.textContent || ''), {
     timeout: 20_000,
