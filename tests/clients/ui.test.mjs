@@ -60,6 +60,7 @@ let browser;
 let page;
 let base; // http://127.0.0.1:PORT of the first serve
 let stateDir;
+let keyed; // the --api-key serve and its page
 const pageProblems = []; // console errors, CSP violations, uncaught exceptions
 
 function gpusFile(used) {
@@ -429,6 +430,34 @@ test('with --api-key the page asks for the key, its calls fail (401) without it 
   await p.waitForFunction(() => /small unloaded/.test(document.querySelector('[data-model="small"] .msg')?.textContent || ''), {
     timeout: 20_000,
   });
+  keyed = { serve: s, page: p };
+});
+
+test('when serve goes away the page says "disconnected — reconnecting"', T, async () => {
+  const { serve: s, page: p } = keyed;
+  await waitText(p, '#conn', /live/);
+  s.child.kill('SIGTERM');
+  assert.notEqual(await waitExit(s.child, 15_000), null, 'serve stopped');
+  await waitText(p, '#conn', /disconnected — reconnecting/);
+  await p.close();
+});
+
+test('CPU mode: "CPU Mode (No GPU Detected)" with the reason, and only the CPU choice', T, async () => {
+  const saved = env;
+  env = { ...env, FAKE_SMI_MODE: 'nodev' };
+  let s;
+  try {
+    s = await startServe(path.join(tmp, 'state-cpu'));
+  } finally {
+    env = saved;
+  }
+  const p = await newPage();
+  await p.goto(`http://127.0.0.1:${s.port}/ui`, { waitUntil: 'load' });
+  await waitText(p, '#summary', /CPU Mode \(No GPU Detected\)/);
+  assert.match(await text(p, '#summary'), /No devices were found/i);
+  assert.equal(await p.$$eval('#gpus .card', (c) => c.length), 0);
+  assert.ok(await p.$(btn('tiny', 'cpu')));
+  assert.equal(await p.$(btn('tiny', '0')), null);
   await p.close();
 });
 
