@@ -386,10 +386,10 @@
     const W = 300;
     const H = 48;
     const now = serverNow();
-    // The last 10 minutes, or the history there is (at least a minute): a young serve's chart is not a sliver.
+    // The last 10 minutes; a young serve's chart starts at its first reading and grows from the left.
     const oldest = S.samples.length ? S.samples[0].t_ms : now;
-    const span = Math.max(60000, Math.min(SPAN_MS, now - oldest));
-    const from = now - span;
+    const from = Math.max(now - SPAN_MS, oldest);
+    const span = Math.max(60000, now - from);
     const pts = [];
     let lo = Infinity;
     let hi = -Infinity;
