@@ -481,6 +481,7 @@
       const running = live(insts).filter((i) => i.model === m.name);
       const busy = !!S.pending[m.name];
       const status = m.status || (running.length ? 'loaded' : 'unloaded');
+      const shown = m.failed && status === 'unloaded' ? 'failed' : status; // its last start failed
       const btns = choices.map((c) => {
         const id = `why-${m.name}-${c.gpu}`.replace(/[^A-Za-z0-9_-]/g, '_');
         const dis = !!c.why || busy;
@@ -537,7 +538,7 @@
           'div',
           { class: 'mhead' },
           el('h3', { id: `m-${m.name}`, text: m.name }),
-          el('span', { class: `mstatus st-${status}`, text: `${statusIcon(status)} ${status}` }),
+          el('span', { class: `mstatus st-${shown}`, text: `${statusIcon(shown)} ${shown}` }),
           m.aliases && m.aliases.length ? el('span', { class: 'small', text: `aliases: ${m.aliases.join(', ')}` }) : null,
           m.gpu ? el('span', { class: 'small', text: `configured gpu: ${m.gpu}` }) : null,
           where.length ? el('span', { class: 'small', text: where.join('; ') }) : null,
@@ -554,7 +555,7 @@
       if (again && !again.disabled) again.focus();
     }
   }
-  const statusIcon = (s) => ({ loaded: '✔', loading: '⏳', unloading: '⏳', unloaded: '○' })[s] || '•';
+  const statusIcon = (s) => ({ loaded: '✔', loading: '⏳', unloading: '⏳', unloaded: '○', failed: '✖' })[s] || '•';
 
   function kaText(ms) {
     if (ms === null || ms === undefined) return null;
