@@ -232,17 +232,25 @@ test('GET / still says "Ollama is running"; /ui, its script and style load witho
   const root = await fetch(`${base}/`);
   assert.equal(root.status, 200);
   assert.match(await root.text(), /Ollama is running/);
+  let bytes = 0;
   for (const [p, type] of [
     ['/ui', /text\/html/],
-    ['/ui/', /text\/html/],
     ['/ui/app.js', /javascript/],
     ['/ui/style.css', /text\/css/],
+    ['/ui/favicon.svg', /image\/svg\+xml/],
   ]) {
     const res = await fetch(base + p);
     assert.equal(res.status, 200, p);
     assert.match(res.headers.get('content-type') || '', type, `${p}: content-type`);
-    await res.arrayBuffer();
+    assert.match(res.headers.get('content-security-policy') || '', /script-src 'self'/, `${p}: CSP`);
+    bytes += (await res.arrayBuffer()).byteLength;
   }
+  assert.ok(bytes < 100_000, `the page is ${bytes} bytes (under 100 KB)`);
+  assert.equal((await fetch(`${base}/ui/`)).status, 200);
+  // nothing inline: the CSP allows no inline script or style
+  const html = await (await fetch(`${base}/ui`)).text();
+  assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/i);
+  assert.doesNotMatch(html, /<style|\sstyle=/i);
 });
 
 test('the page shows "Total GPUs: 4" and GPU 3 locked by the other process, its buttons disabled with the reason', T, async () => {
