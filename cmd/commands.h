@@ -83,4 +83,9 @@ struct CompleteOptions {
 CLI::App* setup_complete(CLI::App& app, CompleteOptions& o);
 int run_complete(const CompleteOptions& o, Context& ctx);
 
+/// The message for a command line CLI11 rejected ("llamactl: error: unknown
+/// command 'lod'; did you mean 'load'?" and where to find usage), from what
+/// `app` could not place after the failed parse.
+std::string usage_error(const CLI::App& app, const CLI::ParseError& e);
+
 }  // namespace llamactl::cmd

@@ -34,14 +34,18 @@ int run_gpus(const GpusOptions& o, Context& ctx) {
     view = std::move(bare);
   }
   const auto& gv = view->gpus;
-  if (gv.cpu_mode && !gv.cpu_reason.empty()) log::warn("no GPU reading: {}; CPU mode", gv.cpu_reason);
+  const bool cpu = gv.cpu_mode || gv.gpus.empty();
+  // --strict refuses before anything is shown: no CPU banner, and under
+  // --json the error object instead of the GPU object.
+  if (o.strict && cpu)
+    return fail(ctx, make_error(ErrorKind::no_gpu, "--strict: no usable GPU reading" +
+                                                       (gv.cpu_reason.empty() ? "" : ": " + gv.cpu_reason)));
+  // The human output says why it runs in CPU mode; say it once, not also on stderr.
+  if (ctx.global.json && gv.cpu_mode && !gv.cpu_reason.empty())
+    log::warn("no GPU reading: {}; CPU mode", gv.cpu_reason);
   for (const auto& w : gv.warnings) log::warn("{}", w);
   for (const auto& n : view->notices) log::warn("{}", n);
   print(ctx.global.json ? ui::json_text(ui::gpus_json(gv)) + "\n" : ui::render_gpus(gv, ctx.term));
-  if (o.strict && (gv.cpu_mode || gv.gpus.empty())) {
-    log::error("--strict: no usable GPU reading");
-    return code(Exit::no_gpu);
-  }
   return code(Exit::ok);
 }
 

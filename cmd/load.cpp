@@ -16,7 +16,9 @@ CLI::App* setup_load(CLI::App& app, LoadOptions& o) {
   sub->add_option("--port", o.port, "Port to use (default: [ports] map, else base_port + GPU index)")
       ->check(CLI::Range(1, 65535));
   sub->add_option("--timeout", o.timeout_s, "Seconds to wait for /health (default 600)")->check(CLI::PositiveNumber);
-  sub->add_flag("--force", o.force, "Load even when the memory estimate says it does not fit");
+  sub->add_flag("--force", o.force,
+                "Load even when the memory estimate says it does not fit, or the configured context is above the "
+                "model's trained one");
   sub->add_option("--keep-alive", o.keep_alive, "Idle time after which serve may unload it (default: never)");
   sub->add_option("--threshold", o.threshold, "MiB above which a GPU counts as in use")->check(CLI::NonNegativeNumber);
   sub->add_option(

@@ -73,7 +73,7 @@ int run(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // CLI11 uses 100+ codes for parse errors; ours is 2 for every usage error.
-    std::fprintf(stderr, "llamactl: error: %s\nRun 'llamactl --help' for usage.\n", e.what());
+    std::fputs(cmd::usage_error(app, e).c_str(), stderr);
     return code(Exit::usage);
   }
   if (!extra.empty() && !load->parsed()) {

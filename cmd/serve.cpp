@@ -25,7 +25,9 @@
 namespace llamactl::cmd {
 
 CLI::App* setup_serve(CLI::App& app, ServeOptions& o) {
-  auto* sub = app.add_subcommand("serve", "Ollama/OpenAI routing HTTP listener with lazy loading and idle reaping");
+  auto* sub = app.add_subcommand("serve",
+                                 "Ollama/OpenAI routing HTTP listener with lazy loading and idle reaping; its web page "
+                                 "of the GPUs is at http://HOST:PORT/ui (default http://127.0.0.1:11434/ui)");
   sub->add_option("--listen", o.listen, "HOST:PORT to listen on (default 127.0.0.1:11434, or OLLAMA_HOST)");
   sub->add_option("--api-key", o.api_key,
                   "Require 'Authorization: Bearer KEY' (or 'x-api-key: KEY') on every route but / and /health (or "
@@ -247,7 +249,9 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   // serve.json is written before the first connection is accepted: whoever
   // sees this serve answer also finds who it is.
   if (auto s = server.start(); !s) return fail(ctx, s.error());
-  if (!ctx.global.quiet) print("llamactl serve: listening on http://" + address + " (state dir " + dir.dir() + ")\n");
+  if (!ctx.global.quiet)
+    print("llamactl serve: listening on http://" + address + " (state dir " + dir.dir() + "); the web page: http://" +
+          address + "/ui\n");
 
   // The state dir removed (or replaced) under a running serve: the serve
   // lock's path no longer names the file serve holds. Claim the dir again
@@ -278,8 +282,14 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   ConfigStamp applied = o.watch_config ? stamp_of(ctx.global.config) : ConfigStamp{};
   std::optional<ConfigStamp> seen;
   auto next_look = std::chrono::steady_clock::now();
+  uint64_t recorded = 0;
   while (!platform::interrupted() && !lost_dir) {
     platform::sleep_for(std::chrono::milliseconds(50));
+    // The web page's history: each reading the monitor takes anyway.
+    if (const uint64_t n = monitor.readings(); n != recorded) {
+      recorded = n;
+      server.record_reading(monitor.read(), now_ms(), monitor.streaming());
+    }
     if (platform::take_hangup()) reload_config(o, ctx, router, server, "SIGHUP");
     if (!o.watch_config || std::chrono::steady_clock::now() < next_look) continue;
     next_look = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);

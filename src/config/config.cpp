@@ -19,6 +19,39 @@ struct ConfigError {
   std::string message;
 };
 
+// toml++ words its errors for TOML experts ("Error while parsing string:
+// unescaped control characters other than TAB (U+0009) are explicitly
+// prohibited"); whoever edits the config needs to hear what to fix.
+std::string plain_toml_error(std::string_view what) {
+  constexpr std::string_view kPrefix = "Error while parsing ";
+  std::string_view scope, reason = what;
+  if (const auto colon = what.find(": "); starts_with(what, kPrefix) && colon != std::string_view::npos) {
+    scope = what.substr(kPrefix.size(), colon - kPrefix.size());
+    reason = what.substr(colon + 2);
+  }
+  const auto has = [&](std::string_view s) { return reason.find(s) != std::string_view::npos; };
+  if (ends_with(scope, "string") && (has("control character") || has("end-of-file")))
+    return "a string is not closed: add the missing quote before the end of the line";
+  if (has("unknown escape sequence"))
+    return "unknown escape " + std::string(reason.substr(reason.find('\'')).substr(0, 4)) +
+           " in a \"...\" string: write \\\\ for a backslash, or put a Windows path in '...'";
+  if (has("cannot redefine existing"))
+    return "defined twice: " + std::string(reason.substr(reason.rfind(' ') + 1)) + " (each key and [table] once)";
+  if (starts_with(reason, "expected value, saw '\\n'") || starts_with(reason, "expected value, saw '#'"))
+    return "a key without a value: write key = value";
+  if (has("could not determine value type") || starts_with(reason, "expected value") ||
+      starts_with(reason, "expected 'true'") || starts_with(reason, "expected 'false'"))
+    return "a value TOML does not know: text needs quotes (key = \"text\"); numbers and true/false do not";
+  if (starts_with(reason, "expected '='")) return "expected key = value: the '=' is missing";
+  if (scope == "table header") return "a [table] header needs its closing ']' on the same line";
+  if (scope == "array") return "a list needs commas between its items and a closing ']': [\"a\", \"b\"]";
+  if (scope == "inline table") return "an inline table is { key = value, key = value }, without a comma at the end";
+  if (has("expected a comment or whitespace"))
+    return "more after the value: one key = value per line, and a comment starts with #";
+  return "not valid TOML" + (scope.empty() ? std::string() : " (" + std::string(scope) + ")") + ": " +
+         std::string(reason);
+}
+
 class Walker {
  public:
   explicit Walker(std::string source) : source_(std::move(source)) {}
@@ -180,6 +213,13 @@ const ModelConfig* Config::find_model(const std::string& wanted) const {
   return nullptr;
 }
 
+std::vector<std::string> Config::model_names() const {
+  std::vector<std::string> names;
+  for (const auto& [n, m] : models) names.push_back(n);
+  for (const auto& [n, m] : models) names.insert(names.end(), m.aliases.begin(), m.aliases.end());
+  return names;
+}
+
 Result<Config> parse(const std::string& text, const std::string& source) {
   Config cfg;
   cfg.source = source;
@@ -205,8 +245,11 @@ Result<Config> parse(const std::string& text, const std::string& source) {
           w.fail(node, key, "must be \"visible-devices\" or \"tensor-split\", not \"" + p + "\"");
       } else if (key == "keep_alive")
         cfg.keep_alive_ms = w.duration(node, key);
-      else if (key == "context")
+      else if (key == "context") {
         cfg.context = w.integer(node, key, 1, 1 << 24);
+        cfg.context_set = true;
+      } else if (key == "allow_context_over_trained")
+        cfg.allow_context_over_trained = w.boolean(node, key);
       else if (key == "max_queue")
         cfg.max_queue = w.integer(node, key, 1, 1 << 20);
       else if (key == "queue_timeout")
@@ -251,7 +294,7 @@ Result<Config> parse(const std::string& text, const std::string& source) {
   } catch (const toml::parse_error& e) {
     return make_error(ErrorKind::config, source + ":" + std::to_string(e.source().begin.line) + ":" +
                                              std::to_string(e.source().begin.column) + ": " +
-                                             std::string(e.description()));
+                                             plain_toml_error(e.description()));
   } catch (const ConfigError& e) {
     return make_error(ErrorKind::config, e.message);
   }

@@ -45,6 +45,8 @@ struct Config {
   Placement placement = Placement::visible_devices;
   int64_t keep_alive_ms = 5 * 60 * 1000;
   int64_t context = 4096;
+  bool context_set = false;                   // `context` given in the file (not the built-in default)
+  bool allow_context_over_trained = false;    // a context above the GGUF's trained one: a warning, not a refusal
   int64_t max_queue = 512;                    // serve: requests waiting per model, then 503
   int64_t queue_timeout_ms = 10 * 60 * 1000;  // serve: the longest a request waits in a queue; kNever: no bound
   std::map<std::string, int> ports;           // "gpu0", "gpu1", "both", "cpu"
@@ -59,6 +61,8 @@ struct Config {
 
   /// Model by name or alias; a ":latest"-style tag is ignored. nullptr when none.
   const ModelConfig* find_model(const std::string& name) const;
+  /// Every name a model answers to: the names, then the aliases (for "did you mean").
+  std::vector<std::string> model_names() const;
 };
 
 /// What a reload changes, model by model (names sorted).

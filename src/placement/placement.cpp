@@ -232,6 +232,10 @@ std::string gpus_text(const std::vector<int>& gpus) {
   return join(parts, ",");
 }
 
+std::string where_text(const std::vector<int>& gpus) {
+  return gpus.empty() ? "the CPU" : "GPU " + gpus_text(gpus);
+}
+
 namespace {
 
 std::string ratio(double v) {

@@ -39,6 +39,8 @@ struct Estimate {
   /// MiB needed on each of n GPUs with an even split.
   int64_t per_gpu_mib(size_t n) const;
   int64_t total_mib(size_t n) const { return per_gpu_mib(n) * static_cast<int64_t>(n == 0 ? 1 : n); }
+  /// MiB of RAM on the CPU: no CUDA context there, but the compute buffers still.
+  int64_t ram_mib() const { return weights_mib + kv_cache_mib + kComputeBufferMib; }
 };
 
 Estimate estimate(uint64_t file_bytes, const gguf::Info* info, int64_t context);
@@ -78,5 +80,7 @@ Launch launch_for(const config::Config& cfg, const std::string& program, const s
 
 /// "0,1" / "cpu" for messages and JSON.
 std::string gpus_text(const std::vector<int>& gpus);
+/// Where an instance runs, for sentences: "GPU 0", "GPU 0,1", "the CPU" (no GPUs).
+std::string where_text(const std::vector<int>& gpus);
 
 }  // namespace llamactl::placement

@@ -35,9 +35,11 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
     m.path = wanted;
     m.name = platform::utf8_path(platform::fs_path(wanted).stem());
   } else {
+    const auto near = nearest(wanted, cfg.model_names());
     return make_error(ErrorKind::model_not_found, "model '" + wanted + "' is not in the config" +
                                                       (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
-                                                      " and is not a path to a .gguf file");
+                                                      " and is not a path to a .gguf file" +
+                                                      (near ? "; did you mean '" + *near + "'?" : ""));
   }
   std::error_code ec;
   const auto abs = fs::absolute(platform::fs_path(m.path), ec);
@@ -45,6 +47,76 @@ Result<ModelChoice> resolve_model(const std::string& wanted, const config::Confi
   if (!fs::is_regular_file(platform::fs_path(m.path), ec))
     return make_error(ErrorKind::model_not_found, "model file not found: " + m.path);
   return m;
+}
+
+// `unload` that matched nothing: whether the name is a model at all, the
+// nearest name, and what of ours runs instead.
+Error nothing_to_unload(const UnloadRequest& req, const config::Config& cfg, const std::vector<state::Instance>& live) {
+  std::vector<std::string> running, names;
+  for (const auto& i : live) {
+    running.push_back(i.model + " on " + placement::where_text(i.gpus));
+    names.push_back(i.model);
+  }
+  const std::string runs = running.empty() ? " Nothing of ours runs." : " Running: " + join(running, ", ") + ".";
+  if (!req.model) {
+    const std::string gpu = req.gpu.value_or("?");
+    return make_error(ErrorKind::model_not_found,
+                      "nothing of ours runs on " + (iequals(gpu, "cpu") ? "the CPU" : "GPU " + gpu) + "." + runs);
+  }
+  const std::string& m = *req.model;
+  const bool path = ends_with(to_lower(m), ".gguf") || m.find_first_of("/\\") != std::string::npos;
+  if (path || cfg.find_model(m)) return make_error(ErrorKind::model_not_found, "'" + m + "' is not running." + runs);
+  const auto configured = cfg.model_names();
+  names.insert(names.end(), configured.begin(), configured.end());
+  const auto near = nearest(m, names);
+  return make_error(ErrorKind::model_not_found, "'" + m + "' is not a model: not in the config" +
+                                                    (cfg.source.empty() ? "" : " (" + cfg.source + ")") +
+                                                    " and not one of ours that runs" +
+                                                    (near ? "; did you mean '" + *near + "'?" : ".") + runs);
+}
+
+// Whether the config chose the context (the model's `context` or the global
+// one). A request's context is not counted: serve clamps Ollama's num_ctx to
+// the trained context already, and restarts a model (for embeddings or
+// reranking) with the context it ran with, the built-in default included.
+bool context_chosen(const config::Config& cfg, const std::string& model) {
+  const auto* mc = cfg.find_model(model);
+  return (mc && mc->context) || cfg.context_set;
+}
+
+// A context above the one the model was trained with (its GGUF's
+// <arch>.context_length) costs memory for tokens the model handles badly: a
+// refusal naming both numbers, or a warning with --force or
+// allow_context_over_trained. Only a chosen context is checked: the built-in
+// default (4096) predates the check, and models trained with 2048 load with
+// it as before.
+Status check_trained_context(const ModelChoice& m, const gguf::Info& header, bool chosen, bool allowed,
+                             std::vector<std::string>& notes) {
+  if (!chosen || !header.context_length || m.context <= 0 || static_cast<uint64_t>(m.context) <= *header.context_length)
+    return ok_status();
+  const std::string what = "context " + std::to_string(m.context) + " is above the " +
+                           std::to_string(*header.context_length) + " tokens '" + m.name + "' was trained with (" +
+                           header.architecture + ".context_length)";
+  if (allowed) {
+    notes.push_back(what);
+    return ok_status();
+  }
+  return make_error(ErrorKind::config,
+                    what +
+                        "; set a smaller context, or allow_context_over_trained = true in the config, or load "
+                        "with --force");
+}
+
+// Spawning failed and the program is nowhere to be found: where we looked
+// and how to get one, rather than the OS's "No such file or directory".
+Error no_llama_server(const config::Config& cfg) {
+  const bool named_path = cfg.llama_server.find_first_of("/\\") != std::string::npos;
+  return make_error(ErrorKind::start_failed,
+                    "llama-server not found: llama_server = '" + cfg.llama_server + "' (" +
+                        (cfg.source.empty() ? "the default; no config file" : cfg.source) + ") " +
+                        (named_path ? "is missing or not executable" : "is not on PATH") +
+                        ". Build llama.cpp (https://github.com/ggml-org/llama.cpp) or take its release binaries, "
+                        "then put llama-server on PATH or set llama_server = \"/path/to/llama-server\" in the config");
 }
 
 // A GPU reading older than this is taken again before a placement decision.
@@ -67,7 +139,7 @@ Status check_same_placement(const std::string& name, const placement::GpuSpec& s
   const bool cpu_vs_gpu = spec.kind == Kind::cpu && !existing.gpus.empty();
   if (!gpu_given || (!other_list && !cpu_vs_gpu)) return ok_status();
   return make_error(ErrorKind::gpu_unavailable,
-                    "'" + name + "' already runs on GPU " + placement::gpus_text(existing.gpus) + " (pid " +
+                    "'" + name + "' already runs on " + placement::where_text(existing.gpus) + " (pid " +
                         std::to_string(existing.pid) + "); unload it before loading it on " +
                         (cpu_vs_gpu ? std::string("the CPU") : "GPU " + placement::gpus_text(spec.indices)));
 }
@@ -187,6 +259,11 @@ Result<LoadOutcome> Runtime::load(const LoadRequest& req) {
       inst = *existing;
       out.already_running = true;
     } else {
+      // Checked only for a start: a model that runs already was let through once.
+      if (auto s = check_trained_context(*model, *header, context_chosen(*config(), req.model),
+                                         req.force || config()->allow_context_over_trained, out.notes);
+          !s)
+        return s.error();
       auto [probe, read_at] = early_probe.get();
       if (Clock::now() - read_at > kFreshReading) probe = probe_.read();  // the lock wait made it old
       log::debug("load {}: decision at {:.1f} ms (reading took {:.1f} ms)", model->name, ms_since(t0),
@@ -314,7 +391,7 @@ Result<state::Instance> Runtime::place_and_start(const ModelChoice& model, const
       !s)
     return make_error(ErrorKind::state, "cannot write log file: " + s.error().message);
   auto spawned = ops_.spawn({launch.argv, launch.env, {"LLAMA_ARG_", "AIP_"}, log});
-  if (!spawned) return spawned.error();
+  if (!spawned) return platform::find_program(cfg->llama_server) ? spawned.error() : no_llama_server(*cfg);
 
   state::Instance inst;
   inst.model = key;
@@ -531,8 +608,7 @@ Result<UnloadOutcome> Runtime::unload(const UnloadRequest& req) {
       if (match) targets.push_back(i);
     }
     if (targets.empty() && !req.all) {
-      const std::string what = req.model ? "'" + *req.model + "'" : "GPU " + req.gpu.value_or("?");
-      return make_error(ErrorKind::model_not_found, "no instance of ours runs on/as " + what);
+      return nothing_to_unload(req, *config(), st.live());
     }
   }
   for (const auto& n : notes) log::warn("{}", n);

@@ -291,6 +291,22 @@ Result<View> Runtime::collect(bool probe_health) {
   return v;
 }
 
+Result<View> Runtime::collect_with(const gpu::ProbeResult& probe) {
+  std::vector<std::string> notes;
+  Reconciled rec;
+  {
+    auto lock = dir_.lock();
+    if (!lock) return lock.error();
+    state::StateFile st;
+    auto r = lock_and_reconcile(*lock, st, notes);
+    if (!r) return r.error();
+    rec = std::move(*r);
+  }
+  View v = build_view(probe, classify_opts(), rec, {}, now_ms(), [this](int64_t pid) { return ops_.user_of(pid); });
+  v.notices = std::move(notes);
+  return v;
+}
+
 Result<state::StateFile> Runtime::reconcile_state(std::vector<std::string>& notes) {
   auto lock = dir_.lock();
   if (!lock) return lock.error();

@@ -175,6 +175,9 @@ class Runtime {
   /// Reconciles the state (turning vanished instances into dead records)
   /// and reads GPUs and health.
   Result<View> collect(bool probe_health);
+  /// The same from a reading the caller already has (serve's GPU monitor),
+  /// without health probes: what serve's web page shows every second.
+  Result<View> collect_with(const gpu::ProbeResult& probe);
   /// Reconciles the state file only (no GPU reading, no probes): what serve
   /// runs every few seconds and after an upstream failure. Returns the records
   /// after reconciliation; `notes` gets one line per newly found death.

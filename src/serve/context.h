@@ -3,10 +3,12 @@
 // monitor and the model cards. One per HttpServer; the handlers are free
 // functions over an Exchange, which points here.
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
 #include "gpu/probe.h"
+#include "serve/gpu_history.h"
 #include "serve/http_server.h"
 #include "serve/metrics.h"
 #include "serve/model_card.h"
@@ -20,6 +22,11 @@ struct ServeContext {
   Metrics& metrics;
   gpu::GpuProbe& gpus;
   ModelCatalog cards;  // GGUF headers for /api/tags, /api/show, /api/ps, /v1/models
+  // The GPU monitor's readings as the web page shows them (HttpServer::record_reading).
+  GpuHistory history;
+  std::atomic<int64_t> reading_at_ms{0};  // wall clock of the latest reading; 0: none yet
+  std::atomic<uint64_t> readings{0};      // readings recorded so far: the page's event stream watches it
+  std::atomic<bool> streaming{false};     // the monitor's nvidia-smi streams are up
 
   /// What the card of a configured model is read from.
   ModelSource source_of(const config::ModelConfig& m) const {

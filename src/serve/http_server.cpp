@@ -7,7 +7,7 @@
 namespace llamactl::serve {
 
 HttpServer::HttpServer(ServerOptions opts, Router& router, Metrics& metrics, gpu::GpuProbe& gpus)
-    : ctx_(new ServeContext{opts, router, metrics, gpus, {}}) {
+    : ctx_(new ServeContext{opts, router, metrics, gpus, {}, GpuHistory(), {}, {}, {}}) {
   ServeContext& ctx = *ctx_;
   server_ = std::make_unique<Server>(
       std::move(opts),
@@ -51,6 +51,13 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   ctx_->router.close_feed();
   ctx_->cards.stop();  // HttpServer outlives serve's end (cmd/serve.cpp): its workers must end here
   server_->stop(grace);
+}
+
+void HttpServer::record_reading(const gpu::ProbeResult& reading, int64_t at_ms, bool streaming) {
+  ctx_->history.record(reading, at_ms);
+  ctx_->reading_at_ms = at_ms;
+  ctx_->streaming = streaming;
+  ++ctx_->readings;
 }
 
 }  // namespace llamactl::serve

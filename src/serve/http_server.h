@@ -58,6 +58,9 @@ class HttpServer {
   void config_changed();
   /// Open client requests (being read, waiting or streaming).
   int active() const;
+  /// A new reading of the GPU monitor (taken at `at_ms`, wall clock): kept
+  /// for the web page's history and pushed to its open event streams.
+  void record_reading(const gpu::ProbeResult& reading, int64_t at_ms, bool streaming);
 
  private:
   std::unique_ptr<ServeContext> ctx_;

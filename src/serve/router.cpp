@@ -652,6 +652,7 @@ std::vector<ModelInfo> Router::models() {
       info.keep_alive_ms = m->keep_alive_ms;
       info.last_used_ms = m->last_used_ms;
       info.in_flight = m->in_flight;
+      info.queued = static_cast<int>(m->waiters.size());
     }
     return info;
   };

@@ -53,6 +53,7 @@ struct ModelInfo {
   int64_t keep_alive_ms = -1;  // negative: never reaped
   int64_t last_used_ms = 0;
   int in_flight = 0;
+  int queued = 0;  // requests waiting for the model (kept on its own instance's entry)
 };
 
 /// A model's status as llama-server's router API shows it (GET /models,
@@ -158,6 +159,12 @@ class Router {
   config::ConfigChanges reload(std::shared_ptr<const config::Config> next, gpu::ClassifyOptions opts);
   /// The config now (a snapshot: a reload does not change it under the caller).
   std::shared_ptr<const config::Config> config() const { return rt_.config(); }
+  /// The Runtime that the CLI's load and unload use (the web page's loads on a chosen GPU).
+  runtime::Runtime& runtime() { return rt_; }
+  /// Runs `fn` on a job thread of the router (joined when serve stops):
+  /// for blocking work a handler must not do on an I/O thread. False when
+  /// serve is stopping (then it does not run).
+  bool run_job(std::function<void()> fn) { return spawn_job(std::move(fn)); }
 
   /// A request's keep_alive (Ollama): it sticks to the running instance
   /// until another request changes it, and goes to the state file so

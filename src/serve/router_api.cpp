@@ -4,8 +4,13 @@
 #include <boost/asio/this_coro.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+
 #include "serve/body_model.h"
+#include "ui/json.h"
+#include "util/duration.h"
 #include "util/json_depth.h"
+#include "util/log.h"
 #include "util/time.h"
 
 namespace llamactl::serve {
@@ -93,9 +98,99 @@ awaitable<void> router_models(Exchange& ex) {
   co_await ex.json(body);
 }
 
+namespace {
+
+int status_of(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::model_not_found:
+      return 404;
+    case ErrorKind::usage:
+    case ErrorKind::config:
+      return 400;
+    case ErrorKind::gpu_unavailable:
+    case ErrorKind::insufficient_memory:
+    case ErrorKind::port_in_use:
+      return 409;  // the GPUs as they are now refuse it: the same refusal as `llamactl load`
+    case ErrorKind::timeout:
+      return 504;
+    default:
+      return 500;
+  }
+}
+
+std::string loaded_json(const runtime::LoadOutcome& out) {
+  return dump_utf8(json{{"success", true}, {"instance", ui::load_json(out)}});
+}
+
+/// `llamactl load MODEL --gpu G --keep-alive D` for the web page: the
+/// Runtime's load on a router job thread (it blocks until the model is
+/// healthy), then a sync so the router routes to it at once.
+awaitable<void> load_on_runtime(Exchange& ex, runtime::LoadRequest req) {
+  struct Shared {
+    std::atomic<bool> done{false};
+    std::optional<Result<runtime::LoadOutcome>> result;
+  };
+  auto shared = std::make_shared<Shared>();
+  Router& router = ex.ctx.router;
+  const auto exec = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<Timer>(exec);
+  log::info("load {} on GPU {} (web page)", req.model, req.gpu.value_or("auto"));
+  if (!router.run_job([&rt = router.runtime(), req, shared, timer, exec] {
+        shared->result = rt.load(req);
+        shared->done = true;
+        asio::post(exec, [timer] { timer->cancel(); });
+      }))
+    co_return co_await ex.fail(503, "llamactl serve is shutting down");
+  // Looked at every 100 ms as well: a wake posted before the wait began is not lost.
+  while (!shared->done) {
+    timer->expires_after(std::chrono::milliseconds(100));
+    error_code ec;
+    co_await timer->async_wait(ec_token(ec));
+  }
+  auto& r = *shared->result;
+  if (!r) co_return co_await ex.fail(status_of(r.error().kind), r.error().message);
+  router.refresh();  // routable now, and the page's next reading shows it
+  const std::string body = loaded_json(*r);
+  co_await ex.json(body);
+}
+
+}  // namespace
+
+std::optional<std::string> load_extras(std::string_view body, runtime::LoadRequest& req) {
+  const json j = json::parse(body, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  if (const auto g = j.find("gpu"); g != j.end() && !g->is_null()) {
+    if (g->is_number_integer())
+      req.gpu = std::to_string(g->get<int64_t>());
+    else if (g->is_string() && !g->get<std::string>().empty())
+      req.gpu = g->get<std::string>();
+    else
+      return "gpu must be a GPU index or a string such as \"0\", \"0,1\", \"all\", \"auto\" or \"cpu\"";
+  }
+  if (const auto k = j.find("keep_alive"); k != j.end() && !k->is_null()) {
+    if (k->is_number()) {
+      const double s = k->get<double>();
+      req.keep_alive_ms = s < 0 ? -1 : static_cast<int64_t>(s * 1000);
+    } else if (k->is_string()) {
+      auto ms = parse_duration_ms(k->get<std::string>());
+      if (!ms) return "keep_alive: " + ms.error().message;
+      req.keep_alive_ms = *ms;
+    } else {
+      return std::string("keep_alive must be a duration (\"10m\", \"1h\", -1 for never) or seconds");
+    }
+  }
+  return std::nullopt;
+}
+
 awaitable<void> router_load(Exchange& ex) {
   const Named n = named_model(ex.ctx, ex.req.text());
   if (n.status != 0) co_return co_await ex.fail(n.status, n.error);
+  // llamactl's fields (the web page): a chosen GPU or a keep-alive is the CLI's load.
+  runtime::LoadRequest req;
+  req.model = n.model;
+  req.loaded_by = "web";
+  if (const auto why = load_extras(ex.req.text(), req)) co_return co_await ex.fail(400, *why);
+  if (req.gpu || req.keep_alive_ms) co_return co_await load_on_runtime(ex, std::move(req));
   if (status_value(ex.ctx.router, n.model) == "loaded") co_return co_await ex.fail(400, "model is already loaded");
   {
     Lease lease;  // admitted, then handed back at once: nothing is sent upstream

@@ -6,6 +6,11 @@
 // model_status event for every change, whoever made it). The web page
 // and clients written for llama-server's router mode use these.
 
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "runtime/runtime.h"
 #include "serve/exchange.h"
 
 namespace llamactl::serve {
@@ -17,6 +22,12 @@ awaitable<void> router_load(Exchange& ex);
 /// Waits until the instance has stopped; requests in flight finish first.
 awaitable<void> router_unload(Exchange& ex);
 awaitable<void> router_events(Exchange& ex);
+
+/// llamactl's own fields of a POST /models/load body, into `req`: "gpu"
+/// (an index, "0,1", "all", "auto", "cpu") and "keep_alive" (a duration or
+/// seconds; negative: never). The message of what is wrong; nullopt when
+/// fine. Pure.
+std::optional<std::string> load_extras(std::string_view body, runtime::LoadRequest& req);
 
 /// One status as the JSON that GET /models puts under "status" (pure; tested).
 std::string status_json(const ModelStatus& s);

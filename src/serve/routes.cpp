@@ -7,6 +7,7 @@
 #include "serve/openai_routes.h"
 #include "serve/options.h"
 #include "serve/router_api.h"
+#include "serve/ui_routes.h"
 #include "util/log.h"
 #include "util/strings.h"
 
@@ -21,6 +22,12 @@ constexpr std::array kRoutes{
     Route{kGet, "/", false, false, "/", text, root_page},
     Route{kGet, "/health", false, false, "/health", openai, health},
     Route{kGet, "/metrics", false, true, "/metrics", openai, metrics_page},
+    // The web page: its files load without a key, its data needs one (--api-key).
+    Route{kGet, "/ui", false, false, "/ui", text, ui_page},
+    Route{kGet, "/ui/", false, false, "/ui", text, ui_page},
+    Route{kGet, "/ui/api/state", false, true, "/ui/api/state", openai, ui_state},
+    Route{kGet, "/ui/api/events", false, true, "/ui/api/events", openai, ui_events},
+    Route{kGet, "/ui/", true, false, "/ui", text, ui_page},
     // OpenAI
     Route{kGet, "/v1/models", false, true, "/v1/models", openai, list_models},
     Route{kGet, "/v1/models/", true, true, "/v1/models/{id}", openai, retrieve_model},
@@ -177,7 +184,9 @@ awaitable<bool> dispatch(ServeContext& ctx, Stream& client, const Request& req, 
   std::string origin;
   if (!req.origin.empty()) {
     std::string o(req.origin);
-    if (origin_allowed(ctx.opts.origins, o)) origin = std::move(o);
+    // The page serve itself serves (same origin; its Host passes the Host check in answer()).
+    const bool same = o == "http://" + std::string(req.host) || o == "https://" + std::string(req.host);
+    if (same || origin_allowed(ctx.opts.origins, o)) origin = std::move(o);
   }
   Exchange ex(ctx, client, req, pool, std::move(origin));
   const RouteMatch m = match(routes(), req.method, req.path);

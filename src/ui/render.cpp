@@ -111,7 +111,7 @@ std::string render_loaded(const runtime::LoadOutcome& out, const Terminal& term)
   const auto& i = out.instance;
   std::string s = out.already_running ? "'" + i.rec.model + "' already runs"
                                       : term.paint("loaded", Color::green) + " '" + i.rec.model + "'";
-  s += " on " + (i.rec.gpus.empty() ? std::string("CPU") : "GPU " + placement::gpus_text(i.rec.gpus)) + "\n";
+  s += " on " + placement::where_text(i.rec.gpus) + "\n";
   if (out.keep_alive_was)
     s += "keep-alive changed from " + format_duration_ms(*out.keep_alive_was) + " to " +
          format_duration_ms(i.rec.keep_alive_ms) + "\n";
@@ -119,10 +119,14 @@ std::string render_loaded(const runtime::LoadOutcome& out, const Terminal& term)
   t.add({"url:", "http://127.0.0.1:" + std::to_string(i.rec.port)});
   t.add({"pid:", std::to_string(i.rec.pid)});
   t.add({"memory:", i.rec.gpus.empty() ? "cpu (no GPU memory)" : memory_text(i.memory_used_mib, i.memory_total_mib)});
-  t.add({"estimate:", std::to_string(out.estimate.total_mib(std::max<size_t>(1, i.rec.gpus.size()))) +
-                          " MiB (weights " + std::to_string(out.estimate.weights_mib) + ", KV cache " +
-                          std::to_string(out.estimate.kv_cache_mib) + " at -c " + std::to_string(out.estimate.context) +
-                          ", overhead " + std::to_string(out.estimate.overhead_per_gpu_mib) + "/GPU)"});
+  const auto& e = out.estimate;
+  const std::string parts = "weights " + std::to_string(e.weights_mib) + ", KV cache " +
+                            std::to_string(e.kv_cache_mib) + " at -c " + std::to_string(e.context);
+  // On the CPU there is no CUDA context per GPU: the model, its cache and compute buffers take RAM.
+  t.add({"estimate:", i.rec.gpus.empty() ? std::to_string(e.ram_mib()) + " MiB of RAM (" + parts +
+                                               ", compute buffers " + std::to_string(placement::kComputeBufferMib) + ")"
+                                         : std::to_string(e.total_mib(i.rec.gpus.size())) + " MiB (" + parts +
+                                               ", overhead " + std::to_string(e.overhead_per_gpu_mib) + "/GPU)"});
   t.add({"log:", i.rec.log});
   s += t.render(2);
   return s;
@@ -142,8 +146,7 @@ std::string render_unloaded(const runtime::UnloadOutcome& out, const Terminal& t
            ")\n";
       continue;
     }
-    s += "unloaded '" + st.rec.model + "' from " +
-         (st.rec.gpus.empty() ? std::string("CPU") : "GPU " + placement::gpus_text(st.rec.gpus)) + " (pid " +
+    s += "unloaded '" + st.rec.model + "' from " + placement::where_text(st.rec.gpus) + " (pid " +
          std::to_string(st.rec.pid) + (st.killed ? ", killed after the graceful stop timed out" : "") + ")";
     if (st.freed_mib) s += ", freed " + std::to_string(*st.freed_mib) + " MiB";
     s += "\n";

@@ -53,6 +53,8 @@ inline Exit exit_for(ErrorKind kind) {
       return Exit::not_implemented;
     case ErrorKind::unhealthy:
       return Exit::unhealthy;
+    case ErrorKind::no_gpu:
+      return Exit::no_gpu;
     case ErrorKind::io:
     case ErrorKind::parse:
       return Exit::failure;

@@ -22,6 +22,7 @@ enum class ErrorKind {
   parse,                // malformed input text
   not_implemented,      // a command that is not built yet
   unhealthy,            // status --check found a dead or unhealthy instance
+  no_gpu,               // gpus --strict: no usable GPU reading
 };
 
 struct Error {

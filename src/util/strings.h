@@ -36,4 +36,13 @@ std::optional<int> parse_percent(std::string_view s);
 /// Last path component, accepting both '/' and '\\'.
 std::string_view basename_any(std::string_view path);
 
+/// Edits (insert, delete, replace, swap of two neighbours) that turn `a`
+/// into `b`, case-insensitively: "qwne" -> "qwen" is 1.
+size_t edit_distance(std::string_view a, std::string_view b);
+/// The candidate nearest to a mistyped `word`, for "did you mean": nullopt
+/// when none is close enough (at most one edit per three characters, at
+/// least one). On a tie the earlier candidate wins, so callers list the
+/// likelier names first.
+std::optional<std::string> nearest(std::string_view word, const std::vector<std::string>& candidates);
+
 }  // namespace llamactl

@@ -90,7 +90,10 @@ TEST(Gpus, CpuFallbackForEveryFailure) {
     auto r = sb.run({"gpus"}, env);
     EXPECT_EQ(r.exit_code, 0) << env[0];
     EXPECT_EQ(r.out.rfind("CPU Mode (No GPU Detected)\n", 0), 0u) << env[0] << ": " << r.out;
-    EXPECT_NE(r.err.find(reason), std::string::npos) << env[0] << ": " << r.err;
+    // The reason once: in the output, not again on stderr.
+    EXPECT_NE(r.out.find("  reason: "), std::string::npos) << env[0] << ": " << r.out;
+    EXPECT_NE(r.out.find(reason), std::string::npos) << env[0] << ": " << r.out;
+    EXPECT_EQ(r.err.find(reason), std::string::npos) << env[0] << ": " << r.err;
     auto j = sb.run({"gpus", "--json"}, env).json();
     EXPECT_EQ(j["mode"], "cpu");
     EXPECT_EQ(j["total_gpus"], 0);
@@ -104,7 +107,7 @@ TEST(Gpus, HangingNvidiaSmiDoesNotHang) {
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_LT(r.seconds, 3.0);
-  EXPECT_NE(r.err.find("did not answer within 0.5 s"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("did not answer within 0.5 s"), std::string::npos) << r.out;
 }
 
 TEST(Gpus, ExitedNvidiaSmiWhoseHelperHoldsThePipeIsStillRead) {

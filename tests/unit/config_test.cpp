@@ -66,7 +66,28 @@ TEST(Config, DefaultsWhenEmpty) {
   EXPECT_EQ(c->placement, Placement::visible_devices);
   EXPECT_EQ(c->keep_alive_ms, 300000);
   EXPECT_EQ(c->context, 4096);
+  EXPECT_FALSE(c->context_set);
+  EXPECT_FALSE(c->allow_context_over_trained);
   EXPECT_FALSE(c->ignore_processes.empty());
+}
+
+TEST(Config, ModelNamesListNamesBeforeAliases) {
+  auto c = parse("[models.b]\npath = \"/b.gguf\"\naliases = [\"bee\"]\n[models.a]\npath = \"/a.gguf\"\n", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->model_names(), (std::vector<std::string>{"a", "b", "bee"}));
+  EXPECT_TRUE(parse("", "c.toml")->model_names().empty());
+}
+
+TEST(Config, ContextChoiceAndItsAllowance) {
+  auto c = parse("context = 8192\nallow_context_over_trained = true\n", "c.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->context, 8192);
+  EXPECT_TRUE(c->context_set);
+  EXPECT_TRUE(c->allow_context_over_trained);
+  auto bad = parse("allow_context_over_trained = \"yes\"\n", "c.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("c.toml:1: key 'allow_context_over_trained'"), std::string::npos)
+      << bad.error().message;
 }
 
 TEST(Config, FindsByNameAliasAndTag) {
@@ -114,6 +135,38 @@ TEST(Config, ErrorsNameFileLineAndKey) {
   ASSERT_FALSE(rerank.ok());
   EXPECT_NE(rerank.error().message.find("c.toml:3: key 'models.x.reranking'"), std::string::npos)
       << rerank.error().message;
+}
+
+// TOML syntax errors in plain words, with file:line:column (toml++'s own
+// words, e.g. "unescaped control characters other than TAB (U+0009) are
+// explicitly prohibited" for a missing quote, tell a config author nothing).
+TEST(Config, SyntaxErrorsInPlainWords) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"llama_server = \"/opt/llama-server\nbase_port = 1\n",
+       "c.toml:1:34: a string is not closed: add the missing quote before the end of the line"},
+      {"a = 'x\n", "c.toml:1:7: a string is not closed: add the missing quote before the end of the line"},
+      {"llama_server = \"C:\\llama\\llama-server.exe\"\n",
+       "c.toml:1:20: unknown escape '\\l' in a \"...\" string: write \\\\ for a backslash, or put a Windows path in "
+       "'...'"},
+      {"[models.a]\npath = \"x\"\n[models.a]\npath = \"y\"\n",
+       "c.toml:3:1: defined twice: 'models.a' (each key and [table] once)"},
+      {"context = 4096\ncontext = 5\n", "c.toml:2:11: defined twice: 'context' (each key and [table] once)"},
+      {"placement = tensor-split\n",
+       "c.toml:1:14: a value TOML does not know: text needs quotes (key = \"text\"); numbers and true/false do not"},
+      {"x = \n", "c.toml:1:5: a key without a value: write key = value"},
+      {"llama_server /opt/x\n", "c.toml:1:14: expected key = value: the '=' is missing"},
+      {"ignore_processes = [\"a\" \"b\"]\n",
+       "c.toml:1:25: a list needs commas between its items and a closing ']': [\"a\", \"b\"]"},
+      {"[models.a\npath=\"x\"\n", "c.toml:1:10: a [table] header needs its closing ']' on the same line"},
+      {"base_port = 8081 8082\n",
+       "c.toml:1:18: more after the value: one key = value per line, and a comment starts with #"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto c = parse(text, "c.toml");
+    ASSERT_FALSE(c.ok()) << text;
+    EXPECT_EQ(c.error().message, want) << text;
+    EXPECT_EQ(c.error().kind, llamactl::ErrorKind::config);
+  }
 }
 
 TEST(Config, RerankingAndEmbeddingsKeys) {

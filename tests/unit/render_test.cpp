@@ -102,6 +102,23 @@ TEST(Render, LoadedShowsUrlPidMemoryAndEstimate) {
   EXPECT_EQ(ui::render_loaded(out, ui::Terminal(false)).rfind("'llama-7b' already runs on GPU 0\n", 0), 0u);
 }
 
+TEST(Render, LoadedOnTheCpuShowsARamEstimate) {
+  runtime::LoadOutcome out;
+  out.instance = instance("tiny", {});
+  out.estimate.weights_mib = 5;
+  out.estimate.kv_cache_mib = 224;
+  out.estimate.context = 4096;
+  EXPECT_EQ(ui::render_loaded(out, ui::Terminal(false)),
+            "loaded 'tiny' on the CPU\n"
+            "  url:       http://127.0.0.1:8081\n"
+            "  pid:       4242\n"
+            "  memory:    cpu (no GPU memory)\n"
+            "  estimate:  389 MiB of RAM (weights 5, KV cache 224 at -c 4096, compute buffers 160)\n"
+            "  log:       /state/logs/tiny.log\n");
+  out.already_running = true;
+  EXPECT_EQ(ui::render_loaded(out, ui::Terminal(false)).rfind("'tiny' already runs on the CPU\n", 0), 0u);
+}
+
 TEST(Render, StatusTableAtAFixedTime) {
   runtime::View v;
   v.gpus = seed_view();

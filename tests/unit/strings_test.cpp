@@ -46,3 +46,27 @@ TEST(Strings, ParseIntIsWholeString) {
   EXPECT_FALSE(parse_int("42abc").has_value());
   EXPECT_FALSE(parse_int("").has_value());
 }
+
+TEST(Strings, EditDistanceCountsSwapsAsOneEdit) {
+  EXPECT_EQ(edit_distance("", ""), 0u);
+  EXPECT_EQ(edit_distance("load", ""), 4u);
+  EXPECT_EQ(edit_distance("lod", "load"), 1u);
+  EXPECT_EQ(edit_distance("qwne", "qwen"), 1u);  // a swap, not two replacements
+  EXPECT_EQ(edit_distance("QWEN", "qwen"), 0u);  // model names are matched without case
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(edit_distance("gpus", "status"), 4u);
+}
+
+TEST(Strings, NearestSuggestsOnlyCloseNames) {
+  const std::vector<std::string> commands{"gpus", "load", "unload", "status", "serve", "watch", "mcp", "complete"};
+  EXPECT_EQ(nearest("lod", commands), "load");
+  EXPECT_EQ(nearest("unlod", commands), "unload");
+  EXPECT_EQ(nearest("stauts", commands), "status");
+  EXPECT_EQ(nearest("sevre", commands), "serve");
+  EXPECT_FALSE(nearest("frobnicate", commands).has_value());
+  EXPECT_FALSE(nearest("xy", commands).has_value());
+  EXPECT_FALSE(nearest("lod", {}).has_value());
+  // "gpuu" is one edit from both; the earlier candidate wins the tie.
+  EXPECT_EQ(nearest("gpuu", {"gpu", "gpus"}), "gpu");
+  EXPECT_EQ(nearest("gpuu", {"gpus", "gpu"}), "gpus");
+}
