@@ -329,14 +329,7 @@
           el(
             'ul',
             { class: 'procs', 'aria-label': `Other processes on GPU ${g.index}` },
-            others.map((p) =>
-              el(
-                'li',
-                {},
-                el('span', { class: 'pid', text: `pid ${p.pid ?? '?'}` }),
-                ` ${p.process_name || 'unknown'} · ${mib(p.used_memory_mib)} · user ${p.user ?? 'unknown'}`,
-              ),
-            ),
+            others.map((p) => el('li', { text: procText(p) })),
           ),
         );
       if (g.error) body.push(el('p', { class: 'small bad', text: g.error }));
@@ -377,6 +370,21 @@
     });
     $('gpus').replaceChildren(...cards);
     if (!cards.length) $('gpus').append(el('p', { class: 'small', text: 'No GPU: models run on the CPU.' }));
+  }
+
+  // "pid 4242 python3 · 20,000 MiB · user alice"; memory with no visible process (a container's, a
+  // graphics app's) says so instead of showing blanks.
+  function procText(p) {
+    const name = p.process_name || 'unknown';
+    if ((p.pid === null || p.pid === undefined) && name === 'unknown')
+      return 'memory in use by a process nvidia-smi does not show (a container? a graphics app?)';
+    return [
+      p.pid === null || p.pid === undefined ? name : `pid ${p.pid} ${name}`,
+      p.used_memory_mib === null || p.used_memory_mib === undefined ? null : mib(p.used_memory_mib),
+      p.user ? `user ${p.user}` : null,
+    ]
+      .filter(Boolean)
+      .join(' · ');
   }
 
   const kv = (k, v) => [el('dt', { text: k }), el('dd', {}, v instanceof Node ? v : String(v ?? '—'))];
@@ -438,7 +446,7 @@
     if (g.state === 'occupied_by_others') {
       const who = (g.process_info || [])
         .filter((p) => !p.ours)
-        .map((p) => `${p.process_name || 'unknown'} (pid ${p.pid ?? '?'}, user ${p.user ?? 'unknown'})`)
+        .map(procText)
         .join(', ');
       return { short: '🔒 occupied by others', long: `GPU ${g.index} is occupied by others${who ? `: ${who}` : ''}` };
     }

@@ -324,6 +324,11 @@ test('a changed reading shows on the page within 2 s', T, async () => {
   const took = Date.now() - t0;
   assert.ok(took <= 2_000, `shown after ${took} ms`);
   await waitText(page, '#reading', /Last reading/);
+  // memory in use with no process nvidia-smi shows: occupied by others, and said so
+  await waitText(page, card(2), /occupied by others/);
+  assert.match(await text(page, card(2)), /a process nvidia-smi does not show/);
+  gpusFile({});
+  await waitText(page, card(2), /idle/, 2_000);
 });
 
 test('the keep-alive selector changes the keep-alive of the instance', T, async () => {
