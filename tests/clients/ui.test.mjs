@@ -373,6 +373,31 @@ test('Unload re-enables the buttons', T, async () => {
   assert.equal(await page.$('[data-key="unload:tiny"]'), null);
 });
 
+test('a multi-GPU instance (loaded elsewhere) disables both GPUs with "part of tiny"; the chart draws the history', T, async () => {
+  const res = await fetch(`${base}/models/load`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', gpu: '0,2' }),
+    signal: AbortSignal.timeout(20_000),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.deepEqual((await res.json()).instance.gpus, [0, 2]);
+  for (const g of ['0', '2']) {
+    await page.waitForFunction((sel) => document.querySelector(sel)?.disabled, {}, btn('small', g));
+    const b = await button(page, 'small', g);
+    assert.match(b.described, /part of tiny/);
+    assert.match(b.label, /multi-GPU instance of tiny on GPUs 0,2/);
+    await waitText(page, card(g), /⚡/);
+  }
+  assert.equal((await button(page, 'small', '1')).disabled, false);
+  // the memory chart: an inline SVG line from the history
+  assert.ok(await page.$(`${card(0)} svg.trend polyline`), 'a trend line');
+  assert.match(await page.$eval(`${card(0)} svg.trend`, (e) => e.getAttribute('aria-label')), /Memory of GPU 0 over the last/);
+  await page.click('[data-key="unload:tiny"]');
+  await page.waitForFunction((sel) => document.querySelector(sel)?.disabled === false, { timeout: 20_000 }, btn('small', '2'));
+  await page.waitForFunction((sel) => document.querySelector(sel)?.disabled === false, {}, btn('small', '0'));
+});
+
 test('a load refused because GPU 1 became occupied just before shows the refusal', T, async () => {
   // Polling every 10 s: the page does not see the new process before the click.
   await page.select('#refresh', '10000');
