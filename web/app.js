@@ -27,6 +27,7 @@
   let abort = null;
   let pollTimer = 0;
   let lastModelsSig = '';
+  let lastInstSig = '';
 
   // ------------------------------------------------------------ helpers
 
@@ -575,11 +576,15 @@
 
   function renderInstances(insts) {
     const box = $('instances');
+    // Rebuilt only when what it shows changed (uptime and expiry tick on their own): focus stays put.
+    const sig = JSON.stringify(insts.map((i) => [i.model, i.gpus, i.port, i.pid, i.state, i.exit_code, i.memory_used_mib, i.in_flight, i.queued, i.expires_at]));
+    if (sig === lastInstSig) return;
+    lastInstSig = sig;
     if (!insts.length) {
       box.replaceChildren(el('p', { class: 'small', text: 'No instance is running.' }));
       return;
     }
-    const cols = ['model', 'GPUs', 'port', 'pid', 'state', 'uptime', 'memory', 'in flight', 'queued', 'expires'];
+    const cols = ['model', 'GPUs', 'port', 'pid', 'state', 'uptime', 'memory', 'in flight', 'queued', 'expires', 'log'];
     const rows = insts.map((i) => {
       const cells = [
         i.model,
@@ -598,6 +603,13 @@
         i.in_flight ?? 0,
         i.queued ?? 0,
         el('span', { 'data-exp': i.pid, text: expires(i) }),
+        el('button', {
+          type: 'button',
+          class: 'ghost',
+          'aria-label': `show the last lines of ${i.model}'s log`,
+          onclick: () => showLog(i.model),
+          text: 'log tail',
+        }),
       ];
       return el(
         'tr',
@@ -613,6 +625,28 @@
         el('tbody', {}, rows),
       ),
     );
+  }
+
+  // ------------------------------------------------------------ log tail
+
+  async function showLog(model) {
+    const box = $('logview');
+    $('log-title').textContent = `Log of ${model}`;
+    $('log-text').textContent = 'reading…';
+    box.hidden = false;
+    try {
+      const res = await api(`/ui/api/log/${encodeURIComponent(model)}`);
+      if (!res.ok) {
+        $('log-text').textContent = await errorText(res);
+      } else {
+        const j = await res.json();
+        $('log-title').textContent = `Log of ${model} (${j.log}), last lines`;
+        $('log-text').textContent = j.tail || '(empty)';
+      }
+    } catch (e) {
+      if (!(e instanceof AuthError)) $('log-text').textContent = String(e.message || e);
+    }
+    $('log-text').focus();
   }
 
   // ------------------------------------------------------------ actions
@@ -704,6 +738,10 @@
     S.needKey = false;
     start();
     fetchState();
+  });
+
+  $('log-close').addEventListener('click', () => {
+    $('logview').hidden = true;
   });
 
   // ------------------------------------------------------------ start

@@ -299,6 +299,26 @@ std::string models_json(ServeContext& ctx) {
   return dump_utf8(json{{"object", "list"}, {"data", data}});
 }
 
+std::string retrieved_json(ServeContext& ctx, const std::string& requested, std::string& error) {
+  const auto model = ctx.router.resolve(requested);
+  if (!model || !ctx.router.config()->find_model(*model)) {
+    error = "The model '" + requested + "' does not exist";
+    return {};
+  }
+  return dump_utf8(model_object(requested, created_s(ctx, *model)));
+}
+
+std::string metrics_text(ServeContext& ctx) {
+  MetricsSnapshot m = ctx.metrics.snapshot();
+  ctx.router.fill(m);
+  const auto probe = ctx.gpus.read();
+  m.gpu_reading_ok = !probe.cpu_mode;
+  m.gpus = probe.snapshot.gpus;
+  return render(m);
+}
+
+}  // namespace
+
 /// %XX escapes of a path segment decoded ("org%2Fmodel" -> "org/model").
 std::string percent_decoded(std::string_view s) {
   std::string out;
@@ -319,26 +339,6 @@ std::string percent_decoded(std::string_view s) {
   }
   return out;
 }
-
-std::string retrieved_json(ServeContext& ctx, const std::string& requested, std::string& error) {
-  const auto model = ctx.router.resolve(requested);
-  if (!model || !ctx.router.config()->find_model(*model)) {
-    error = "The model '" + requested + "' does not exist";
-    return {};
-  }
-  return dump_utf8(model_object(requested, created_s(ctx, *model)));
-}
-
-std::string metrics_text(ServeContext& ctx) {
-  MetricsSnapshot m = ctx.metrics.snapshot();
-  ctx.router.fill(m);
-  const auto probe = ctx.gpus.read();
-  m.gpu_reading_ok = !probe.cpu_mode;
-  m.gpus = probe.snapshot.gpus;
-  return render(m);
-}
-
-}  // namespace
 
 awaitable<void> root_page(Exchange& ex) {
   co_await ex.reply(200, kTextType, "Ollama is running");

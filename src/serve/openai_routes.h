@@ -8,6 +8,9 @@
 
 namespace llamactl::serve {
 
+/// %XX escapes of a path segment decoded ("org%2Fmodel" -> "org/model"). Pure.
+std::string percent_decoded(std::string_view s);
+
 awaitable<void> root_page(Exchange& ex);
 awaitable<void> health(Exchange& ex);
 awaitable<void> metrics_page(Exchange& ex);

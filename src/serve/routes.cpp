@@ -27,6 +27,7 @@ constexpr std::array kRoutes{
     Route{kGet, "/ui/", false, false, "/ui", text, ui_page},
     Route{kGet, "/ui/api/state", false, true, "/ui/api/state", openai, ui_state},
     Route{kGet, "/ui/api/events", false, true, "/ui/api/events", openai, ui_events},
+    Route{kGet, "/ui/api/log/", true, true, "/ui/api/log", openai, ui_log},
     Route{kGet, "/ui/", true, false, "/ui", text, ui_page},
     // OpenAI
     Route{kGet, "/v1/models", false, true, "/v1/models", openai, list_models},

@@ -3,7 +3,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include <fstream>
+
 #include "serve/context.h"
+#include "serve/openai_routes.h"
 #include "serve/web_assets.h"
 #include "state/replica.h"
 #include "ui/json.h"
@@ -118,6 +121,68 @@ ojson ui_document(const UiInputs& in) {
   doc["models"] = std::move(models);
   doc["history"] = {{"interval_ms", 1000}, {"span_ms", in.span_ms}, {"samples", samples_json(in.samples)}};
   return doc;
+}
+
+std::string last_lines(std::string_view text, size_t n) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  size_t start = text.size();
+  for (size_t seen = 0; start > 0; --start)
+    if (text[start - 1] == '\n' && ++seen == n) break;
+  std::string out(text.substr(start));
+  if (!out.empty()) out += '\n';
+  return out;
+}
+
+namespace {
+
+constexpr size_t kLogTailBytes = 64 * 1024;
+constexpr size_t kLogTailLines = 200;
+
+/// {"model","log","tail"} of the instance `name`; the status and message otherwise.
+std::string log_json(ServeContext& ctx, const std::string& name, int& status, std::string& error) {
+  std::vector<std::string> notes;
+  auto& rt = ctx.router.runtime();
+  auto st = rt.reconcile_state(notes);
+  if (!st) {
+    status = 500;
+    error = st.error().message;
+    return {};
+  }
+  const bool known = std::any_of(st->instances.begin(), st->instances.end(),
+                                 [&](const state::Instance& i) { return i.model == name; });
+  if (!known) {
+    status = 404;
+    error = "no instance '" + name.substr(0, 200) + "' in the state (running or dead)";
+    return {};
+  }
+  // Where llamactl writes it, not where a record says it is: a state file is input too.
+  const std::string path = rt.state_dir().log_path(name);
+  std::ifstream in(path, std::ios::binary);
+  std::string text;
+  if (in) {
+    in.seekg(0, std::ios::end);
+    const auto size = static_cast<size_t>(std::max<std::streamoff>(0, in.tellg()));
+    const size_t from = size > kLogTailBytes ? size - kLogTailBytes : 0;
+    in.seekg(static_cast<std::streamoff>(from));
+    text.resize(size - from);
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+    if (from > 0)  // the first line is cut: start at the next one
+      if (const auto nl = text.find('\n'); nl != std::string::npos) text.erase(0, nl + 1);
+  }
+  return dump_utf8(ojson{{"model", name}, {"log", path}, {"tail", last_lines(text, kLogTailLines)}});
+}
+
+}  // namespace
+
+awaitable<void> ui_log(Exchange& ex) {
+  constexpr std::string_view kPrefix = "/ui/api/log/";
+  const std::string name = percent_decoded(ex.req.path.substr(kPrefix.size()));
+  int status = 200;
+  std::string error;
+  const std::string body = log_json(ex.ctx, name, status, error);
+  if (body.empty()) co_return co_await ex.fail(status, error);
+  co_await ex.reply(200, kJsonType, body, "Cache-Control: no-store\r\n");
 }
 
 awaitable<void> ui_page(Exchange& ex) {

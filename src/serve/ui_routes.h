@@ -22,6 +22,13 @@ namespace llamactl::serve {
 awaitable<void> ui_page(Exchange& ex);
 awaitable<void> ui_state(Exchange& ex);
 awaitable<void> ui_events(Exchange& ex);
+/// GET /ui/api/log/<instance>: the last lines of an instance's log (a dead
+/// one's too), read from the state dir's logs/ (never a path from the state
+/// file), at most its last 64 KiB.
+awaitable<void> ui_log(Exchange& ex);
+
+/// The last `n` lines of `text` (an unterminated last line counts). Pure.
+std::string last_lines(std::string_view text, size_t n);
 
 /// What the page's document is made of (collected by the handler).
 struct UiInputs {

@@ -339,6 +339,16 @@ test('the keep-alive selector changes the keep-alive of the instance', T, async 
   assert.equal(i.keep_alive_ms, 1_800_000);
 });
 
+test('the log tail of an instance shows on demand, from the state dir', T, async () => {
+  await page.click('#instances button[aria-label^="show the last lines of tiny"]');
+  await page.waitForFunction(() => !document.querySelector('#logview').hidden && /# llamactl /.test(document.querySelector('#log-text').textContent));
+  const title = await page.$eval('#log-title', (e) => e.textContent);
+  assert.match(title, /Log of tiny \(.*logs\/tiny\.log\), last lines/);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'log-text', 'focus moves to the log');
+  await page.click('#log-close');
+  assert.equal(await page.$eval('#logview', (e) => e.hidden), true);
+});
+
 test('screenshots at 1280×800 and 390×844', T, async () => {
   await page.setViewport({ width: 1280, height: 800 });
   await sleep(300);

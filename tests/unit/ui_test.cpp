@@ -150,3 +150,11 @@ TEST(RouterLoadExtras, GpuAndKeepAliveAreTheClisWithClearErrors) {
   EXPECT_NE(load_extras(R"({"model":"tiny","keep_alive":{}})", bad).value_or("").find("keep_alive must be"),
             std::string::npos);
 }
+
+TEST(UiLog, LastLinesOfAText) {
+  EXPECT_EQ(last_lines("a\nb\nc\n", 2), "b\nc\n");
+  EXPECT_EQ(last_lines("a\nb\nc", 2), "b\nc\n") << "an unterminated last line counts";
+  EXPECT_EQ(last_lines("a\nb\n", 5), "a\nb\n");
+  EXPECT_EQ(last_lines("", 3), "");
+  EXPECT_EQ(last_lines("only", 1), "only\n");
+}
