@@ -491,7 +491,16 @@
       const busy = !!S.pending[m.name];
       const status = m.status || (running.length ? 'loaded' : 'unloaded');
       const shown = m.failed && status === 'unloaded' ? 'failed' : status; // its last start failed
-      const btns = choices.map((c) => {
+      // A model runs in one place: loading it elsewhere is refused until it is unloaded.
+      const own = running.find((i) => i.model === m.name);
+      const ownGpu = own ? (own.gpus && own.gpus.length ? own.gpus.join(',') : 'cpu') : null;
+      const btns = choices.map((choice) => {
+        let c = choice;
+        const same = c.gpu === ownGpu || (c.gpu === 'all' && ownGpu === gpus.map((g) => g.index).join(','));
+        if (own && !c.why && c.gpu !== 'auto' && !same) {
+          const at = ownGpu === 'cpu' ? 'the CPU' : `GPU ${gpuList(own.gpus)}`;
+          c = { ...c, why: { short: `runs on ${at}`, long: `${m.name} already runs on ${at}; unload it before loading it elsewhere` } };
+        }
         const id = `why-${m.name}-${c.gpu}`.replace(/[^A-Za-z0-9_-]/g, '_');
         const dis = !!c.why || busy;
         const b = el('button', {

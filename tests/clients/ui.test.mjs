@@ -311,6 +311,11 @@ test('Load tiny on GPU 0: progress, the state file says so, GPU 0 turns ⚡ and 
   assert.match(b.described, /runs tiny/);
   assert.match(b.label, /GPU 0.*tiny/);
   assert.equal((await button(page, 'small', '1')).disabled, false);
+  // tiny itself runs on GPU 0: elsewhere is refused until it is unloaded, and the page says so first.
+  const t1 = await button(page, 'tiny', '1');
+  assert.equal(t1.disabled, true);
+  assert.match(t1.described, /runs on GPU 0/);
+  assert.equal((await button(page, 'tiny', 'auto')).disabled, false);
   // the instances table and the row's controls
   await waitText(page, '#instances', new RegExp(`tiny.*${inst.port}.*${inst.pid}.*running`));
   assert.ok(await page.$('[data-key="unload:tiny"]'), 'an Unload button');
