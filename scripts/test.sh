@@ -70,7 +70,7 @@ run_gtest() {
 }
 
 step "setup"
-scripts/setup-debian.sh
+scripts/setup-debian.sh --tests
 
 # The project's C++ files: from git when this is a checkout, else from the tree.
 list_sources() {
