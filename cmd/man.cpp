@@ -168,7 +168,7 @@ the GPUs we were given, when neither \fB\-\-gpus\fR nor the config's \fBgpus\fR 
 std::string man_page(const CLI::App& app) {
   std::string out;
   out += ".TH LLAMACTL 1 \"\" \"llamactl " LLAMACTL_VERSION "\" \"User Commands\"\n";
-  out += ".nh\n";  // no hyphenation: paths and option names stay whole
+  out += ".nh\n.ad l\n";  // no hyphenation, ragged right: paths and option names stay whole
   out += ".SH NAME\nllamactl \\- " +
          roff("puts llama-server instances on the right NVIDIA GPUs, tracks them, and frees GPUs") + "\n";
   out +=

@@ -25,7 +25,8 @@ check_help() {
   shift
   "$bin" "$@" --help >"$help"
   while IFS= read -r name; do
-    grep -qF -- "$(escaped "$name")" "$work/page" || missing "option $name" "$label"
+    # As the page writes an option's name: in bold, whole (--gpu is not --gpus).
+    grep -qF -- "\\fB$(escaped "$name")\\fR" "$work/page" || missing "option $name" "$label"
   done < <(section Options "$help")
   while IFS= read -r name; do
     grep -qF -- "\\fI$(escaped "$name")\\fR" "$work/page" || missing "argument $name" "$label"
@@ -46,6 +47,15 @@ if [ -s "$work/groff" ]; then
   echo "groff warns about the man page:"
   cat "$work/groff"
   failed=1
+fi
+# And as man shows it in an 80-column terminal (man-db, where installed).
+if command -v man >/dev/null; then
+  MANWIDTH=80 MANPAGER=cat man --warnings=w -l "$work/page" >/dev/null 2>"$work/man" || failed=1
+  if [ -s "$work/man" ]; then
+    echo "man -l warns about the man page at 80 columns:"
+    cat "$work/man"
+    failed=1
+  fi
 fi
 [ "$failed" = 0 ] && echo "man page: ${#commands[@]} commands and their options all listed; renders without warnings"
 exit "$failed"
