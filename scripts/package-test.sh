@@ -8,6 +8,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$root/build/release}
+[ -d "$dir" ] || { echo "package test: no build dir $dir" >&2; exit 1; }
+dir=$(cd "$dir" && pwd)
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 fail() { echo "package test: $*" >&2; exit 1; }
