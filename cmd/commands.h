@@ -83,6 +83,11 @@ struct CompleteOptions {
 CLI::App* setup_complete(CLI::App& app, CompleteOptions& o);
 int run_complete(const CompleteOptions& o, Context& ctx);
 
+CLI::App* setup_man(CLI::App& app);
+/// The manual page llamactl(1), roff, from `app`'s commands and options (what --help shows).
+std::string man_page(const CLI::App& app);
+int run_man(const CLI::App& app);
+
 /// The message for a command line CLI11 rejected ("llamactl: error: unknown
 /// command 'lod'; did you mean 'load'?" and where to find usage), from what
 /// `app` could not place after the failed parse.

@@ -60,6 +60,7 @@ int run(int argc, char** argv) {
   CLI::App* mcp = cmd::setup_mcp(app);
   cmd::CompleteOptions complete_o;
   CLI::App* complete = cmd::setup_complete(app, complete_o);
+  CLI::App* man = cmd::setup_man(app);
 
   std::vector<char*> cargv;
   for (auto& a : args) cargv.push_back(a.data());
@@ -80,6 +81,7 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "llamactl: error: arguments after '--' are only for 'load'\n");
     return code(Exit::usage);
   }
+  if (man->parsed()) return cmd::run_man(app);
   load_o.extra_args = extra;
   log::init(g.quiet ? -1 : g.verbose);
 

@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that llamactl's build and tests need.
-# Idempotent; safe to run again. Needs root (or sudo) for apt-get.
+# Installs the Debian 12 packages llamactl needs. Idempotent; safe to run
+# again. Needs root (or sudo) for apt-get.
+#   scripts/setup-debian.sh           what building and running needs (the main command)
+#   scripts/setup-debian.sh --tests   that, plus what the test suite needs (scripts/test.sh):
+#                                     GoogleTest, clang tools, the shells, MinGW-w64 and Wine,
+#                                     the browser, man-db, and the npm packages (npm ci)
 set -euo pipefail
 
+tests=0
+case "${1:-}" in
+  "") ;;
+  --tests) tests=1 ;;
+  *) echo "usage: $0 [--tests]" >&2; exit 2 ;;
+esac
+
+# Building the static release binary: the compiler, CMake and Ninja, and the
+# header-only libraries. `file` is how the build is checked to be static.
 packages=(
   build-essential cmake ninja-build pkg-config file
   libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
-  libboost-dev libgtest-dev
-  clang lld libclang-rt-14-dev clang-format clang-tidy
-  git curl tmux zsh fish bash-completion
-  g++-mingw-w64-x86-64-posix wine64
-  chromium fonts-dejavu-core
+  libboost-dev
 )
+if [ "$tests" = 1 ]; then
+  packages+=(
+    libgtest-dev
+    clang lld libclang-rt-14-dev clang-format clang-tidy
+    git curl tmux zsh fish bash-completion man-db
+    g++-mingw-w64-x86-64-posix wine64
+    chromium fonts-dejavu-core
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -29,8 +47,11 @@ else
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# npm packages for the client-compatibility tests (the official openai client),
-# from the committed lockfile. Node.js and npm come with the machine.
+[ "$tests" = 1 ] || exit 0
+
+# npm packages for the client-compatibility and web page tests (the official
+# openai client, puppeteer-core), from the committed lockfile. Node.js and npm
+# come with the test machine, not from Debian.
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ -f "$root/package-lock.json" ]; then
   if ! command -v npm >/dev/null 2>&1; then

@@ -4,7 +4,7 @@
 # AddressSanitizer + UBSan, run the official openai npm client against serve,
 # cross-build for Windows and run its unit and end-to-end tests under Wine,
 # fuzz every parser for a bounded time, and check formatting, clang-tidy and
-# the static link.
+# the static link; build the .deb and install it (scripts/package-test.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -70,7 +70,7 @@ run_gtest() {
 }
 
 step "setup"
-scripts/setup-debian.sh
+scripts/setup-debian.sh --tests
 
 # The project's C++ files: from git when this is a checkout, else from the tree.
 list_sources() {
@@ -95,6 +95,9 @@ step "release build + tests"
 scripts/build.sh release
 file build/release/llamactl | grep -q "statically linked" || { echo "llamactl is not statically linked"; exit 1; }
 run_ctest build/release CI_BUILD=release
+
+step "packages: the .deb and .tar.gz (cpack), installed with dpkg -i, checked, removed"
+scripts/package-test.sh build/release || fail_run "package test failed (the message above says what)"
 
 step "client compatibility: the official openai npm client against serve"
 client_log="$logs/client-tests.log"

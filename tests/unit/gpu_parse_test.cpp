@@ -118,6 +118,24 @@ TEST(GpuParse, EveryFixtureFileHasARow) {
   }
 }
 
+// The demo fixture the packages ship (fixtures/two-idle-gpus.txt, made from
+// h100-580-plain-idle.txt): two GPUs, both empty, nothing running.
+TEST(GpuParse, DemoFixtureHasTwoIdleGpus) {
+  std::ifstream in(std::string(LLAMACTL_FIXTURES) + "/two-idle-gpus.txt", std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const ProbeResult r = result_from_text(ss.str(), "two-idle-gpus.txt");
+  ASSERT_FALSE(r.cpu_mode) << r.reason;
+  ASSERT_EQ(r.snapshot.gpus.size(), 2u);
+  EXPECT_TRUE(r.snapshot.processes.empty());
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r.snapshot.gpus[i].index, static_cast<int>(i));
+    EXPECT_EQ(r.snapshot.gpus[i].memory_used_mib, 0);
+    EXPECT_EQ(r.snapshot.gpus[i].memory_total_mib, 81559);
+  }
+  EXPECT_EQ(r.snapshot.gpus[1].bus_id, "00000000:00:07.0");
+}
+
 class FixtureTable : public ::testing::TestWithParam<Row> {};
 
 TEST_P(FixtureTable, ParsesAsExpected) {
