@@ -27,7 +27,7 @@ if [ "$tests" = 1 ]; then
     clang lld libclang-rt-14-dev clang-format clang-tidy
     git curl tmux zsh fish bash-completion man-db
     g++-mingw-w64-x86-64-posix wine64
-    chromium fonts-dejavu-core
+    chromium fonts-dejavu-core fonts-noto-color-emoji
   )
 fi
 
