@@ -1,5 +1,5 @@
 #pragma once
-// bench_serve's command line (README "serve benchmark").
+// bench_serve's command line (docs/benchmarks.md, "serve benchmark").
 
 #include <optional>
 #include <string>

@@ -39,7 +39,7 @@ ojson tool_definitions() {
                        {"description",
                         "Idle time after which `llamactl serve` may unload it: Ollama's forms, e.g. \"5m\", "
                         "\"1h30m\", 300 (seconds), -1 (never), 0 (as soon as it is idle)"}};
-  const ojson doc{{"type", "object"}};  // the same documents as the CLI's --json (see README "JSON")
+  const ojson doc{{"type", "object"}};  // the same documents as the CLI's --json (see docs/json.md)
   ojson tools = ojson::array();
   tools.push_back({{"name", "gpus"},
                    {"title", "GPUs"},
