@@ -350,8 +350,9 @@ TEST(WindowsE2e, ServeAnswersOllamaAndOpenAiClientsAndStopsOnCtrlC) {
   const std::string model = "tiny";
   WinServe serve(sb, {"--unload-on-exit"});
   ASSERT_TRUE(serve.ready()) << serve.log();
-  EXPECT_NE(serve.log().find("listening on http://127.0.0.1:" + std::to_string(serve.port())), std::string::npos)
-      << serve.log();
+  // The start line is written by serve's main thread once it accepts, while /health may already answer.
+  const std::string listening = "listening on http://127.0.0.1:" + std::to_string(serve.port());
+  EXPECT_TRUE(eventually([&] { return serve.log().find(listening) != std::string::npos; }, 5s)) << serve.log();
 
   // The first request loads the model (the fake llama-server built for Windows) and is relayed to it.
   const json gen = {{"model", model}, {"prompt", "Why is the sky blue?"}, {"stream", false}};
