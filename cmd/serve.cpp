@@ -216,6 +216,11 @@ Status check_given_gpus(Context& ctx) {
 }  // namespace
 
 int run_serve(const ServeOptions& o, Context& ctx) {
+  // --watch-config compares against the file as it was before serve read it:
+  // a write between reading it and listening (a client may already see
+  // serve ready) is seen as a change, not taken as the baseline. A write
+  // before the read only costs one reload that changes nothing.
+  const ConfigStamp read_stamp = o.watch_config ? stamp_of(ctx.global.config) : ConfigStamp{};
   ctx.gpus_flag = o.gpus;
   auto rt = ctx.runtime(std::nullopt);
   if (!rt) return fail(ctx, rt.error());
@@ -240,6 +245,9 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   static serve::HttpServer* for_life = nullptr;
   for_life = new serve::HttpServer(settings->server, router, metrics, monitor);
   auto& server = *for_life;
+  // Caught before anyone can see serve: a SIGHUP sent as soon as it answers
+  // is a reload (taken by the loop below), never the default end of serve.
+  platform::catch_hangup();
   if (auto s = server.bind(); !s) return fail(ctx, s.error());
   const auto address = server.bound().text();
   const nlohmann::json info = {
@@ -281,10 +289,9 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   });
 
   std::thread loop([&router] { router.run(); });
-  platform::catch_hangup();
   // --watch-config: a change is applied once the file has stayed the same
   // for one more look (an editor's write in several steps is read whole).
-  ConfigStamp applied = o.watch_config ? stamp_of(ctx.global.config) : ConfigStamp{};
+  ConfigStamp applied = read_stamp;
   std::optional<ConfigStamp> seen;
   auto next_look = std::chrono::steady_clock::now();
   uint64_t recorded = 0;

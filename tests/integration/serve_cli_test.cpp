@@ -386,6 +386,20 @@ TEST(Serve, WatchConfigReloadsWhenTheFileChanges) {
   EXPECT_EQ(s.terminate(), 0) << s.output();
 }
 
+// A write while serve starts (after it read the config, before it watches)
+// is a change like any other, not the baseline it compares against.
+TEST(Serve, WatchConfigSeesAWriteMadeWhileServeStarts) {
+  Sandbox sb;
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n");
+  sb.model("other");
+  ServeProcess s(sb, {"--watch-config", "-v"});
+  two_models(sb);  // no wait for ready: the write lands somewhere in serve's start
+  ASSERT_TRUE(s.ready()) << s.output();
+  EXPECT_TRUE(eventually([&] { return lists(s, "other"); }, 5s))
+      << s.output() << http_request(s.port(), "GET", "/api/tags").body;
+  EXPECT_EQ(s.terminate(), 0) << s.output();
+}
+
 TEST(Serve, AStreamingRequestThatWaitsHearsFromServeEveryTwoSeconds) {
   Sandbox sb;
   two_models(sb);
