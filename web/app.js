@@ -333,6 +333,10 @@
             others.map((p) => el('li', { text: procText(p) })),
           ),
         );
+      // A Windows desktop GPU's apps that only draw: on it, not occupying it.
+      const apps = [...new Set((g.desktop_apps || []).map((p) => baseName(p.process_name)))];
+      if (apps.length)
+        body.push(el('p', { class: 'small', text: `desktop apps (they draw, not occupants): ${apps.join(', ')}` }));
       if (g.error) body.push(el('p', { class: 'small bad', text: g.error }));
       const title =
         g.state === 'model_loaded' && g.model_name ? `${word}: ${g.model_name}` : g.state === 'occupied_by_others' ? 'occupied by others' : word;
@@ -371,6 +375,11 @@
     });
     $('gpus').replaceChildren(...cards);
     if (!cards.length) $('gpus').append(el('p', { class: 'small', text: 'No GPU: models run on the CPU.' }));
+  }
+
+  // "C:\Program Files\…\msedge.exe" -> "msedge.exe".
+  function baseName(name) {
+    return String(name || '?').split(/[\\/]/).pop();
   }
 
   // "pid 4242 python3 · 20,000 MiB · user alice"; memory with no visible process (a container's, a

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "gpu/process_types.h"
 #include "util/strings.h"
 
 namespace llamactl::gpu {
@@ -17,19 +18,18 @@ bool ignored(const std::string& name, const std::vector<std::string>& list) {
 // the process list decides (classify.h). Not when the user set this GPU's
 // threshold, and not when the list is missing: then memory still tells.
 bool judged_by_process_list(const GpuReading& r, const GpuSnapshot& snap, const ClassifyOptions& opts) {
-  return iequals(r.driver_model, "WDDM") && snap.processes_known && opts.per_gpu_threshold_mib.count(r.index) == 0;
+  return is_wddm(r) && snap.processes_known && opts.per_gpu_threshold_mib.count(r.index) == 0;
 }
 
 bool anyone_else(const std::vector<ProcessInfo>& processes) {
   return std::any_of(processes.begin(), processes.end(), [](const ProcessInfo& p) { return !p.ours; });
 }
 
-// The GPU's processes that are not ignored, ours marked; `ignored_mib` sums
+// The GPU's processes that are not ignored, ours marked, into st.processes
+// (a desktop GPU's apps that draw into st.desktop_apps); `ignored_mib` sums
 // what the ignored ones are known to hold.
-std::vector<ProcessInfo> listed_processes(const GpuSnapshot& snap, int index, const ClassifyOptions& opts,
-                                          const std::vector<int64_t>& our_pids, const UserLookup& user_of,
-                                          int64_t& ignored_mib) {
-  std::vector<ProcessInfo> out;
+void list_processes(GpuStatus& st, const GpuSnapshot& snap, int index, const ClassifyOptions& opts,
+                    const std::vector<int64_t>& our_pids, const UserLookup& user_of, int64_t& ignored_mib) {
   for (const auto& p : snap.processes) {
     if (snap.gpu_of(p) != index) continue;
     if (ignored(p.name, opts.ignore_processes)) {
@@ -41,10 +41,10 @@ std::vector<ProcessInfo> listed_processes(const GpuSnapshot& snap, int index, co
     info.name = p.name;
     info.used_memory_mib = p.used_memory_mib;
     info.ours = p.pid && std::find(our_pids.begin(), our_pids.end(), *p.pid) != our_pids.end();
+    info.type = p.type;
     if (p.pid && user_of) info.user = user_of(*p.pid);
-    out.push_back(std::move(info));
+    (st.desktop && !info.ours && draws(p) ? st.desktop_apps : st.processes).push_back(std::move(info));
   }
-  return out;
 }
 
 // Whose the GPU is when none of our instances runs on it.
@@ -135,7 +135,7 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
       }
     }
     int64_t ignored_mib = 0;
-    st.processes = listed_processes(probe.snapshot, reading.index, opts, our_pids, user_of, ignored_mib);
+    list_processes(st, probe.snapshot, reading.index, opts, our_pids, user_of, ignored_mib);
 
     if (!our_models.empty()) {
       st.state = GpuState::model_loaded;

@@ -9,15 +9,18 @@
 // Windows desktop GPUs (driver model WDDM, as nvidia-smi reports it) are
 // the exception: every per-process memory is [N/A] and the idle desktop
 // holds ~1 GiB, so memory cannot tell the desktop from a job, but
-// compute-apps lists the desktop's apps too (C+G). There the process list
-// decides: occupied_by_others when a process that is neither ours nor in
-// ignore_processes (default: the Windows shell) runs on the GPU, else idle.
-// The CSV has no process type, so a browser counts like a CUDA job, and so
-// does a process without a readable name (maybe another user's). Memory
-// decides again on a WDDM GPU with a per-GPU threshold (the user's
-// override) or without a process list. TCC/MCDM and Linux display GPUs
-// (Xorg's memory is known) keep the memory rule. free_mib() stays
-// total - used: the desktop's memory is in use.
+// compute-apps lists the desktop's apps too. There the process list
+// decides: occupied_by_others when a process that is neither ours, nor in
+// ignore_processes (default: the Windows shell), nor an app that draws
+// (type G or C+G, from the plain table: gpu/process_types.h) runs on the
+// GPU, else idle. The apps that draw are listed apart (desktop_apps): Edge,
+// Windows Terminal or 1Password open on the desktop do not make its GPU
+// "occupied"; a CUDA job (type C) does. A process whose type is unknown
+// (the table did not run, or did not list it, or a process without a
+// readable name) counts as an occupant. Memory decides again on a WDDM GPU
+// with a per-GPU threshold (the user's override) or without a process
+// list. TCC/MCDM and Linux display GPUs (Xorg's memory is known) keep the
+// memory rule. free_mib() stays total - used: the desktop's memory is in use.
 
 #include <functional>
 #include <map>
@@ -54,6 +57,7 @@ struct ProcessInfo {
   std::optional<int64_t> used_memory_mib;
   std::optional<std::string> user;
   bool ours = false;
+  std::string type;  // "C", "G", "C+G"; empty when unknown
 };
 
 struct GpuStatus {
@@ -66,6 +70,7 @@ struct GpuStatus {
   bool desktop = false;     // a WDDM GPU judged by its process list (see above)
   bool ours_to_use = true;  // inside the GPUs we were given
   std::vector<ProcessInfo> processes;
+  std::vector<ProcessInfo> desktop_apps;  // a desktop GPU's apps that draw (G, C+G): not occupants
   std::optional<int64_t> free_mib() const;
 };
 

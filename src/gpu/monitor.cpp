@@ -102,6 +102,8 @@ class GpuMonitor::Impl {
   std::vector<std::string> stream_argv(StreamKind kind) const;
   void deliver(StreamKind kind, const std::string& block);
   void publish_gpus(ProbeResult r);
+  bool should_type(const GpuSnapshot& reading) const;
+  void learn_types(const GpuSnapshot& reading);
   void publish_whole(ProbeResult r);
   void compose();
   bool wait_or_halt(std::chrono::milliseconds d, bool on_fallback);
@@ -124,6 +126,8 @@ class GpuMonitor::Impl {
   Apps apps_;
   std::optional<ProbeResult> latest_;
   Clock::time_point read_at_{};
+  ProcessTypes types_;                  // the last run of the table (WDDM GPUs only)
+  std::optional<std::string> untyped_;  // why that run told nothing, while it is the last
 };
 
 // ---- the threads ----
@@ -245,7 +249,34 @@ GpuMonitor::Impl::OneShot GpuMonitor::Impl::one_shot() {
   const auto deadline = Clock::now() + opt_.timeout;
   const auto g = collect(gpus, gpus_started, deadline);
   const auto a = collect(apps, apps_started, deadline);
-  return {result_from_runs(g, a, opt_.program, opt_.timeout), g.started};
+  OneShot r{result_from_runs(g, a, opt_.program, opt_.timeout), g.started};
+  if (!r.result.cpu_mode && should_type(r.result.snapshot)) learn_types(r.result.snapshot);
+  return r;
+}
+
+// A process on a WDDM GPU that the last run of the table did not cover.
+bool GpuMonitor::Impl::should_type(const GpuSnapshot& reading) const {
+  std::lock_guard lk(mu_);
+  return !stopping_ && wants_types(reading, types_);
+}
+
+// One run of the plain table (stoppable, as the one-shot queries), for the
+// types of `reading`'s processes on WDDM GPUs; compose() puts them on.
+void GpuMonitor::Impl::learn_types(const GpuSnapshot& reading) {
+  platform::LineStream table;
+  const Status started = table.start({opt_.program});
+  const auto run = collect(table, started, Clock::now() + opt_.timeout);
+  auto types = types_from_run(run, reading, opt_.program, opt_.timeout);
+  std::lock_guard lk(mu_);
+  if (types) {
+    types_ = std::move(*types);
+    untyped_.reset();
+  } else {
+    // Not asked again for these pids: a new process tries again.
+    types_ = types_from_table({}, reading);
+    untyped_ = "process types unknown (" + types.error().message + "); a desktop GPU's apps count as occupants";
+    log::warn("GPU monitor: {}", *untyped_);
+  }
 }
 
 // run_capture's contract on a LineStream: output until EOF, the exit code,
@@ -290,6 +321,15 @@ void GpuMonitor::Impl::deliver(StreamKind kind, const std::string& block) {
     return publish_gpus(std::move(r));
   }
   Apps a = apps_from_block(block);
+  if (a.known && !a.processes.empty()) {
+    GpuSnapshot reading;  // the new processes on the GPUs of the last reading
+    {
+      std::lock_guard lk(mu_);
+      if (gpus_ && !gpus_->cpu_mode) reading.gpus = gpus_->snapshot.gpus;
+    }
+    reading.processes = a.processes;
+    if (should_type(reading)) learn_types(reading);
+  }
   std::lock_guard lk(mu_);
   apps_ = std::move(a);
   compose();
@@ -326,6 +366,8 @@ void GpuMonitor::Impl::compose() {
     r.snapshot.processes = apps_.processes;
     r.snapshot.processes_known = apps_.known;
     r.snapshot.warnings.insert(r.snapshot.warnings.end(), apps_.warnings.begin(), apps_.warnings.end());
+    apply_types(r.snapshot, types_);
+    if (untyped_ && wants_types(r.snapshot, {})) r.snapshot.warnings.push_back(*untyped_);
   }
   latest_ = std::move(r);
   cv_.notify_all();

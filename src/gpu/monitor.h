@@ -31,6 +31,8 @@ struct MonitorOptions {
 /// where streaming is not possible (a fixture, a program that answers once
 /// and exits, or exits at once) it falls back to one one-shot query per
 /// interval. Failures are CPU-mode readings with a reason, as NvidiaSmiProbe's.
+/// On a Windows desktop GPU (WDDM) it also runs the plain table once per
+/// process it has not seen, for the process types (gpu/process_types.h).
 class GpuMonitor final : public GpuProbe {
  public:
   /// Starts the streams (or the fallback) on its own threads; does not wait.

@@ -104,6 +104,25 @@ ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform
   return res;
 }
 
+Result<ProcessTypes> types_from_run(const platform::CaptureResult& table, const GpuSnapshot& reading,
+                                    const std::string& program, std::chrono::milliseconds timeout) {
+  const double timeout_s = std::chrono::duration<double>(timeout).count();
+  if (!table.started || table.timed_out || table.exit_code != 0)
+    return make_error(ErrorKind::io, failure_reason(table, program, timeout_s));
+  auto parsed = parse_table(table.out);
+  if (!parsed) return make_error(ErrorKind::parse, program + "'s table: " + parsed.error().message);
+  return types_from_table(*parsed, reading);
+}
+
+void add_types(ProbeResult& res, const Result<ProcessTypes>& types) {
+  if (types) {
+    apply_types(res.snapshot, *types);
+    return;
+  }
+  res.snapshot.warnings.push_back("process types unknown (" + types.error().message +
+                                  "); a desktop GPU's apps count as occupants");
+}
+
 ProbeResult NvidiaSmiProbe::read() {
   const auto start = Clock::now();
   // Both queries at once: each costs ~25 ms of NVML start-up on a real H100.
@@ -112,6 +131,9 @@ ProbeResult NvidiaSmiProbe::read() {
   });
   const auto gpus = platform::run_capture({program_, kQueryGpuArg, kCsvFormatArg}, timeout_);
   ProbeResult res = result_from_runs(gpus, apps.get(), program_, timeout_);
+  // A Windows desktop GPU: the plain table tells the apps that draw from CUDA jobs.
+  if (!res.cpu_mode && wants_types(res.snapshot, {}))
+    add_types(res, types_from_run(platform::run_capture({program_}, timeout_), res.snapshot, program_, timeout_));
   res.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return res;
 }

@@ -8,6 +8,9 @@
 #include <optional>
 #include <string>
 
+#include "util/result.h"
+
+#include "gpu/process_types.h"
 #include "gpu/snapshot.h"
 
 namespace llamactl::platform {
@@ -70,6 +73,17 @@ ProbeResult result_from_text(const std::string& text, const std::string& source)
 /// GpuMonitor's one-shot fallback, which runs the queries itself.
 ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform::CaptureResult& procs,
                              const std::string& program, std::chrono::milliseconds timeout);
+
+/// What one run of the plain `nvidia-smi` table (no arguments) says about
+/// the types of `reading`'s processes (gpu/process_types.h). A run that
+/// failed, or a table that does not parse, is an error with one line that
+/// says why; its processes then stay untyped.
+Result<ProcessTypes> types_from_run(const platform::CaptureResult& table, const GpuSnapshot& reading,
+                                    const std::string& program, std::chrono::milliseconds timeout);
+
+/// Puts the types onto `res`'s processes, or, where `types` is an error, a
+/// warning that says the desktop's apps count as occupants for now.
+void add_types(ProbeResult& res, const Result<ProcessTypes>& types);
 
 /// The probe the environment asks for: LLAMACTL_GPU_FIXTURE, else
 /// LLAMACTL_NVIDIA_SMI, else platform::default_nvidia_smi().

@@ -5,10 +5,20 @@
 //   procs/PID  "GPUS MIB NAME": GPU memory of a live process; GPUS is a comma
 //              list of indices or "all". The fake llama-server writes its own
 //              from CUDA_VISIBLE_DEVICES; tests write other users' processes.
-//              Files of dead (or zombie) pids are ignored.
+//              An optional second line "type T" gives its type (C, G, C+G;
+//              default C). Files of dead (or zombie) pids are ignored.
+// Without a query it prints the plain table (as driver 610 does on Windows),
+// with the GPUs and the processes and their types.
+// FAKE_SMI_DRIVER_MODEL=WDDM: a Windows desktop GPU: the GPU query's
+//   driver_model.current says WDDM, compute-apps lists every process (the
+//   desktop's apps that draw too, as on a real WDDM machine) with "[N/A]"
+//   memory, and the table says "N/A" for each process's memory. Without
+//   it, compute-apps leaves out type G, as on Linux, and the GPU query has
+//   the six columns the older tests expect.
 // Switches: FAKE_SMI_DELAY (seconds to sleep per call), FAKE_SMI_MODE =
 //   hang | linger | nodev | mismatch | nodriver | garbage | lost1 | noloop.
 //   linger: answers normally, but leaves a child behind that holds stdout open.
+//   notable: answers the queries, but the plain table fails (exit 1).
 //   noloop: ignores -l/-lms and answers once, as a script mock would.
 // Loop mode (-lms N, --loop-ms=N, -l S, --loop=S): prints a block every
 // interval from the state files until killed, as nvidia-smi does; a query
@@ -53,6 +63,7 @@ struct Proc {
   int gpu;
   long mib;
   std::string name;
+  std::string type = "C";
 };
 
 std::string env_or(const char* name, const std::string& def) {
@@ -105,17 +116,18 @@ std::vector<Proc> procs(const std::string& dir, const std::vector<Gpu>& all) {
     const long pid = std::stol(name);
     if (!alive(pid)) continue;
     std::ifstream in(e.path());
-    std::string list, pname;
+    std::string list, pname, key, type = "C";
     long mib = 0;
     if (!(in >> list >> mib)) continue;
     std::getline(in >> std::ws, pname);
+    if (in >> key >> type && key != "type") type = "C";
     if (list == "all") {
-      for (const auto& g : all) out.push_back({pid, g.index, mib, pname});
+      for (const auto& g : all) out.push_back({pid, g.index, mib, pname, type});
       continue;
     }
     std::stringstream ls(list);
     std::string item;
-    while (std::getline(ls, item, ',')) out.push_back({pid, std::atoi(item.c_str()), mib, pname});
+    while (std::getline(ls, item, ',')) out.push_back({pid, std::atoi(item.c_str()), mib, pname, type});
   }
   return out;
 }
@@ -168,10 +180,61 @@ Query parse_args(int argc, char** argv) {
   return q;
 }
 
+// The table's name cell keeps the last 36 characters, "..." in front, as
+// nvidia-smi does with long Windows paths.
+std::string table_name(const std::string& name) {
+  constexpr size_t kWidth = 36;
+  return name.size() <= kWidth ? name : "..." + name.substr(name.size() - (kWidth - 3));
+}
+
+// The plain `nvidia-smi` table, in driver 610's layout (the Windows capture
+// fixtures/nvidia-smi/win-rtx2080s-610.62-wddm-table-load.txt).
+void print_table(const std::string& dir, const std::string& model) {
+  const auto all = gpus(dir);
+  const auto running = procs(dir, all);
+  const bool wddm = model == "WDDM";
+  const std::string rule(89, '-');
+  std::printf("Wed Jun 24 10:17:56 2026       \n+%s+\n", rule.c_str());
+  std::printf("| NVIDIA-SMI 610.62                 KMD Version: 610.62        CUDA UMD Version: 13.3     |\n");
+  std::printf("+-----------------------------------------+------------------------+----------------------+\n");
+  std::printf("| GPU  Name                  %s | Bus-Id          Disp.A | Volatile Uncorr. ECC |\n",
+              wddm ? "Driver-Model" : "Persistence-M");
+  std::printf("| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |\n");
+  std::printf("|                                         |                        |               MIG M. |\n");
+  std::printf("|=========================================+========================+======================|\n");
+  for (const auto& g : all) {
+    long used = g.used;
+    for (const auto& p : running)
+      if (p.gpu == g.index) used += p.mib;
+    std::string name = g.name.size() > 26 ? g.name.substr(0, 23) + "..." : g.name;
+    std::printf("| %3d  %-26s  %4s  |   00000000:%02X:00.0  On |                  N/A |\n", g.index, name.c_str(),
+                wddm ? "WDDM" : "On", g.index + 1);
+    std::printf("| 38%%   44C    P2             97W /  250W | %7ldMiB / %7ldMiB | %6ld%%      Default |\n", used,
+                g.total, g.util);
+    std::printf("|                                         |                        |                  N/A |\n");
+    std::printf("+-----------------------------------------+------------------------+----------------------+\n");
+  }
+  std::printf("\n+%s+\n", rule.c_str());
+  std::printf("| Processes:                                                                              |\n");
+  std::printf("|  GPU   GI   CI              PID   Type   Process name                        GPU Memory |\n");
+  std::printf("|        ID   ID                                                               Usage      |\n");
+  std::printf("|=========================================================================================|\n");
+  if (running.empty())
+    std::printf("|  No running processes found                                                             |\n");
+  for (const auto& p : running) {
+    const std::string mem = wddm ? "N/A" : std::to_string(p.mib) + "MiB";
+    std::printf("|  %3d   N/A  N/A  %14ld  %5s   %-36s  %-8s |\n", p.gpu, p.pid, p.type.c_str(),
+                table_name(p.name).c_str(), mem.c_str());
+  }
+  std::printf("+%s+\n", rule.c_str());
+  std::fflush(stdout);
+}
+
 // One answer to the query from the current state files.
 void print_block(const std::string& dir, const std::string& mode, const Query& q) {
   const auto all = gpus(dir);
   const auto running = procs(dir, all);
+  const std::string model = env_or("FAKE_SMI_DRIVER_MODEL", "");
   if (q.kind == "gpu") {
     for (const auto& g : all) {
       if (mode == "lost1" && g.index == 1) {
@@ -183,14 +246,19 @@ void print_block(const std::string& dir, const std::string& mode, const Query& q
       long used = g.used;
       for (const auto& p : running)
         if (p.gpu == g.index) used += p.mib;
-      std::printf("%s%d, %s, %s, %ld, %ld, %ld\n", q.stamped ? timestamp().c_str() : "", g.index, uuid(g.index).c_str(),
-                  g.name.c_str(), used, g.total, g.util);
+      std::printf("%s%d, %s, %s, %ld, %ld, %ld%s\n", q.stamped ? timestamp().c_str() : "", g.index,
+                  uuid(g.index).c_str(), g.name.c_str(), used, g.total, g.util,
+                  model.empty() ? "" : (", " + model).c_str());
     }
   } else {
     // All lines of one interval carry the same timestamp, as nvidia-smi's do.
     const std::string stamp = q.stamped ? timestamp() : "";
-    for (const auto& p : running)
-      std::printf("%s%s, %ld, %s, %ld\n", stamp.c_str(), uuid(p.gpu).c_str(), p.pid, p.name.c_str(), p.mib);
+    const bool wddm = model == "WDDM";
+    for (const auto& p : running) {
+      if (p.type == "G" && !wddm) continue;  // compute-apps: compute processes, but WDDM lists the desktop's too
+      const std::string mem = wddm ? "[N/A]" : std::to_string(p.mib);
+      std::printf("%s%s, %ld, %s, %s\n", stamp.c_str(), uuid(p.gpu).c_str(), p.pid, p.name.c_str(), mem.c_str());
+    }
   }
   std::fflush(stdout);
 }
@@ -237,8 +305,16 @@ int main(int argc, char** argv) {
   if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
 
   Query q = parse_args(argc, argv);
+  if (argc == 1 && mode == "notable") {
+    std::puts("mock nvidia-smi: the table is switched off (FAKE_SMI_MODE=notable)");
+    return 1;
+  }
+  if (argc == 1) {
+    print_table(dir, env_or("FAKE_SMI_DRIVER_MODEL", ""));
+    return 0;
+  }
   if (q.kind.empty()) {
-    std::puts("mock nvidia-smi: only --query-gpu and --query-compute-apps are supported");
+    std::puts("mock nvidia-smi: only the plain table, --query-gpu and --query-compute-apps are supported");
     return 2;
   }
   if (mode == "noloop") q.loop_ms = 0;

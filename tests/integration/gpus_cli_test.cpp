@@ -66,6 +66,52 @@ TEST(Gpus, OthersProcessNamedWithPidAndUser) {
   EXPECT_EQ(j["gpu_status"][0]["loadable"], false);
 }
 
+// A Windows desktop GPU (the mock says WDDM, as nvidia-smi does there):
+// Edge and Windows Terminal draw on GPU 0, someone's CUDA job runs on GPU 1.
+TEST(Gpus, AWindowsDesktopGpuWithAppsOpenIsIdleAndACudaJobOccupiesIt) {
+  Sandbox sb;
+  sb.set_gpus({"0 800 8192 7 NVIDIA GeForce RTX 2080 SUPER", "1 300 8192 0 NVIDIA GeForce RTX 2080 SUPER"});
+  const auto edge = sb.start_other("0", 0, "C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe", "C+G");
+  sb.start_other("0", 0, "C:\\Program Files\\WindowsApps\\Microsoft.WindowsTerminal\\WindowsTerminal.exe", "G");
+  const auto job = sb.start_other("1", 0, "C:\\Users\\bob\\miniconda3\\python.exe", "C");
+  const std::vector<std::string> wddm = {"FAKE_SMI_DRIVER_MODEL=WDDM"};
+  auto r = sb.run({"gpus", "--json"}, wddm);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = r.json();
+  const auto& g0 = j["gpu_status"][0];
+  EXPECT_EQ(g0["state"], "idle") << g0.dump();
+  EXPECT_EQ(g0["loadable"], true);
+  EXPECT_EQ(g0["process_info"].size(), 0u);
+  ASSERT_EQ(g0["desktop_apps"].size(), 2u) << g0.dump();
+  const auto& app = g0["desktop_apps"][0]["pid"] == edge ? g0["desktop_apps"][0] : g0["desktop_apps"][1];
+  EXPECT_EQ(app["pid"], edge);
+  EXPECT_EQ(app["type"], "C+G");
+  const auto& g1 = j["gpu_status"][1];
+  EXPECT_EQ(g1["state"], "occupied_by_others");
+  EXPECT_EQ(g1["process_info"][0]["pid"], job);
+  EXPECT_EQ(g1["process_info"][0]["type"], "C");
+  auto h = sb.run({"gpus"}, wddm);
+  const auto line = h.out.find("GPU 0 desktop apps (they draw, type G/C+G; not occupants): ");
+  ASSERT_NE(line, std::string::npos) << h.out;
+  const std::string apps = h.out.substr(line, h.out.find('\n', line) - line);
+  EXPECT_NE(apps.find("msedge.exe"), std::string::npos) << apps;
+  EXPECT_NE(apps.find("WindowsTerminal.exe"), std::string::npos) << apps;
+  EXPECT_NE(h.out.find("python.exe"), std::string::npos) << h.out;
+  // A load goes to the desktop GPU; the CUDA job's GPU refuses, naming it.
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n");
+  auto refused = sb.run({"load", "tiny", "--gpu", "1"}, wddm);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("python.exe"), std::string::npos) << refused.err;
+  auto loaded = sb.run({"load", "tiny", "--gpu", "0"}, wddm);
+  EXPECT_EQ(loaded.exit_code, 0) << loaded.err;
+  EXPECT_EQ(sb.run({"unload", "tiny"}, wddm).exit_code, 0);
+  // Without the table, nothing tells an app from a job: the apps count, and gpus says why.
+  r = sb.run({"gpus", "--json"}, {"FAKE_SMI_DRIVER_MODEL=WDDM", "FAKE_SMI_MODE=notable"});
+  j = r.json();
+  EXPECT_EQ(j["gpu_status"][0]["state"], "occupied_by_others");
+  EXPECT_NE(j["warnings"].dump().find("process types unknown"), std::string::npos) << j.dump();
+}
+
 TEST(Gpus, ConfigPerGpuThresholdAndBadConfig) {
   Sandbox sb;
   sb.set_gpus({"0 800 8192 2 NVIDIA GeForce RTX 2080 SUPER"});

@@ -156,9 +156,10 @@ std::string Sandbox::model(const std::string& name) const {
   return p;
 }
 
-int64_t Sandbox::start_other(const std::string& gpus, int mib, const std::string& name) {
+int64_t Sandbox::start_other(const std::string& gpus, int mib, const std::string& name, const std::string& type) {
   const int64_t pid = start_sleeper();
-  std::ofstream(gpu_dir() + "/procs/" + std::to_string(pid)) << gpus << " " << mib << " " << name << "\n";
+  std::ofstream(gpu_dir() + "/procs/" + std::to_string(pid)) << gpus << " " << mib << " " << name << "\n"
+                                                             << (type.empty() ? "" : "type " + type + "\n");
   return pid;
 }
 

@@ -51,7 +51,8 @@ class Sandbox {
   std::string model(const std::string& name) const;
   /// Starts a stand-in for another user's GPU process and registers its
   /// memory with the mock nvidia-smi. Returns its pid.
-  int64_t start_other(const std::string& gpus, int mib, const std::string& name);
+  /// `type`: "C", "G" or "C+G" for the mock's table (empty: its default, C).
+  int64_t start_other(const std::string& gpus, int mib, const std::string& name, const std::string& type = "");
   /// Starts a plain process that is not on any GPU (for pid-reuse tests).
   int64_t start_sleeper();
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -95,7 +96,8 @@ class MonitorTest : public ::testing::Test {
     ::unsetenv("FAKE_GPU_DIR");
   }
   static void clear_switches() {
-    for (const char* v : {"FAKE_SMI_MODE", "FAKE_SMI_STREAM_DIE_AFTER", "FAKE_SMI_DELAY"}) ::unsetenv(v);
+    for (const char* v : {"FAKE_SMI_MODE", "FAKE_SMI_STREAM_DIE_AFTER", "FAKE_SMI_DELAY", "FAKE_SMI_DRIVER_MODEL"})
+      ::unsetenv(v);
   }
 
   static MonitorOptions options(std::chrono::milliseconds interval = 100ms, std::chrono::milliseconds timeout = 2s) {
@@ -104,6 +106,10 @@ class MonitorTest : public ::testing::Test {
   // A GPU process for the mock: this test's own pid (alive), on one GPU.
   void add_proc(int pid, int gpu, int mib) const {
     std::ofstream(dir_ / ("procs/" + std::to_string(pid))) << gpu << " " << mib << " python3\n";
+  }
+  // A process with a type and a Windows name, as on a WDDM desktop.
+  void add_typed(int pid, int gpu, const std::string& type, const std::string& name) const {
+    std::ofstream(dir_ / ("procs/" + std::to_string(pid))) << gpu << " 0 " << name << "\ntype " << type << "\n";
   }
   void remove_proc(int pid) const { fs::remove(dir_ / ("procs/" + std::to_string(pid))); }
 
@@ -115,6 +121,38 @@ bool has_pid(const ProbeResult& r, int pid) {
     if (p.pid == pid) return true;
   return false;
 }
+
+std::string type_of(const ProbeResult& r, int pid) {
+  for (const auto& p : r.snapshot.processes)
+    if (p.pid == pid) return p.type.empty() ? "?" : p.type;
+  return "absent";
+}
+
+bool warned_untyped(const ProbeResult& r) {
+  for (const auto& w : r.snapshot.warnings)
+    if (w.find("process types unknown") != std::string::npos) return true;
+  return false;
+}
+
+constexpr const char* kEdge = "C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe";
+constexpr const char* kPython = "C:\\Users\\bob\\miniconda3\\python.exe";
+
+// A live pid of our own to stand for one more process; stopped by pid.
+struct Sleeper {
+  Sleeper() : pid(::fork()) {
+    if (pid == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+  }
+  ~Sleeper() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  Sleeper(const Sleeper&) = delete;
+  Sleeper& operator=(const Sleeper&) = delete;
+  pid_t pid;
+};
 
 }  // namespace
 
@@ -297,6 +335,62 @@ TEST_F(MonitorTest, OptionsComeFromTheEnvironmentAsMakeProbeReadsIt) {
 }
 
 // ---- platform::LineStream, the child-with-a-pipe under the monitor ----
+
+// A Windows desktop GPU (WDDM): compute-apps lists the apps that draw with
+// the CUDA jobs and without types; the plain table tells them apart.
+TEST_F(MonitorTest, OnAWddmGpuTheTableGivesEachProcessItsTypeFirstReadingAndLater) {
+  ::setenv("FAKE_SMI_DRIVER_MODEL", "WDDM", 1);
+  const int me = ::getpid(), parent = ::getppid();
+  add_typed(me, 0, "C+G", kEdge);
+  add_typed(parent, 1, "C", kPython);
+  GpuMonitor m(options());
+  auto r = m.read();  // the first reading already has them
+  ASSERT_FALSE(r.cpu_mode) << r.reason;
+  EXPECT_EQ(r.snapshot.gpus[0].driver_model, "WDDM");
+  EXPECT_EQ(type_of(r, me), "C+G");
+  EXPECT_EQ(type_of(r, parent), "C");
+  EXPECT_FALSE(warned_untyped(r));
+  ASSERT_TRUE(eventually([&] { return m.streaming(); }, 5s));
+  // A process that appears later gets its type from a new run of the table.
+  Sleeper terminal;
+  add_typed(terminal.pid, 0, "G", "C:\\Program Files\\WindowsApps\\WindowsTerminal.exe");
+  EXPECT_TRUE(eventually([&] { return type_of(m.read(), terminal.pid) == "G"; }, 5s))
+      << type_of(m.read(), terminal.pid);
+  // The same from the one-shot probe the CLI uses.
+  NvidiaSmiProbe probe(FAKE_NVIDIA_SMI, 2s);
+  r = probe.read();
+  EXPECT_EQ(type_of(r, me), "C+G");
+  EXPECT_EQ(type_of(r, parent), "C");
+  EXPECT_EQ(type_of(r, terminal.pid), "G");
+}
+
+TEST_F(MonitorTest, ATableThatFailsLeavesTheProcessesUntypedWithAWarning) {
+  ::setenv("FAKE_SMI_DRIVER_MODEL", "WDDM", 1);
+  ::setenv("FAKE_SMI_MODE", "notable", 1);
+  const int me = ::getpid();
+  add_typed(me, 0, "C+G", kEdge);
+  GpuMonitor m(options());
+  auto r = m.read();
+  ASSERT_FALSE(r.cpu_mode) << r.reason;
+  EXPECT_EQ(type_of(r, me), "?");
+  EXPECT_TRUE(warned_untyped(r));
+  r = NvidiaSmiProbe(FAKE_NVIDIA_SMI, 2s).read();
+  EXPECT_EQ(type_of(r, me), "?");
+  ASSERT_TRUE(warned_untyped(r));
+  EXPECT_NE(r.snapshot.warnings.back().find("the table is switched off"), std::string::npos)
+      << r.snapshot.warnings.back();
+}
+
+TEST_F(MonitorTest, OffWddmTheTableIsNeverRun) {
+  // The table would fail, and nothing says so: it is not asked for where memory decides.
+  ::setenv("FAKE_SMI_MODE", "notable", 1);
+  add_proc(::getpid(), 0, 1024);
+  GpuMonitor m(options());
+  ASSERT_TRUE(eventually([&] { return m.streaming() && has_pid(m.read(), ::getpid()); }, 5s));
+  EXPECT_FALSE(warned_untyped(m.read()));
+  EXPECT_EQ(type_of(m.read(), ::getpid()), "?");
+  EXPECT_FALSE(warned_untyped(NvidiaSmiProbe(FAKE_NVIDIA_SMI, 2s).read()));
+}
 
 TEST(LineStream, GivesLinesWithoutEndingsAndAnUnterminatedLastOne) {
   llamactl::platform::LineStream s;

@@ -6,6 +6,7 @@
 
 #include "gpu/classify.h"
 #include "gpu/parse.h"
+#include "gpu/process_types.h"
 
 using namespace llamactl::gpu;
 
@@ -308,29 +309,56 @@ TEST(ClassifyDesktop, LinuxDesktopCaptureKeepsTheMemoryRule) {
   EXPECT_EQ(pids_of(g), (std::set<int64_t>{2496, 3527, 5021, 5022}));
 }
 
-TEST(ClassifyDesktop, Win610LoadTableAndCsvAgree) {
-  // The same machine state in both forms: the table (types C+G and C) and our CSV queries (no types).
+// The CSV reading of the 610.62 capture with the types the table gives, as
+// both probes make it on a WDDM GPU (gpu/process_types.h).
+ProbeResult typed_csv_610() {
+  auto r = result_from_text(fixture("win-rtx2080s-610.62-wddm-query-gpu-load.csv") +
+                                fixture("win-rtx2080s-610.62-wddm-compute-apps-load.csv"),
+                            "c");
+  const auto table = parse_table(fixture("win-rtx2080s-610.62-wddm-table-load.txt"));
+  apply_types(r.snapshot, types_from_table(*table, r.snapshot));
+  return r;
+}
+
+std::set<int64_t> desktop_pids(const GpuStatus& g) {
+  std::set<int64_t> out;
+  for (const auto& p : g.desktop_apps) out.insert(p.pid.value_or(-1));
+  return out;
+}
+
+TEST(ClassifyDesktop, Win610AppsThatDrawAreNotOccupantsOnceTheirTypeIsKnown) {
+  // The same machine state as the table (types C+G and C) and as our CSV queries with the table's types.
   const auto table =
       classify(result_from_text(fixture("win-rtx2080s-610.62-wddm-table-load.txt"), "t"), defaults(), {}, nullptr);
-  const auto csv = classify(result_from_text(fixture("win-rtx2080s-610.62-wddm-query-gpu-load.csv") +
-                                                 fixture("win-rtx2080s-610.62-wddm-compute-apps-load.csv"),
-                                             "c"),
-                            defaults(), {}, nullptr);
+  const auto csv = classify(typed_csv_610(), defaults(), {}, nullptr);
   for (const auto* v : {&table, &csv}) {
     ASSERT_EQ(v->gpus.size(), 1u);
     const auto& g = v->gpus[0];
     EXPECT_EQ(g.reading.driver_model, "WDDM");  // table: Driver-Model column; CSV: driver_model.current
     EXPECT_TRUE(g.desktop);
-    // The two ffmpeg NVENC jobs (type C) occupy the GPU...
+    // The two ffmpeg NVENC jobs (type C) occupy the GPU, and only they are named...
     EXPECT_EQ(g.state, GpuState::occupied_by_others);
-    // ...and so do the user's apps (browser, WebView2, terminal, password manager, controller tool):
-    // the CSV gives no type to tell them from compute, so both forms list them. The 14 shell processes
-    // (dwm.exe, explorer.exe, hosts, NVIDIA Overlay.exe) are the desktop and are not listed.
-    std::set<int64_t> expected = kFfmpeg610;
-    expected.insert(kUserApps610.begin(), kUserApps610.end());
-    EXPECT_EQ(pids_of(g), expected);
+    EXPECT_EQ(pids_of(g), kFfmpeg610);
+    // ...the user's apps (browser, WebView2, terminal, password manager, controller tool) draw (C+G):
+    // listed apart, not occupants. The 14 shell processes are ignored as before.
+    EXPECT_EQ(desktop_pids(g), kUserApps610);
+    for (const auto& p : g.desktop_apps) EXPECT_EQ(p.type, "C+G") << p.name;
     EXPECT_EQ(g.free_mib(), 8192 - 1366);  // honest: all of memory.used is in use
   }
+}
+
+TEST(ClassifyDesktop, Win610UntypedCsvCountsTheAppsAsOccupants) {
+  // Without the table (it failed, or a CSV fixture) nothing tells an app from a CUDA job: cautious.
+  const auto v = classify(result_from_text(fixture("win-rtx2080s-610.62-wddm-query-gpu-load.csv") +
+                                               fixture("win-rtx2080s-610.62-wddm-compute-apps-load.csv"),
+                                           "c"),
+                          defaults(), {}, nullptr);
+  const auto& g = v.gpus[0];
+  EXPECT_EQ(g.state, GpuState::occupied_by_others);
+  std::set<int64_t> expected = kFfmpeg610;
+  expected.insert(kUserApps610.begin(), kUserApps610.end());
+  EXPECT_EQ(pids_of(g), expected);
+  EXPECT_TRUE(g.desktop_apps.empty());
 }
 
 TEST(ClassifyDesktop, Win610GpuQueryAloneKeepsTheMemoryRule) {
@@ -343,24 +371,33 @@ TEST(ClassifyDesktop, Win610GpuQueryAloneKeepsTheMemoryRule) {
   EXPECT_EQ(v.gpus[0].processes[0].name, "unknown");
 }
 
-TEST(ClassifyDesktop, Win610IdleDesktopIsIdleOnceTheUsersAppsAreListed) {
+TEST(ClassifyDesktop, Win610IdleDesktopWithAppsOpenIsIdle) {
   const auto idle = result_from_text(idle_table_610(), "idle");
   ASSERT_EQ(idle.snapshot.processes.size(), 19u);
-  // By default the open apps are occupants: nvidia-smi cannot say they hold little.
+  // Edge, Windows Terminal and 1Password are open (C+G): the GPU is idle and loadable.
   auto v = classify(idle, defaults(), {}, nullptr);
-  EXPECT_EQ(v.gpus[0].state, GpuState::occupied_by_others);
-  EXPECT_EQ(pids_of(v.gpus[0]), kUserApps610);
-  // The user names them in ignore_processes: the idle desktop is usable...
-  v = classify(idle, with_user_apps(), {}, nullptr);
   EXPECT_EQ(v.gpus[0].state, GpuState::idle);
   EXPECT_TRUE(v.gpus[0].loadable);
+  EXPECT_TRUE(v.gpus[0].processes.empty());
+  EXPECT_EQ(desktop_pids(v.gpus[0]), kUserApps610);
   EXPECT_EQ(v.gpus[0].free_mib(), 8192 - 797);
-  // ...and the same list on the load capture leaves exactly the two ffmpeg jobs as occupants.
-  const auto load = result_from_text(fixture("win-rtx2080s-610.62-wddm-table-load.txt"), "load");
-  v = classify(load, with_user_apps(), {}, nullptr);
+  // Untyped (the same rows as compute-apps gives them), the apps count, unless the user names them.
+  auto untyped = idle;
+  for (auto& p : untyped.snapshot.processes) p.type.clear();
+  v = classify(untyped, defaults(), {}, nullptr);
   EXPECT_EQ(v.gpus[0].state, GpuState::occupied_by_others);
+  EXPECT_EQ(pids_of(v.gpus[0]), kUserApps610);
+  v = classify(untyped, with_user_apps(), {}, nullptr);
+  EXPECT_EQ(v.gpus[0].state, GpuState::idle);
+}
+
+TEST(ClassifyDesktop, ACudaJobOfOursOrAnotherUsersTypeCIsNeverADesktopApp) {
+  auto load = result_from_text(fixture("win-rtx2080s-610.62-wddm-table-load.txt"), "load");
+  // One ffmpeg is ours (say, our llama-server): it is ours, the other still occupies.
+  const auto v = classify(load, defaults(), {{"tiny", {0}, 12940}}, nullptr);
+  EXPECT_EQ(v.gpus[0].state, GpuState::model_loaded);
   EXPECT_EQ(pids_of(v.gpus[0]), kFfmpeg610);
-  for (const auto& p : v.gpus[0].processes) EXPECT_NE(p.name.find("ffmpeg.exe"), std::string::npos) << p.name;
+  for (const auto& p : v.gpus[0].processes) EXPECT_EQ(p.ours, p.pid == 12940);
 }
 
 TEST(ClassifyDesktop, Win591DisplayOffStillWddm) {
@@ -379,7 +416,75 @@ TEST(ClassifyDesktop, Win591DisplayOffStillWddm) {
     const auto& g = v->gpus[0];
     EXPECT_TRUE(g.desktop);
     EXPECT_EQ(g.state, GpuState::occupied_by_others);
-    // ffmpeg x2 (C), plus NZXT CAM and Controller Companion (user apps); NVIDIA Share.exe is the overlay.
-    EXPECT_EQ(pids_of(g), (std::set<int64_t>{16280, 20372, 25704, 26660}));
   }
+  // The table types NZXT CAM and Controller Companion C+G: only ffmpeg x2 (C) occupy. The CSV cannot
+  // tell, so they count there. NVIDIA Share.exe is the overlay (ignored).
+  EXPECT_EQ(pids_of(table.gpus[0]), (std::set<int64_t>{25704, 26660}));
+  EXPECT_EQ(desktop_pids(table.gpus[0]), (std::set<int64_t>{16280, 20372}));
+  EXPECT_EQ(pids_of(csv.gpus[0]), (std::set<int64_t>{16280, 20372, 25704, 26660}));
+}
+
+// ---- gpu/process_types.h: the table's types onto the CSV's processes ----
+
+namespace {
+
+// One WDDM GPU (and one that is not) with processes as compute-apps gives them: no type.
+GpuSnapshot csv_reading() {
+  GpuSnapshot s;
+  s.gpus.push_back({0, "GPU-w", "RTX", "", 1366, 8192, 7, "WDDM", ""});
+  s.gpus.push_back({1, "GPU-l", "RTX", "", 500, 8192, 0, "", ""});
+  s.processes.push_back({std::nullopt, "GPU-w", 23988,
+                         "C:\\Program Files (x86)\\Microsoft\\Edge\\Application\\msedge.exe", std::nullopt, ""});
+  s.processes.push_back({std::nullopt, "GPU-w", 12940, "C:\\tools\\ffmpeg.exe", std::nullopt, ""});
+  s.processes.push_back({std::nullopt, "GPU-l", 777, "python3", 400, ""});
+  return s;
+}
+
+GpuSnapshot table_of(std::vector<std::tuple<int64_t, std::string, std::string>> rows) {
+  GpuSnapshot t;
+  for (auto& [pid, type, name] : rows) t.processes.push_back({0, "", pid, name, std::nullopt, type});
+  return t;
+}
+
+}  // namespace
+
+TEST(ProcessTypes, OnlyAWddmGpuWithAnUntypedProcessWantsTheTable) {
+  auto s = csv_reading();
+  EXPECT_TRUE(wants_types(s, {}));
+  s.gpus[0].driver_model = "TCC";  // memory decides there, and on GPU 1 (Linux)
+  EXPECT_FALSE(wants_types(s, {}));
+}
+
+TEST(ProcessTypes, TypesGoByPidAndTheTablesLeftCutName) {
+  auto s = csv_reading();
+  const auto t = types_from_table(
+      table_of({{23988, "C+G", "...t\\Edge\\Application\\msedge.exe"}, {12940, "C", "C:\\tools\\ffmpeg.exe"}}), s);
+  EXPECT_EQ(t.asked, (std::set<int64_t>{23988, 12940}));  // the WDDM GPU's pids, not GPU 1's
+  apply_types(s, t);
+  EXPECT_EQ(s.processes[0].type, "C+G");
+  EXPECT_EQ(s.processes[1].type, "C");
+  EXPECT_EQ(s.processes[2].type, "");
+  EXPECT_FALSE(wants_types(s, t));
+}
+
+TEST(ProcessTypes, AReusedPidUnderAnotherNameGetsNoType) {
+  // The table ran while Edge had pid 23988; now a CUDA job has it: not an app that draws.
+  auto s = csv_reading();
+  s.processes[0].name = "C:\\Users\\bob\\miniconda3\\python.exe";
+  const auto t = types_from_table(table_of({{23988, "C+G", "...t\\Edge\\Application\\msedge.exe"}}), s);
+  apply_types(s, t);
+  EXPECT_EQ(s.processes[0].type, "");
+  const auto v = classify({s, false, "", "t", 0}, defaults(), {}, nullptr);
+  EXPECT_EQ(v.gpus[0].state, GpuState::occupied_by_others);
+  EXPECT_EQ(pids_of(v.gpus[0]), (std::set<int64_t>{23988, 12940}));
+}
+
+TEST(ProcessTypes, APidTheTableDidNotListIsNotAskedAgainButANewOneIs) {
+  auto s = csv_reading();
+  const auto t = types_from_table(table_of({{23988, "C+G", "msedge.exe"}}), s);  // 12940 ended meanwhile
+  apply_types(s, t);
+  EXPECT_EQ(s.processes[1].type, "");
+  EXPECT_FALSE(wants_types(s, t));  // asked about once: no table run per reading for it
+  s.processes.push_back({std::nullopt, "GPU-w", 31000, "C:\\Windows\\notepad.exe", std::nullopt, ""});
+  EXPECT_TRUE(wants_types(s, t));
 }
