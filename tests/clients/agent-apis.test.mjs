@@ -15,87 +15,51 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 
-import { required, freePort, freeBasePort, tinyGguf, waitExit, waitHealthy } from './support.mjs';
+import {
+  required,
+  tinyGguf,
+  makeSandbox,
+  removeSandbox,
+  writeModel,
+  writeConfig,
+  spawnServe,
+  serveHealthy,
+  stopServe,
+  unloadAll,
+} from './support.mjs';
 
-const LLAMACTL_BIN = required('LLAMACTL_BIN');
-const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
-const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
-
-// ---------------------------------------------------------------- helpers
-
-function childEnv(tmp) {
-  const env = { ...process.env };
-  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
-    delete env[k];
-  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
-  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
-  env.FAKE_TOKEN_DELAY_MS = '5';
-  return env;
-}
+// Fail at once, before any test, when a path is missing.
+required('LLAMACTL_BIN');
+required('FAKE_LLAMA_SERVER');
+required('FAKE_NVIDIA_SMI');
 
 // ---------------------------------------------------------------- fixture
 
-let tmp;
-let env;
-let configPath;
-let stateDir;
-let serve;
-let serveLog = '';
+let box; // makeSandbox()
+let serve; // spawnServe()
 let client;
 let anthropic;
 
 before(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-agent-apis-'));
-  env = childEnv(tmp);
-  const model = path.join(tmp, 'tiny.gguf');
-  fs.writeFileSync(model, tinyGguf());
-  fs.mkdirSync(path.join(tmp, 'gpus', 'procs'), { recursive: true });
-  fs.writeFileSync(path.join(tmp, 'gpus', 'gpus'), '0 0 81559 0 NVIDIA H100 80GB HBM3\n');
-  configPath = path.join(tmp, 'llamactl.toml');
-  stateDir = path.join(tmp, 'state');
-  const basePort = await freeBasePort();
-  fs.writeFileSync(
-    configPath,
-    [
-      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
-      `base_port = ${basePort}`,
-      '[models.tiny]',
-      `path = ${JSON.stringify(model)}`,
-      '',
-    ].join('\n'),
-  );
+  box = makeSandbox('llamactl-agent-apis-');
+  const model = writeModel(box.tmp, 'tiny', tinyGguf());
+  await writeConfig(box, ['[models.tiny]', `path = ${JSON.stringify(model)}`]);
 
-  const port = await freePort();
-  serve = spawn(
-    LLAMACTL_BIN,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--config', configPath, '--state-dir', stateDir],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  serve.stdout.on('data', (d) => (serveLog += d));
-  serve.stderr.on('data', (d) => (serveLog += d));
-  try {
-    await waitHealthy(`http://127.0.0.1:${port}/health`, serve, 10_000);
-  } catch (e) {
-    e.message += `\nserve's output:\n${serveLog}`;
-    throw e;
-  }
+  serve = await spawnServe(box);
+  await serveHealthy(serve);
   client = new OpenAI({
-    baseURL: `http://127.0.0.1:${port}/v1`,
+    baseURL: `${serve.url}/v1`,
     apiKey: 'unused',
     timeout: 30_000,
     maxRetries: 0,
   });
   // The Anthropic client appends /v1/messages itself.
   anthropic = new Anthropic({
-    baseURL: `http://127.0.0.1:${port}`,
+    baseURL: serve.url,
     apiKey: 'unused',
     timeout: 30_000,
     maxRetries: 0,
@@ -103,29 +67,10 @@ before(async () => {
 });
 
 after(async () => {
-  const problems = [];
-  if (serve) {
-    if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGTERM');
-    const exit = await waitExit(serve, 15_000); // serve's --grace is 10 s
-    if (exit === null) {
-      serve.kill('SIGKILL'); // by its pid: the child we started
-      await waitExit(serve, 5_000);
-      problems.push('serve did not exit within 15 s of SIGTERM');
-    } else if (exit.code !== 0) {
-      problems.push(`serve exited with ${exit.code ?? exit.signal}, not 0`);
-    }
-  }
-  if (tmp && configPath) {
-    // Every llama-server serve started, stopped by pid through llamactl.
-    const r = spawnSync(LLAMACTL_BIN, ['unload', '--all', '--config', configPath, '--state-dir', stateDir], {
-      env,
-      timeout: 15_000,
-      encoding: 'utf8',
-    });
-    if (r.status !== 0) problems.push(`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`);
-  }
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-  if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${serveLog}`);
+  const problems = [...(await stopServe(serve)), ...unloadAll(box)];
+  const log = serve ? serve.log() : '';
+  removeSandbox(box);
+  if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${log}`);
 });
 
 // ---------------------------------------------------------------- tests

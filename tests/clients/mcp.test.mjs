@@ -15,20 +15,18 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ErrorCode, McpError, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 
-import { required, freeBasePort, gguf, poll } from './support.mjs';
+import { required, gguf, poll, makeSandbox, removeSandbox, writeModel, writeConfig, unloadAll } from './support.mjs';
 
 const LLAMACTL_BIN = required('LLAMACTL_BIN');
-const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
-const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+// Fail at once, before any test, when a path is missing.
+required('FAKE_LLAMA_SERVER');
+required('FAKE_NVIDIA_SMI');
 
 const PROTOCOL = '2025-06-18'; // the revision llamactl mcp speaks
 const TOOLS = ['gpus', 'load', 'set_keep_alive', 'status', 'unload'];
@@ -36,16 +34,6 @@ const T = { timeout: 15_000 }; // each test's deadline
 const R = { timeout: 10_000 }; // each request's (the SDK's default is 60 s)
 
 // ---------------------------------------------------------------- helpers
-
-function childEnv(tmp) {
-  const env = { ...process.env };
-  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
-    delete env[k];
-  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
-  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
-  env.FAKE_TOKEN_DELAY_MS = '5';
-  return env;
-}
 
 // Whether a process runs: on Linux a zombie (exited, not yet reaped) counts
 // as gone; elsewhere signal 0 says whether the pid exists.
@@ -76,10 +64,7 @@ class RecordingStdioTransport extends StdioClientTransport {
 
 // ---------------------------------------------------------------- fixture
 
-let tmp;
-let env;
-let configPath;
-let stateDir;
+let box; // makeSandbox()
 let transport;
 let client;
 let mcpLog = ''; // llamactl mcp's stderr
@@ -116,39 +101,23 @@ function loadedPid(doc) {
 }
 
 before(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-mcp-'));
-  env = childEnv(tmp);
-  const tiny = path.join(tmp, 'tiny.gguf');
-  fs.writeFileSync(
-    tiny,
+  box = makeSandbox('llamactl-mcp-');
+  const tiny = writeModel(
+    box.tmp,
+    'tiny',
     gguf([
       ['general.architecture', 'str', 'llama'],
       ['general.name', 'str', 'Tiny'],
       ['llama.context_length', 'u32', 4096],
     ]),
   );
-  fs.mkdirSync(path.join(tmp, 'gpus', 'procs'), { recursive: true });
-  fs.writeFileSync(path.join(tmp, 'gpus', 'gpus'), '0 0 81559 0 NVIDIA H100 80GB HBM3\n');
-  configPath = path.join(tmp, 'llamactl.toml');
-  stateDir = path.join(tmp, 'state');
-  const basePort = await freeBasePort();
-  fs.writeFileSync(
-    configPath,
-    [
-      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
-      `base_port = ${basePort}`,
-      '[models.tiny]',
-      `path = ${JSON.stringify(tiny)}`,
-      'context = 2048',
-      '',
-    ].join('\n'),
-  );
+  await writeConfig(box, ['[models.tiny]', `path = ${JSON.stringify(tiny)}`, 'context = 2048']);
 
   transport = new RecordingStdioTransport({
     command: LLAMACTL_BIN,
-    args: ['--config', configPath, '--state-dir', stateDir, 'mcp'],
-    env,
-    cwd: tmp,
+    args: ['--config', box.configPath, '--state-dir', box.stateDir, 'mcp'],
+    env: box.env,
+    cwd: box.tmp,
     stderr: 'pipe',
   });
   // Read it all along: an unread pipe would fill and block llamactl.
@@ -169,15 +138,8 @@ after(async () => {
     // Idempotent: ends llamactl mcp (stdin EOF, then SIGTERM, SIGKILL) unless the last test did.
     await client.close().catch((e) => problems.push(`client.close(): ${e.message}`));
   }
-  if (tmp && configPath) {
-    // Every llama-server the session started, stopped by pid through llamactl.
-    const r = spawnSync(LLAMACTL_BIN, ['unload', '--all', '--config', configPath, '--state-dir', stateDir], {
-      env,
-      timeout: 15_000,
-      encoding: 'utf8',
-    });
-    if (r.status !== 0) problems.push(`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`);
-  }
+  // Every llama-server the session started, stopped by pid through llamactl.
+  problems.push(...unloadAll(box));
   for (const pid of pids) {
     if (!(await poll(() => !running(pid), 3_000))) {
       problems.push(`llama-server ${pid} still runs after unload --all`);
@@ -186,7 +148,7 @@ after(async () => {
       } catch {}
     }
   }
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  removeSandbox(box);
   if (problems.length) throw new Error(`${problems.join('\n')}\nllamactl mcp's stderr:\n${mcpLog}`);
 });
 

@@ -23,18 +23,29 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { required, freePort, freeBasePort, gguf, waitExit, waitHealthy } from './support.mjs';
+import {
+  required,
+  gguf,
+  makeSandbox,
+  removeSandbox,
+  writeModel,
+  writeConfig,
+  spawnServe,
+  serveHealthy,
+  stopServe,
+  unloadAll,
+} from './support.mjs';
 
-const LLAMACTL_BIN = required('LLAMACTL_BIN');
 const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
-const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+// Fail at once, before any test, when a path is missing.
+required('LLAMACTL_BIN');
+required('FAKE_NVIDIA_SMI');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const GOLDEN_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'golden');
 const GOLDEN_DIR = path.join(GOLDEN_ROOT, 'ollama');
@@ -85,17 +96,6 @@ const CASES = [
 
 // ---------------------------------------------------------------- helpers
 
-function childEnv(tmp) {
-  const env = { ...process.env };
-  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
-    delete env[k];
-  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
-  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
-  env.FAKE_TOKEN_DELAY_MS = '5';
-  env.FAKE_EMBED_DIM = '4'; // short vectors in the golden files
-  return env;
-}
-
 // The command as a reader would type it (single quotes where needed).
 function shellLine(args) {
   const q = (a) => (/^[A-Za-z0-9_\/:.<>=@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
@@ -137,24 +137,21 @@ function transcript(args, out) {
 
 // ---------------------------------------------------------------- fixture
 
+let box; // makeSandbox()
 let tmp;
-let env;
-let configPath;
-let stateDir;
-let serve;
-let serveLogPath;
+let serve; // spawnServe(), its output in TMP/serve.log
 let base;
 
-const serveLog = () => (serveLogPath && fs.existsSync(serveLogPath) ? fs.readFileSync(serveLogPath, 'utf8') : '');
+const serveLog = () => (serve ? serve.log() : '');
 
 before(async () => {
   const curl = spawnSync('curl', ['--version'], { encoding: 'utf8' });
   if (curl.error) throw new Error(`curl is needed (scripts/setup-debian.sh installs it): ${curl.error.message}`);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-golden-'));
-  env = childEnv(tmp);
-  const tiny = path.join(tmp, 'tiny.gguf');
-  fs.writeFileSync(
-    tiny,
+  box = makeSandbox('llamactl-golden-', { env: { FAKE_EMBED_DIM: '4' } }); // short vectors in the golden files
+  ({ tmp } = box);
+  const tiny = writeModel(
+    tmp,
+    'tiny',
     gguf([
       ['general.architecture', 'str', 'llama'],
       ['general.name', 'str', 'Tiny'],
@@ -163,9 +160,9 @@ before(async () => {
       ['llama.context_length', 'u32', 4096],
     ]),
   );
-  const embed = path.join(tmp, 'embed.gguf');
-  fs.writeFileSync(
-    embed,
+  const embed = writeModel(
+    tmp,
+    'embed',
     gguf([
       ['general.architecture', 'str', 'bert'],
       ['bert.context_length', 'u32', 512],
@@ -175,69 +172,25 @@ before(async () => {
   // One mtime for both: /api/tags sorts by it, newest first, ties in config order.
   const mtime = new Date('2025-01-02T03:04:05Z');
   for (const f of [tiny, embed]) fs.utimesSync(f, mtime, mtime);
-  fs.mkdirSync(path.join(tmp, 'gpus', 'procs'), { recursive: true });
-  fs.writeFileSync(path.join(tmp, 'gpus', 'gpus'), '0 0 81559 0 NVIDIA H100 80GB HBM3\n');
-  configPath = path.join(tmp, 'llamactl.toml');
-  stateDir = path.join(tmp, 'state');
-  const basePort = await freeBasePort();
-  fs.writeFileSync(
-    configPath,
-    [
-      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
-      `base_port = ${basePort}`,
-      '[models.tiny]',
-      `path = ${JSON.stringify(tiny)}`,
-      '[models.embed]',
-      `path = ${JSON.stringify(embed)}`,
-      'args = ["--pooling", "mean"]',
-      '',
-    ].join('\n'),
-  );
+  await writeConfig(box, [
+    '[models.tiny]',
+    `path = ${JSON.stringify(tiny)}`,
+    '[models.embed]',
+    `path = ${JSON.stringify(embed)}`,
+    'args = ["--pooling", "mean"]',
+  ]);
 
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
   // Output to a file, not a pipe: spawnSync(curl) blocks this process, and a
   // full pipe would block serve.
-  serveLogPath = path.join(tmp, 'serve.log');
-  const logFd = fs.openSync(serveLogPath, 'w');
-  serve = spawn(
-    LLAMACTL_BIN,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--config', configPath, '--state-dir', stateDir],
-    { env, stdio: ['ignore', logFd, logFd] },
-  );
-  fs.closeSync(logFd);
-  try {
-    await waitHealthy(`${base}/health`, serve, 10_000);
-  } catch (e) {
-    e.message += `\nserve's output:\n${serveLog()}`;
-    throw e;
-  }
+  serve = await spawnServe(box, { logPath: path.join(tmp, 'serve.log') });
+  base = serve.url;
+  await serveHealthy(serve);
 });
 
 after(async () => {
-  const problems = [];
-  if (serve) {
-    if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGTERM');
-    const exit = await waitExit(serve, 15_000); // serve's --grace is 10 s
-    if (exit === null) {
-      serve.kill('SIGKILL'); // by its pid: the child we started
-      await waitExit(serve, 5_000);
-      problems.push('serve did not exit within 15 s of SIGTERM');
-    } else if (exit.code !== 0) {
-      problems.push(`serve exited with ${exit.code ?? exit.signal}, not 0`);
-    }
-  }
-  if (tmp && configPath) {
-    // Every llama-server serve started, stopped by pid through llamactl.
-    const r = spawnSync(LLAMACTL_BIN, ['unload', '--all', '--config', configPath, '--state-dir', stateDir], {
-      env,
-      timeout: 15_000,
-      encoding: 'utf8',
-    });
-    if (r.status !== 0) problems.push(`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`);
-  }
+  const problems = [...(await stopServe(serve)), ...unloadAll(box)];
   const log = serveLog();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  removeSandbox(box);
   if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${log}`);
 });
 

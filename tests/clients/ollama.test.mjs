@@ -15,33 +15,34 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import { Ollama } from 'ollama';
 
-import { required, freePort, freeBasePort, gguf, waitExit, waitHealthy, poll } from './support.mjs';
+import {
+  required,
+  gguf,
+  poll,
+  makeSandbox,
+  removeSandbox,
+  writeModel,
+  writeConfig,
+  spawnServe,
+  serveHealthy,
+  stopServe,
+  unloadAll,
+} from './support.mjs';
 
-const LLAMACTL_BIN = required('LLAMACTL_BIN');
-const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
-const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+// Fail at once, before any test, when a path is missing.
+required('LLAMACTL_BIN');
+required('FAKE_LLAMA_SERVER');
+required('FAKE_NVIDIA_SMI');
 
 const TOKEN_DELAY_MS = 20; // the fake's time per token: 500 tokens would take 10 s
 const T = { timeout: 15_000 }; // each test's deadline
 
 // ---------------------------------------------------------------- helpers
-
-function childEnv(tmp) {
-  const env = { ...process.env };
-  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
-    delete env[k];
-  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
-  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
-  env.FAKE_TOKEN_DELAY_MS = String(TOKEN_DELAY_MS);
-  return env;
-}
 
 const l2 = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
@@ -58,21 +59,16 @@ function responseError(status, message) {
 
 // ---------------------------------------------------------------- fixture
 
-let tmp;
-let env;
-let configPath;
-let stateDir;
-let serve;
-let serveLog = '';
+let box; // makeSandbox()
+let serve; // spawnServe()
 let ollama;
 const sizes = {};
 
 before(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-ollama-'));
-  env = childEnv(tmp);
-  const tiny = path.join(tmp, 'tiny.gguf');
-  fs.writeFileSync(
-    tiny,
+  box = makeSandbox('llamactl-ollama-', { env: { FAKE_TOKEN_DELAY_MS: String(TOKEN_DELAY_MS) } });
+  const tiny = writeModel(
+    box.tmp,
+    'tiny',
     gguf([
       ['general.architecture', 'str', 'llama'],
       ['general.name', 'str', 'Tiny'],
@@ -81,9 +77,9 @@ before(async () => {
       ['llama.context_length', 'u32', 4096],
     ]),
   );
-  const embed = path.join(tmp, 'embed.gguf');
-  fs.writeFileSync(
-    embed,
+  const embed = writeModel(
+    box.tmp,
+    'embed',
     gguf([
       ['general.architecture', 'str', 'bert'],
       ['bert.context_length', 'u32', 512],
@@ -92,68 +88,26 @@ before(async () => {
   );
   sizes['tiny:latest'] = fs.statSync(tiny).size;
   sizes['embed:latest'] = fs.statSync(embed).size;
-  fs.mkdirSync(path.join(tmp, 'gpus', 'procs'), { recursive: true });
-  fs.writeFileSync(path.join(tmp, 'gpus', 'gpus'), '0 0 81559 0 NVIDIA H100 80GB HBM3\n');
-  configPath = path.join(tmp, 'llamactl.toml');
-  stateDir = path.join(tmp, 'state');
-  const basePort = await freeBasePort();
-  fs.writeFileSync(
-    configPath,
-    [
-      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
-      `base_port = ${basePort}`,
-      '[models.tiny]',
-      `path = ${JSON.stringify(tiny)}`,
-      'context = 2048',
-      '[models.embed]',
-      `path = ${JSON.stringify(embed)}`,
-      // the fake pools by --pooling (else FAKE_MODEL_POOLING); it does not read the GGUF
-      'args = ["--pooling", "mean"]',
-      '',
-    ].join('\n'),
-  );
+  await writeConfig(box, [
+    '[models.tiny]',
+    `path = ${JSON.stringify(tiny)}`,
+    'context = 2048',
+    '[models.embed]',
+    `path = ${JSON.stringify(embed)}`,
+    // the fake pools by --pooling (else FAKE_MODEL_POOLING); it does not read the GGUF
+    'args = ["--pooling", "mean"]',
+  ]);
 
-  const port = await freePort();
-  serve = spawn(
-    LLAMACTL_BIN,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--config', configPath, '--state-dir', stateDir],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  serve.stdout.on('data', (d) => (serveLog += d));
-  serve.stderr.on('data', (d) => (serveLog += d));
-  try {
-    await waitHealthy(`http://127.0.0.1:${port}/health`, serve, 10_000);
-  } catch (e) {
-    e.message += `\nserve's output:\n${serveLog}`;
-    throw e;
-  }
-  ollama = new Ollama({ host: `http://127.0.0.1:${port}` });
+  serve = await spawnServe(box);
+  await serveHealthy(serve);
+  ollama = new Ollama({ host: serve.url });
 });
 
 after(async () => {
-  const problems = [];
-  if (serve) {
-    if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGTERM');
-    const exit = await waitExit(serve, 15_000); // serve's --grace is 10 s
-    if (exit === null) {
-      serve.kill('SIGKILL'); // by its pid: the child we started
-      await waitExit(serve, 5_000);
-      problems.push('serve did not exit within 15 s of SIGTERM');
-    } else if (exit.code !== 0) {
-      problems.push(`serve exited with ${exit.code ?? exit.signal}, not 0`);
-    }
-  }
-  if (tmp && configPath) {
-    // Every llama-server serve started, stopped by pid through llamactl.
-    const r = spawnSync(LLAMACTL_BIN, ['unload', '--all', '--config', configPath, '--state-dir', stateDir], {
-      env,
-      timeout: 15_000,
-      encoding: 'utf8',
-    });
-    if (r.status !== 0) problems.push(`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`);
-  }
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-  if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${serveLog}`);
+  const problems = [...(await stopServe(serve)), ...unloadAll(box)];
+  const log = serve ? serve.log() : '';
+  removeSandbox(box);
+  if (problems.length) throw new Error(`${problems.join('\n')}\nserve's output:\n${log}`);
 });
 
 // ---------------------------------------------------------------- tests
@@ -322,7 +276,7 @@ test('embed() returns L2-normalised vectors', T, async () => {
 });
 
 test('abort() mid-stream cancels the task on the llama-server', T, async (t) => {
-  const log = path.join(stateDir, 'logs', 'tiny.log');
+  const log = path.join(box.stateDir, 'logs', 'tiny.log');
   const cancelled = /client disconnected, cancelled task \S+ after (\d+) of 500 tokens/;
   const stream = await ollama.chat({
     model: 'tiny',

@@ -1,9 +1,14 @@
 // What the client-compatibility tests share: paths from the environment,
-// free ports, tiny GGUF files, and bounded waits for a child process and for
-// serve's health. Not a test file itself (node --test runs *.test.mjs).
+// free ports, tiny GGUF files, bounded waits for a child process and for
+// serve's health, and the fixture around them: a sandbox (temp dir, child
+// environment, mock GPUs, config), `llamactl serve` started in it, and the
+// teardown that stops it all by pid. Not a test file itself (node --test runs
+// *.test.mjs).
 
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -122,4 +127,131 @@ export async function poll(fn, ms, every = 50) {
   let v;
   while (!(v = await fn()) && Date.now() < deadline) await sleep(every);
   return v;
+}
+
+// ---------------------------------------------------------------- fixture
+
+// The mock nvidia-smi's gpus file for one idle H100
+// (INDEX BASE_USED_MIB TOTAL_MIB UTIL NAME).
+export const ONE_IDLE_H100 = '0 0 81559 0 NVIDIA H100 80GB HBM3\n';
+
+// The environment for llamactl (and what it starts) in the sandbox TMP: none
+// of the caller's llamactl/Ollama settings, the mock nvidia-smi reading
+// TMP/gpus, the fake llama-server at 5 ms a token; `extra` adds or overrides.
+export function childEnv(tmp, extra = {}) {
+  const env = { ...process.env };
+  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
+    delete env[k];
+  env.LLAMACTL_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
+  env.FAKE_TOKEN_DELAY_MS = '5';
+  return Object.assign(env, extra);
+}
+
+// A fresh temp dir (named PREFIX...) for one test file: { tmp, env (childEnv,
+// with `env` added), gpuDir (TMP/gpus, with procs/ and the gpus file `gpus`
+// unless that is null), configPath (TMP/llamactl.toml, see writeConfig),
+// stateDir (TMP/state) }. removeSandbox deletes it.
+export function makeSandbox(prefix, { env = {}, gpus = ONE_IDLE_H100 } = {}) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const gpuDir = path.join(tmp, 'gpus');
+  fs.mkdirSync(path.join(gpuDir, 'procs'), { recursive: true });
+  if (gpus !== null) fs.writeFileSync(path.join(gpuDir, 'gpus'), gpus);
+  return {
+    tmp,
+    env: childEnv(tmp, env),
+    gpuDir,
+    configPath: path.join(tmp, 'llamactl.toml'),
+    stateDir: path.join(tmp, 'state'),
+  };
+}
+
+export function removeSandbox(box) {
+  if (box) fs.rmSync(box.tmp, { recursive: true, force: true });
+}
+
+// Writes DIR/NAME.gguf (the bytes of gguf() or tinyGguf()); its path.
+export function writeModel(dir, name, bytes) {
+  const file = path.join(dir, `${name}.gguf`);
+  fs.writeFileSync(file, bytes);
+  return file;
+}
+
+// Writes the sandbox's config: the fake llama-server, a free base_port, then
+// `lines` (the [models.*] tables), one a line.
+export async function writeConfig(box, lines) {
+  const basePort = await freeBasePort();
+  fs.writeFileSync(
+    box.configPath,
+    [`llama_server = ${JSON.stringify(required('FAKE_LLAMA_SERVER'))}`, `base_port = ${basePort}`, ...lines, ''].join('\n'),
+  );
+}
+
+// Starts `llamactl serve` on a free loopback port with the sandbox's config,
+// state dir (or `stateDir`), environment (or `env`) and `args`; its output is
+// kept in memory, or written to `logPath` where given (for a test that blocks
+// this process, where a full pipe would block serve). Returns at once with
+// { child, port, url, log() }: keep it where after() finds it, then await
+// serveHealthy().
+export async function spawnServe(box, { stateDir = box.stateDir, env = box.env, args = [], logPath } = {}) {
+  const port = await freePort();
+  const argv = ['serve', '--listen', `127.0.0.1:${port}`, '--config', box.configPath, '--state-dir', stateDir, ...args];
+  let child;
+  let log;
+  if (logPath) {
+    const fd = fs.openSync(logPath, 'w');
+    child = spawn(required('LLAMACTL_BIN'), argv, { env, stdio: ['ignore', fd, fd] });
+    fs.closeSync(fd);
+    log = () => (fs.existsSync(logPath) ? fs.readFileSync(logPath, 'utf8') : '');
+  } else {
+    let out = '';
+    child = spawn(required('LLAMACTL_BIN'), argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    log = () => out;
+  }
+  return { child, port, url: `http://127.0.0.1:${port}`, log };
+}
+
+// Waits until serve (of spawnServe) answers /health; an error with its output if not.
+export async function serveHealthy(serve, ms = 10_000) {
+  try {
+    await waitHealthy(`${serve.url}/health`, serve.child, ms);
+  } catch (e) {
+    e.message += `\nserve's output:\n${serve.log()}`;
+    throw e;
+  }
+}
+
+// Stops a child we started, by its pid: SIGTERM, then SIGKILL after `ms`.
+// Its exit ({ code, signal }), or null when it needed the SIGKILL.
+export async function stopChild(child, ms = 15_000) {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  const exit = await waitExit(child, ms);
+  if (exit !== null) return exit;
+  child.kill('SIGKILL'); // by its pid: the child we started
+  await waitExit(child, 5_000);
+  return null;
+}
+
+// Stops serve (of spawnServe) as stopChild does (serve's --grace is 10 s);
+// what went wrong, for after()'s report: [] when it exited 0 on SIGTERM.
+export async function stopServe(serve) {
+  if (!serve) return [];
+  const exit = await stopChild(serve.child);
+  if (exit === null) return ['serve did not exit within 15 s of SIGTERM'];
+  if (exit.code !== 0) return [`serve exited with ${exit.code ?? exit.signal}, not 0`];
+  return [];
+}
+
+// Every llama-server started in the sandbox, stopped by pid through
+// `llamactl unload --all`; what went wrong, for after()'s report.
+export function unloadAll(box) {
+  if (!box) return [];
+  const r = spawnSync(
+    required('LLAMACTL_BIN'),
+    ['unload', '--all', '--config', box.configPath, '--state-dir', box.stateDir],
+    { env: box.env, timeout: 15_000, encoding: 'utf8' },
+  );
+  return r.status !== 0 ? [`llamactl unload --all: ${r.status ?? r.error}\n${r.stdout}${r.stderr}`] : [];
 }

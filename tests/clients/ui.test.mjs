@@ -24,11 +24,24 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import puppeteer from 'puppeteer-core';
 
-import { required, freePort, freeBasePort, gguf, waitExit, waitHealthy, poll } from './support.mjs';
+import {
+  required,
+  gguf,
+  waitExit,
+  poll,
+  makeSandbox,
+  removeSandbox,
+  writeModel,
+  writeConfig,
+  spawnServe,
+  serveHealthy,
+  stopChild,
+} from './support.mjs';
 
 const LLAMACTL_BIN = required('LLAMACTL_BIN');
-const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
-const FAKE_NVIDIA_SMI = required('FAKE_NVIDIA_SMI');
+// Fail at once, before any test, when a path is missing.
+required('FAKE_LLAMA_SERVER');
+required('FAKE_NVIDIA_SMI');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(path.dirname(LLAMACTL_BIN), 'ui-screenshots');
 
@@ -40,21 +53,10 @@ const USER = os.userInfo().username; // the other process is ours to spawn, so i
 
 // ---------------------------------------------------------------- helpers
 
-function childEnv(tmp) {
-  const env = { ...process.env };
-  for (const k of ['LLAMACTL_CONFIG', 'LLAMACTL_STATE_DIR', 'LLAMACTL_GPU_FIXTURE', 'OLLAMA_HOST', 'LLAMACTL_API_KEY'])
-    delete env[k];
-  env.LLAMACTL_NVIDIA_SMI = FAKE_NVIDIA_SMI;
-  env.FAKE_GPU_DIR = path.join(tmp, 'gpus');
-  env.FAKE_TOKEN_DELAY_MS = '5';
-  return env;
-}
-
+let box; // makeSandbox()
 let tmp;
-let env;
-let configPath;
 let gpuDir;
-const serves = []; // {child, log()}
+const serves = []; // spawnServe()'s {child, port, url, log()}
 const others = []; // "other users'" processes (sleep), by pid
 let browser;
 let page;
@@ -79,24 +81,11 @@ function otherProcess(gpus, mib, name) {
   return child;
 }
 
-async function startServe(stateDirOf, extra = []) {
-  const port = await freePort();
-  let log = '';
-  const child = spawn(
-    LLAMACTL_BIN,
-    ['serve', '--listen', `127.0.0.1:${port}`, '--config', configPath, '--state-dir', stateDirOf, ...extra],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  child.stdout.on('data', (d) => (log += d));
-  child.stderr.on('data', (d) => (log += d));
-  const s = { child, port, log: () => log };
+// A serve of the sandbox with its state in stateDirOf; after() stops it.
+async function startServe(stateDirOf, args = [], env = box.env) {
+  const s = await spawnServe(box, { stateDir: stateDirOf, env, args });
   serves.push(s);
-  try {
-    await waitHealthy(`http://127.0.0.1:${port}/health`, child, 10_000);
-  } catch (e) {
-    e.message += `\nserve's output:\n${log}`;
-    throw e;
-  }
+  await serveHealthy(s);
   return s;
 }
 
@@ -149,43 +138,30 @@ async function shot(p, name, fullPage = false) {
 // ---------------------------------------------------------------- fixture
 
 before(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'llamactl-ui-'));
-  env = childEnv(tmp);
-  gpuDir = path.join(tmp, 'gpus');
-  fs.mkdirSync(path.join(gpuDir, 'procs'), { recursive: true });
+  box = makeSandbox('llamactl-ui-', { gpus: null });
+  ({ tmp, gpuDir, stateDir } = box);
   gpusFile({ 3: 0 });
   otherProcess('3', 20000, 'python3'); // another user's job on GPU 3
-  const model = (name, title) => {
-    const file = path.join(tmp, `${name}.gguf`);
-    fs.writeFileSync(
-      file,
+  const model = (name, title) =>
+    writeModel(
+      tmp,
+      name,
       gguf([
         ['general.architecture', 'str', 'llama'],
         ['general.name', 'str', title],
         ['llama.context_length', 'u32', 4096],
       ]),
     );
-    return file;
-  };
-  configPath = path.join(tmp, 'llamactl.toml');
-  stateDir = path.join(tmp, 'state');
-  const basePort = await freeBasePort();
-  fs.writeFileSync(
-    configPath,
-    [
-      `llama_server = ${JSON.stringify(FAKE_LLAMA_SERVER)}`,
-      `base_port = ${basePort}`,
-      '[models.tiny]',
-      `path = ${JSON.stringify(model('tiny', 'Tiny'))}`,
-      'context = 2048',
-      '[models.small]',
-      `path = ${JSON.stringify(model('small', 'Small'))}`,
-      'context = 2048',
-      '',
-    ].join('\n'),
-  );
+  await writeConfig(box, [
+    '[models.tiny]',
+    `path = ${JSON.stringify(model('tiny', 'Tiny'))}`,
+    'context = 2048',
+    '[models.small]',
+    `path = ${JSON.stringify(model('small', 'Small'))}`,
+    'context = 2048',
+  ]);
   const s = await startServe(stateDir);
-  base = `http://127.0.0.1:${s.port}`;
+  base = s.url;
   browser = await puppeteer.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--headless=new', '--disable-gpu', '--no-first-run'],
@@ -196,15 +172,7 @@ before(async () => {
 after(async () => {
   const problems = [];
   if (browser) await browser.close().catch((e) => problems.push(`browser: ${e.message}`));
-  for (const s of serves) {
-    const c = s.child;
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-    if ((await waitExit(c, 15_000)) === null) {
-      c.kill('SIGKILL'); // by its pid: the child we started
-      await waitExit(c, 5_000);
-      problems.push(`serve on ${s.port} ignored SIGTERM`);
-    }
-  }
+  for (const s of serves) if ((await stopChild(s.child)) === null) problems.push(`serve on ${s.port} ignored SIGTERM`);
   // Whatever serve started and left behind: the fake llama-servers of the state files.
   for (const dir of fs.existsSync(tmp ?? '') ? fs.readdirSync(tmp) : []) {
     const file = path.join(tmp, dir, 'state.json');
@@ -222,7 +190,7 @@ after(async () => {
   }
   for (const c of others) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const c of others) await waitExit(c, 5_000);
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  removeSandbox(box);
   if (problems.length) throw new Error(problems.join('\n'));
 });
 
@@ -436,7 +404,7 @@ test('a load refused because GPU 1 became occupied just before shows the refusal
 
 test('with --api-key the page asks for the key, its calls fail (401) without it and work with it', T, async () => {
   const s = await startServe(path.join(tmp, 'state-key'), ['--api-key', KEY]);
-  const url = `http://127.0.0.1:${s.port}`;
+  const url = s.url;
   // Without the key: the page loads, its data does not.
   assert.equal((await fetch(`${url}/ui`)).status, 200);
   assert.equal((await fetch(`${url}/ui/app.js`)).status, 200);
@@ -496,16 +464,9 @@ test('when serve goes away the page says "disconnected — reconnecting"', T, as
 });
 
 test('CPU mode: "CPU Mode (No GPU Detected)" with the reason, and only the CPU choice', T, async () => {
-  const saved = env;
-  env = { ...env, FAKE_SMI_MODE: 'nodev' };
-  let s;
-  try {
-    s = await startServe(path.join(tmp, 'state-cpu'));
-  } finally {
-    env = saved;
-  }
+  const s = await startServe(path.join(tmp, 'state-cpu'), [], { ...box.env, FAKE_SMI_MODE: 'nodev' });
   const p = await newPage();
-  await p.goto(`http://127.0.0.1:${s.port}/ui`, { waitUntil: 'load' });
+  await p.goto(`${s.url}/ui`, { waitUntil: 'load' });
   await waitText(p, '#summary', /CPU Mode \(No GPU Detected\)/);
   assert.match(await text(p, '#summary'), /No devices were found/i);
   assert.equal(await p.$$eval('#gpus .card', (c) => c.length), 0);
