@@ -30,7 +30,12 @@ json gpus_json(const gpu::GpuView& view) {
                        {"process_name", p.name},
                        {"used_memory_mib", opt(p.used_memory_mib)},
                        {"user", opt(p.user)},
-                       {"ours", p.ours}});
+                       {"ours", p.ours},
+                       {"type", p.type.empty() ? json(nullptr) : json(p.type)}});
+    // A Windows desktop GPU's apps that draw (G, C+G): on it, not occupying it.
+    json apps = json::array();
+    for (const auto& p : g.desktop_apps)
+      apps.push_back({{"pid", opt(p.pid)}, {"process_name", p.name}, {"type", p.type}});
     j["gpu_status"].push_back({{"index", g.reading.index},
                                {"uuid", g.reading.uuid.empty() ? json(nullptr) : json(g.reading.uuid)},
                                {"name", g.reading.name},
@@ -44,7 +49,8 @@ json gpus_json(const gpu::GpuView& view) {
                                {"ours_to_use", g.ours_to_use},
                                {"threshold_mib", g.threshold_mib},
                                {"error", g.reading.error.empty() ? json(nullptr) : json(g.reading.error)},
-                               {"process_info", procs}});
+                               {"process_info", procs},
+                               {"desktop_apps", apps}});
   }
   j["warnings"] = view.warnings;
   // The GPUs we were given: "CUDA_VISIBLE_DEVICES=GPU-…", or null when every GPU is ours to use.

@@ -1,5 +1,7 @@
 #include "ui/render.h"
 
+#include <algorithm>
+
 #include "placement/placement.h"
 #include "ui/table.h"
 #include "util/duration.h"
@@ -69,6 +71,17 @@ std::string render_gpus(const gpu::GpuView& view, const Terminal& term) {
     if (g.processes.empty()) continue;
     out += "GPU " + std::to_string(g.reading.index) + " processes:\n";
     for (const auto& p : g.processes) out += "  " + process_line(p) + "\n";
+  }
+  // Why a Windows desktop GPU with apps open reads idle: they only draw.
+  for (const auto& g : view.gpus) {
+    if (g.desktop_apps.empty()) continue;
+    std::vector<std::string> names;
+    for (const auto& p : g.desktop_apps) {
+      const std::string base(basename_any(p.name));
+      if (std::find(names.begin(), names.end(), base) == names.end()) names.push_back(base.empty() ? "?" : base);
+    }
+    out += "GPU " + std::to_string(g.reading.index) +
+           " desktop apps (they draw, type G/C+G; not occupants): " + join(names, ", ") + "\n";
   }
   return out;
 }

@@ -126,6 +126,21 @@ async function button(p, model, gpu) {
   }));
 }
 
+// A click on what the page re-renders at every pushed reading (the cards,
+// the model rows, the instances table): puppeteer may find the node, then
+// see it replaced before it works out where to click ("Node is detached
+// from document"); nothing was clicked then, so it tries the fresh node.
+async function clickFresh(p, selector, tries = 10) {
+  for (let i = 1; ; i++) {
+    try {
+      return await p.click(selector);
+    } catch (e) {
+      if (i >= tries || !/detached/i.test(String(e?.message))) throw e;
+      await sleep(50);
+    }
+  }
+}
+
 async function waitText(p, sel, re, ms = W) {
   await p.waitForFunction((s, src) => new RegExp(src, 'u').test(document.querySelector(s)?.textContent || ''), { timeout: ms }, sel, re.source);
 }
@@ -260,7 +275,7 @@ test('Load tiny on GPU 0: progress, the state file says so, GPU 0 turns ⚡ and 
       if (p && !window.sawPending) window.sawPending = p.textContent;
     }).observe(document.getElementById('models'), { childList: true, subtree: true });
   });
-  await page.click(btn('tiny', '0'));
+  await clickFresh(page, btn('tiny', '0'));
   await page.waitForFunction(() => document.querySelector('[data-model="tiny"] .msg.ok'), { timeout: 20_000 });
   assert.match(await page.evaluate(() => window.sawPending), /loading tiny on GPU 0/);
 
@@ -313,7 +328,7 @@ test('the keep-alive selector changes the keep-alive of the instance', T, async 
 });
 
 test('the log tail of an instance shows on demand, from the state dir', T, async () => {
-  await page.click('#instances button[aria-label^="show the last lines of tiny"]');
+  await clickFresh(page, '#instances button[aria-label^="show the last lines of tiny"]');
   await page.waitForFunction(() => !document.querySelector('#logview').hidden && /# llamactl /.test(document.querySelector('#log-text').textContent));
   const title = await page.$eval('#log-title', (e) => e.textContent);
   assert.match(title, /Log of tiny \(.*logs\/tiny\.log\), last lines/);
@@ -342,7 +357,7 @@ test('screenshots at 1280×800 and 390×844', T, async () => {
 });
 
 test('Unload re-enables the buttons', T, async () => {
-  await page.click('[data-key="unload:tiny"]');
+  await clickFresh(page, '[data-key="unload:tiny"]');
   await page.waitForFunction(() => /tiny unloaded/.test(document.querySelector('[data-model="tiny"] .msg')?.textContent || ''), {
     timeout: 20_000,
   });
@@ -376,7 +391,7 @@ test('a multi-GPU instance (loaded elsewhere) disables both GPUs with "part of t
   // the memory chart: an inline SVG line from the history
   assert.ok(await page.$(`${card(0)} svg.trend polyline`), 'a trend line');
   assert.match(await page.$eval(`${card(0)} svg.trend`, (e) => e.getAttribute('aria-label')), /Memory of GPU 0 over the last/);
-  await page.click('[data-key="unload:tiny"]');
+  await clickFresh(page, '[data-key="unload:tiny"]');
   await page.waitForFunction((sel) => document.querySelector(sel)?.disabled === false, { timeout: 20_000 }, btn('small', '2'));
   await page.waitForFunction((sel) => document.querySelector(sel)?.disabled === false, {}, btn('small', '0'));
 });
@@ -388,7 +403,7 @@ test('a load refused because GPU 1 became occupied just before shows the refusal
   await page.waitForFunction((s) => document.querySelector(s)?.disabled === false, {}, btn('small', '1'));
   otherProcess('1', 30000, 'train.py');
   assert.equal((await button(page, 'small', '1')).disabled, false, 'the page has not seen it yet');
-  await page.click(btn('small', '1'));
+  await clickFresh(page, btn('small', '1'));
   await page.waitForFunction(() => document.querySelector('[data-model="small"] .msg.error'), { timeout: 20_000 });
   const msg = await text(page, '[data-model="small"] .msg.error');
   assert.match(msg, /GPU 1 is occupied by others/);
@@ -447,7 +462,7 @@ test('with --api-key the page asks for the key, its calls fail (401) without it 
   await p.waitForSelector('[data-key="unload:small"]');
   // the keyboard user keeps their place: focus is back on the button pressed
   await p.waitForFunction(() => document.activeElement?.dataset?.key === 'load:small:cpu');
-  await p.click('[data-key="unload:small"]');
+  await clickFresh(p, '[data-key="unload:small"]');
   await p.waitForFunction(() => /small unloaded/.test(document.querySelector('[data-model="small"] .msg')?.textContent || ''), {
     timeout: 20_000,
   });
