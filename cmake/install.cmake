@@ -3,12 +3,18 @@
 #   Windows: a .zip (cpack in build/windows)
 include(GNUInstallDirs)
 
+# `cmake --install` and cpack package what was built, and do not build every
+# target first (the Windows build dir builds only llamactl and its tests).
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
+
 if(WIN32)
   # One flat folder, as the README's Windows section and the Task Scheduler
   # XML files expect (C:\tools\llamactl.exe, C:\tools\llamactl.ps1).
   install(TARGETS llamactl RUNTIME DESTINATION .)
   install(FILES completions/llamactl.ps1 DESTINATION .)
   install(FILES contrib/windows/llamactl-keep-loaded.xml contrib/windows/llamactl-serve-at-logon.xml DESTINATION .)
+  # To start from, and to try it without a GPU (LLAMACTL_GPU_FIXTURE).
+  install(FILES contrib/examples/config.toml fixtures/two-idle-gpus.txt DESTINATION .)
   set(CPACK_GENERATOR ZIP)
 else()
   install(TARGETS llamactl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

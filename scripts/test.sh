@@ -133,6 +133,21 @@ wine_seconds=${LLAMACTL_WINE_SECONDS:-600}
 wine_budget_start "$wine_seconds"
 trap wine_stop EXIT
 wine_start "$root/build/wine-prefix" || fail_run "windows: Wine could not be set up"
+# The .zip a Windows user downloads (cpack): what it holds, and its exe runs.
+rm -rf build/windows/packages build/windows/unzipped
+(cd build/windows && cpack -B packages >packages.log 2>&1) || { cat build/windows/packages.log; fail_run "windows: cpack failed (log above)"; }
+zips=(build/windows/packages/llamactl-*-win64.zip)
+[ -f "${zips[0]}" ] || fail_run "windows: cpack made no .zip"
+mkdir -p build/windows/unzipped
+(cd build/windows/unzipped && cmake -E tar xf "../packages/$(basename "${zips[0]}")")
+for f in llamactl.exe llamactl.ps1 llamactl-keep-loaded.xml llamactl-serve-at-logon.xml config.toml two-idle-gpus.txt; do
+  found=(build/windows/unzipped/*/"$f")
+  [ -f "${found[0]}" ] || fail_run "windows: the .zip lacks $f"
+done
+zip_version=$(timeout "$(wine_limit 60)" "$WINE" build/windows/unzipped/*/llamactl.exe --version | tr -d '\r') ||
+  fail_run "windows: llamactl.exe --version from the .zip failed"
+[[ "$zip_version" == "llamactl "* ]] || fail_run "windows: llamactl.exe from the .zip printed '$zip_version'"
+echo "windows: $(basename "${zips[0]}") ($(du -k "${zips[0]}" | cut -f1) KiB): $zip_version"
 run_gtest "$(wine_limit 240)" "$WINE" build/windows/tests/unit_tests.exe
 run_gtest "$(wine_limit 180)" "$WINE" build/windows/tests/windows_e2e_tests.exe
 # In a console: run on a pseudo-terminal, a Windows program gets one from Wine

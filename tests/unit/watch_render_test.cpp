@@ -60,12 +60,12 @@ runtime::View two_gpus() {
   g0.model_name = "qwen2.5-coder-14b";
   g0.select_enabled = true;
   g0.loadable = false;
-  g0.processes = {{4242, "/opt/llama.cpp/build/bin/llama-server", 11574, "bob", true}};
+  g0.processes = {{4242, "/opt/llama.cpp/build/bin/llama-server", 11574, "bob", true, ""}};
   auto g1 = gpu_status(1, "NVIDIA GeForce RTX 4090", 20730, 24564, 97, gpu::GpuState::occupied_by_others);
   g1.select_enabled = false;
   g1.loadable = false;
-  g1.processes = {{31337, "/opt/torch/.venv/bin/python3", 18432, "alice", false},
-                  {2211, "/home/carol/miniconda3/envs/sd/bin/python", 2280, "carol", false}};
+  g1.processes = {{31337, "/opt/torch/.venv/bin/python3", 18432, "alice", false, ""},
+                  {2211, "/home/carol/miniconda3/envs/sd/bin/python", 2280, "carol", false, ""}};
   v.gpus.gpus = {g0, g1};
   v.instances = {instance("qwen2.5-coder-14b", {0}, 8081, 4242, 75 * kMin, 75 * 1000, 5 * kMin),
                  instance("qwen2.5-0.5b-instruct", {}, 8082, 5151, 10 * kMin, 2 * kMin, 10 * kMin)};
@@ -121,8 +121,8 @@ ui::WatchFrame stress_frame() {
     auto g = gpu_status(i, "NVIDIA RTX 6000 Ada Generation With An Unusually Long Marketing Name " + std::to_string(i),
                         123456 + i, 999999, 100, gpu::GpuState::occupied_by_others);
     g.processes = {{1000000 + i, "/home/someone-with-a-long-name/.cache/venvs/a-very-deep/tree/bin/python3.12-debug",
-                    123456, "someone-with-a-long-name", false},
-                   {std::nullopt, "evil\x1b]0;pwned\x07\x1b[2J", std::nullopt, std::nullopt, false}};
+                    123456, "someone-with-a-long-name", false, ""},
+                   {std::nullopt, "evil\x1b]0;pwned\x07\x1b[2J", std::nullopt, std::nullopt, false, ""}};
     v.gpus.gpus.push_back(g);
   }
   auto lost =
