@@ -332,6 +332,27 @@ void Router::learn_slots(const std::string& model, int port, Launch running) {
   execute(actions);
 }
 
+Result<runtime::LoadRequest> Router::load_request(const std::string& instance) {
+  const std::string model = state::replica_base(instance);
+  auto keep_alive = keep_alive_for(*rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
+  if (!keep_alive) return keep_alive.error();
+  runtime::LoadRequest req;
+  req.model = model;
+  if (instance != model) req.instance = instance;
+  req.loaded_by = "serve";
+  req.keep_alive_ms = *keep_alive;
+  req.timeout = opts_.load_timeout;
+  Launch want;
+  {
+    std::lock_guard lock(mu_);
+    if (const auto* m = sched_.find(instance)) want = m->want;
+  }
+  if (want.embeddings) req.extra_args.emplace_back("--embeddings");
+  if (want.reranking) req.extra_args.emplace_back("--reranking");
+  if (want.context > 0) req.context = want.context;
+  return req;
+}
+
 void Router::run_load(const std::string& model) {
   const auto t0 = Clock::now();
   auto fail = [&](int status, const std::string& message) {
@@ -346,21 +367,9 @@ void Router::run_load(const std::string& model) {
     execute(actions);
     publish();
   };
-  auto keep_alive = keep_alive_for(*rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
-  if (!keep_alive) return fail(500, keep_alive.error().message);
-  runtime::LoadRequest req;
-  req.model = model;
-  req.loaded_by = "serve";
-  req.keep_alive_ms = *keep_alive;
-  req.timeout = opts_.load_timeout;
-  Launch want;
-  {
-    std::lock_guard lock(mu_);
-    if (const auto* m = sched_.find(model)) want = m->want;
-  }
-  if (want.embeddings) req.extra_args.emplace_back("--embeddings");
-  if (want.reranking) req.extra_args.emplace_back("--reranking");
-  if (want.context > 0) req.context = want.context;
+  auto made = load_request(model);
+  if (!made) return fail(500, made.error().message);
+  const runtime::LoadRequest req = std::move(*made);
   // The room can change between a failed load and the reading that says
   // who holds it (a stop finished): a few tries, then give up.
   for (int attempt = 0;; ++attempt) {
@@ -426,26 +435,12 @@ void Router::run_scale_out(const std::string& instance) {
     execute(actions);
     publish();
   };
-  auto keep_alive = keep_alive_for(*rt_.config(), model, opts_.keep_alive_flag, opts_.keep_alive_env);
-  if (!keep_alive) return give_up(keep_alive.error().message);
-  runtime::LoadRequest req;
-  req.model = model;
-  req.instance = instance;
-  req.gpu_only = true;
-  req.loaded_by = "serve";
-  req.keep_alive_ms = *keep_alive;
-  req.timeout = opts_.load_timeout;
-  Launch want;
-  {
-    std::lock_guard lock(mu_);
-    if (const auto* m = sched_.find(instance)) want = m->want;
-  }
-  if (want.embeddings) req.extra_args.emplace_back("--embeddings");
-  if (want.reranking) req.extra_args.emplace_back("--reranking");
-  if (want.context > 0) req.context = want.context;
+  auto req = load_request(instance);
+  if (!req) return give_up(req.error().message);
+  req->gpu_only = true;
   log::info("scale-out of {}: every slot is busy and requests wait; starting {} on an idle GPU", model, instance);
   // Auto placement takes only a GPU that is idle: never one of ours, never another user's.
-  auto r = rt_.load(req);
+  auto r = rt_.load(*req);
   if (!r) return give_up(r.error().message);
   metrics_.scale_out(model);
   on_loaded(instance, *r, std::chrono::duration<double>(Clock::now() - t0).count());

@@ -194,6 +194,11 @@ class Router {
   void apply_scaling(const config::Config& cfg);
   void start_stop(const std::string& model, const std::string& reason);
   void run_load(const std::string& model);
+  /// What a load of `instance` (a model, or one of its replicas) asks the
+  /// Runtime for: serve's keep-alive for the model, and the launch its
+  /// requests want (embeddings, reranking, context). Error: the keep-alive
+  /// does not parse.
+  Result<runtime::LoadRequest> load_request(const std::string& instance);
   /// A load job succeeded: the scheduler serves what waited, and the slot
   /// count is learnt.
   void on_loaded(const std::string& instance, const runtime::LoadOutcome& outcome, double seconds);
