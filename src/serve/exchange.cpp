@@ -219,48 +219,65 @@ awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
   timer->expires_at(next_wake());
   Ticket t = router.admit(model, needs, [timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
   if (t.kind != Ticket::Kind::pending) co_return t;
-  auto watch = std::make_shared<ClientWatch>();
-  bool client_gone = false;
-  watch->on_readable = [&] {
-    if (peer_closed(client.socket())) {
-      client_gone = true;
-      timer->cancel();
-    }
-  };
-  arm_watch(client.socket(), watch);
+  ClientGoneWatch watch(client.socket(), timer);
   for (;;) {
     error_code ec;
     co_await timer->async_wait(ec_token(ec));
     Ticket r = router.result(t.waiter);
     if (r.kind != Ticket::Kind::pending) {
-      watch->on_readable = nullptr;
-      client.socket().cancel(ec);
-      if (client_gone && r.kind == Ticket::Kind::ready) {
+      watch.stop();
+      if (watch.gone() && r.kind == Ticket::Kind::ready) {
         router.finish(model, r.port);  // granted but never used
         co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
       }
       co_return r;
     }
     const bool timed_out = !ec && Clock::now() >= deadline;
-    if (!client_gone && !ec && !timed_out) {  // a tick: tell a streaming client, then wait on
+    if (!watch.gone() && !ec && !timed_out) {  // a tick: tell a streaming client, then wait on
       if (Clock::now() - t0 >= kTick) {
         const bool alive = co_await waiting_comment(model, Clock::now() - t0);
-        if (!alive) client_gone = true;
+        if (!alive) watch.set_gone();
       }
-      if (!client_gone) {
+      if (!watch.gone()) {
         timer->expires_at(next_wake());
         continue;
       }
     }
-    if (client_gone || timed_out) {  // client gone, or waited past the safety net
-      watch->on_readable = nullptr;
-      client.socket().cancel(ec);
+    if (watch.gone() || timed_out) {  // client gone, or waited past the safety net
+      watch.stop();
       router.cancel(model, t.waiter);
-      log::info("request for {} left the queue: {}", model, client_gone ? "client disconnected" : "wait timed out");
-      if (client_gone) co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
+      log::info("request for {} left the queue: {}", model, watch.gone() ? "client disconnected" : "wait timed out");
+      if (watch.gone()) co_return Ticket{Ticket::Kind::pending, 0, t.waiter, 0, {}};
       co_return Ticket{Ticket::Kind::failed, 0, 0, 504, "timed out waiting for '" + model + "' to load"};
     }
   }
+}
+
+awaitable<void> Exchange::end_stream(bool client_gone) {
+  if (client_gone) {
+    gone(200);
+    co_return;
+  }
+  if (keep) co_await end_chunks();
+}
+
+EventWait::EventWait(Exchange& ex)
+    : router_(ex.ctx.router),
+      timer_(std::make_shared<Timer>(ex.client.socket().get_executor())),
+      // The wake runs on the router's threads: it only posts a cancel to ours.
+      id_(router_.subscribe([timer = timer_] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); })),
+      watch_(ex.client.socket(), timer_) {}
+
+EventWait::~EventWait() {
+  watch_.stop();
+  router_.unsubscribe(id_);
+}
+
+awaitable<bool> EventWait::wait(Clock::duration d) {
+  timer_->expires_after(d);
+  error_code ec;
+  co_await timer_->async_wait(ec_token(ec));
+  co_return !ec;
 }
 
 }  // namespace llamactl::serve

@@ -110,6 +110,9 @@ class Exchange {
   awaitable<bool> chunk(std::string_view data);
   /// The last chunk; keep stays as the client asked.
   awaitable<bool> end_chunks();
+  /// Ends a chunked event stream: the last chunk, or, when the client went
+  /// away, nothing more (counted as a 200 it got, the connection closed).
+  awaitable<void> end_stream(bool client_gone);
 
   /// Gets `model` an instance with `needs` and admits the request (waiting
   /// for a load when there is none), and with `up` sends it and reads
@@ -124,6 +127,29 @@ class Exchange {
   /// While waiting: after 2 s, the event-stream head (once) and a comment line.
   /// False when the client is gone.
   awaitable<bool> waiting_comment(const std::string& model, Clock::duration waited);
+};
+
+/// What an event stream (the router's /models/sse, the web page's events)
+/// waits on between writes: a timer that a change in the router's statuses,
+/// the end of the feed and the client's going away all cut short.
+/// Subscribes to the router at construction; unsubscribes and stops
+/// watching the client at destruction. A local of the stream's coroutine.
+class EventWait {
+ public:
+  explicit EventWait(Exchange& ex);
+  ~EventWait();
+  EventWait(const EventWait&) = delete;
+  EventWait& operator=(const EventWait&) = delete;
+
+  /// Up to `d`; false when it ended early (a change, the client, the feed).
+  awaitable<bool> wait(Clock::duration d);
+  bool client_gone() const { return watch_.gone(); }
+
+ private:
+  Router& router_;
+  std::shared_ptr<Timer> timer_;
+  uint64_t id_;
+  ClientGoneWatch watch_;
 };
 
 }  // namespace llamactl::serve

@@ -233,32 +233,13 @@ awaitable<void> router_events(Exchange& ex) {
   // that went away without a FIN is found by the failed write.
   constexpr auto kHeartbeat = std::chrono::seconds(15);
   Router& router = ex.ctx.router;
-  const auto exec = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<Timer>(exec);
-  // The wake runs on the router's threads: it only posts a cancel to ours.
-  const uint64_t id = router.subscribe([timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
-  struct Unsubscribe {
-    Router& r;
-    uint64_t id;
-    ~Unsubscribe() { r.unsubscribe(id); }
-  } unsubscribe{router, id};
-
+  EventWait wait(ex);
   uint64_t cursor = 0;
   std::string out;
   for (const auto& [name, s] : router.statuses(&cursor)) out += status_event(name, s);  // where things stand
   if (!co_await ex.start_chunks(200, "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"))
     co_return;
   if (!co_await ex.chunk(out)) co_return;
-
-  bool client_gone = false;
-  auto watch = std::make_shared<ClientWatch>();
-  watch->on_readable = [&] {
-    if (peer_closed(ex.client.socket())) {
-      client_gone = true;
-      timer->cancel();
-    }
-  };
-  arm_watch(ex.client.socket(), watch);
   for (;;) {
     StatusFeed feed = router.events_since(cursor);
     out.clear();
@@ -266,21 +247,12 @@ awaitable<void> router_events(Exchange& ex) {
       for (const auto& [name, s] : router.statuses(&cursor)) out += status_event(name, s);
     else
       for (const auto& e : feed.events) out += status_event(e.model, e.status);
-    if (feed.closed || client_gone) break;
+    if (feed.closed || wait.client_gone()) break;
     if (!out.empty() && !co_await ex.chunk(out)) break;
-    timer->expires_after(kHeartbeat);
-    error_code ec;
-    co_await timer->async_wait(ec_token(ec));
-    if (!ec && !client_gone && !co_await ex.chunk(": keep-alive\n\n")) break;
+    const bool quiet = co_await wait.wait(kHeartbeat);
+    if (quiet && !wait.client_gone() && !co_await ex.chunk(": keep-alive\n\n")) break;
   }
-  watch->on_readable = nullptr;
-  error_code ignored;
-  ex.client.socket().cancel(ignored);
-  if (client_gone) {
-    ex.gone(200);
-    co_return;
-  }
-  if (ex.keep) co_await ex.end_chunks();
+  co_await ex.end_stream(wait.client_gone());
 }
 
 }  // namespace llamactl::serve

@@ -214,26 +214,9 @@ awaitable<void> ui_events(Exchange& ex) {
   constexpr auto kHeartbeat = std::chrono::seconds(15);
   ServeContext& ctx = ex.ctx;
   Router& router = ctx.router;
-  const auto exec = co_await asio::this_coro::executor;
-  auto timer = std::make_shared<Timer>(exec);
-  const uint64_t id = router.subscribe([timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
-  struct Unsubscribe {
-    Router& r;
-    uint64_t id;
-    ~Unsubscribe() { r.unsubscribe(id); }
-  } unsubscribe{router, id};
-
+  EventWait wait(ex);
   if (!co_await ex.start_chunks(200, "text/event-stream", "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"))
     co_return;
-  bool client_gone = false;
-  auto watch = std::make_shared<ClientWatch>();
-  watch->on_readable = [&] {
-    if (peer_closed(ex.client.socket())) {
-      client_gone = true;
-      timer->cancel();
-    }
-  };
-  arm_watch(ex.client.socket(), watch);
   uint64_t cursor = 0;
   router.statuses(&cursor);
   uint64_t seen_readings = ~uint64_t{0};
@@ -242,7 +225,7 @@ awaitable<void> ui_events(Exchange& ex) {
   for (;;) {
     const uint64_t readings = ctx.readings.load();
     const StatusFeed feed = router.events_since(cursor);
-    if (feed.closed || client_gone) break;
+    if (feed.closed || wait.client_gone()) break;
     if (readings != seen_readings || !feed.events.empty() || feed.missed) {
       seen_readings = readings;
       std::string error;
@@ -257,18 +240,9 @@ awaitable<void> ui_events(Exchange& ex) {
       if (!co_await ex.chunk(": keep-alive\n\n")) break;
       last_write = Clock::now();
     }
-    timer->expires_after(kLook);
-    error_code ec;
-    co_await timer->async_wait(ec_token(ec));
+    co_await wait.wait(kLook);
   }
-  watch->on_readable = nullptr;
-  error_code ignored;
-  ex.client.socket().cancel(ignored);
-  if (client_gone) {
-    ex.gone(200);
-    co_return;
-  }
-  if (ex.keep) co_await ex.end_chunks();
+  co_await ex.end_stream(wait.client_gone());
 }
 
 }  // namespace llamactl::serve

@@ -163,6 +163,17 @@ TEST_F(RouterApi, AModelLoadedByTheCliIsUnloadedByTheApi) {
   EXPECT_FALSE(live(*sb_, "other"));
 }
 
+TEST_F(RouterApi, AStatusStreamWhoseClientLeavesEndsAtOnceNotAtTheNextHeartbeat) {
+  const std::string done = R"(llamactl_requests_total{route="/models/sse",status="200"})";
+  const double before = std::max(0.0, metric(*serve_, done));
+  HttpStream sse(serve_->port(), "GET", "/models/sse", "");
+  ASSERT_TRUE(sse.read_until("\"model\":\"tiny\"", 10s)) << sse.raw();
+  sse.close();
+  // The stream's heartbeat is 15 s; the watch on the socket ends it within a moment.
+  EXPECT_TRUE(eventually([&] { return metric(*serve_, done) == before + 1; }, 3s))
+      << http_request(serve_->port(), "GET", "/metrics").body;
+}
+
 TEST_F(RouterApi, BadRequestsGetLlamaServerShapedErrors) {
   const auto unknown = post(*serve_, "/models/load", model_body("nope"));
   EXPECT_EQ(unknown.status, 404);

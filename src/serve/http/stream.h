@@ -221,6 +221,44 @@ inline bool peer_closed(Socket& sock) {
   return ec || n == 0;
 }
 
+/// For a handler that waits on a timer and reads nothing meanwhile (a
+/// queued request, an event stream): when the client closes its end, gone()
+/// turns true and the timer is cancelled, so the wait ends at once. Armed at
+/// construction; stop() (also at destruction) ends the watch and cancels the
+/// socket's pending wait. A local of the handler's coroutine, whose client
+/// socket outlives it.
+class ClientGoneWatch {
+ public:
+  ClientGoneWatch(Socket& client, std::shared_ptr<Timer> timer)
+      : client_(client), watch_(std::make_shared<ClientWatch>()) {
+    watch_->on_readable = [this, timer = std::move(timer)] {
+      if (peer_closed(client_)) {
+        gone_ = true;
+        timer->cancel();
+      }
+    };
+    arm_watch(client_, watch_);
+  }
+  ~ClientGoneWatch() { stop(); }
+  ClientGoneWatch(const ClientGoneWatch&) = delete;
+  ClientGoneWatch& operator=(const ClientGoneWatch&) = delete;
+
+  void stop() {
+    if (!watch_->on_readable) return;
+    watch_->on_readable = nullptr;
+    error_code ignored;
+    client_.cancel(ignored);
+  }
+  bool gone() const { return gone_; }
+  /// The client went away and something else found out (a failed write).
+  void set_gone() { gone_ = true; }
+
+ private:
+  Socket& client_;
+  std::shared_ptr<ClientWatch> watch_;
+  bool gone_ = false;
+};
+
 /// A watch (not yet armed) for a client waiting on llama-server: when the
 /// client goes away it sets `client_gone` and closes the upstream connection,
 /// which makes llama-server cancel the task.
