@@ -61,15 +61,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-double metric(const ServeProcess& s, const std::string& line_start) {
-  const auto r = http_request(s.port(), "GET", "/metrics");
-  std::istringstream in(r.body);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(line_start + " ", 0) == 0) return std::stod(line.substr(line_start.size() + 1));
-  return -1;
-}
-
 struct Run {
   int ok = 0, errors = 0;
   double wall_s = 0;

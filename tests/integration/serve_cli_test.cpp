@@ -53,15 +53,6 @@ json live_instance(const Sandbox& sb, const std::string& model) {
   return json();
 }
 
-double metric(const ServeProcess& s, const std::string& line_start) {
-  const auto r = http_request(s.port(), "GET", "/metrics");
-  std::istringstream in(r.body);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(line_start + " ", 0) == 0) return std::stod(line.substr(line_start.size() + 1));
-  return -1;
-}
-
 }  // namespace
 
 TEST(Serve, LazyLoadOnFirstRequestThenFastPath) {

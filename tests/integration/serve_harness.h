@@ -82,4 +82,8 @@ class ServeProcess {
   bool reaped_ = false;
 };
 
+/// The value of the /metrics line that starts with `line_start` (the name
+/// and labels, e.g. `llamactl_swaps_total`); -1 when there is none.
+double metric(const ServeProcess& s, const std::string& line_start);
+
 }  // namespace llamactl::testing
