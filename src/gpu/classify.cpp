@@ -52,7 +52,8 @@ GpuState occupancy(const GpuStatus& st, int64_t ignored_mib) {
   const GpuReading& r = st.reading;
   // A GPU whose memory we cannot read cannot be called idle.
   if (!r.error.empty() || !r.memory_used_mib) return GpuState::unavailable;
-  const bool in_use = st.desktop ? anyone_else(st.processes) : *r.memory_used_mib - ignored_mib > st.threshold_mib;
+  const bool in_use = st.desktop ? anyone_else(st.processes) || *r.memory_used_mib > kDesktopBudgetMib
+                                 : *r.memory_used_mib - ignored_mib > st.threshold_mib;
   return in_use ? GpuState::occupied_by_others : GpuState::idle;
 }
 
@@ -146,6 +147,11 @@ GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const st
     if (allowed && !allowed->count(reading.index)) {
       st.ours_to_use = false;
       if (st.state != GpuState::model_loaded) st.state = GpuState::not_ours;
+    }
+    // A desktop GPU above its budget: what draws there holds the memory.
+    if (st.state == GpuState::occupied_by_others && st.desktop && !anyone_else(st.processes)) {
+      for (auto& p : st.desktop_apps) st.processes.push_back(std::move(p));
+      st.desktop_apps.clear();
     }
     if (st.state == GpuState::occupied_by_others && !anyone_else(st.processes)) {
       ProcessInfo unknown;

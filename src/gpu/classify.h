@@ -15,7 +15,10 @@
 // (type G or C+G, from the plain table: gpu/process_types.h) runs on the
 // GPU, else idle. The apps that draw are listed apart (desktop_apps): Edge,
 // Windows Terminal or 1Password open on the desktop do not make its GPU
-// "occupied"; a CUDA job (type C) does. A process whose type is unknown
+// "occupied"; a CUDA job (type C) does. Vulkan, DirectML and OpenGL compute,
+// and a CUDA app with a window, are G or C+G too: a desktop GPU whose
+// memory.used is above kDesktopBudgetMib is occupied_by_others whatever
+// draws there, with its apps listed as the occupants. A process whose type is unknown
 // (the table did not run, or did not list it, or a process without a
 // readable name) counts as an occupant. Memory decides again on a WDDM GPU
 // with a per-GPU threshold (the user's override) or without a process
@@ -93,6 +96,11 @@ using UserLookup = std::function<std::optional<std::string>(int64_t pid)>;
 /// (processes every logged-in or locked Windows desktop runs, plus NVIDIA's
 /// overlay), never apps a user starts.
 std::vector<std::string> default_ignore_processes();
+
+/// The most a Windows desktop with its apps open uses of a GPU (the real
+/// captures: 797 MiB idle, 1366 MiB with two NVENC jobs); above it something
+/// that draws holds the memory (a game, a Vulkan or DirectML model).
+inline constexpr int64_t kDesktopBudgetMib = 2048;
 
 GpuView classify(const ProbeResult& probe, const ClassifyOptions& opts, const std::vector<OurInstance>& ours,
                  const UserLookup& user_of);

@@ -30,6 +30,9 @@ constexpr auto kLongestWait = 1s;
 // A helper that inherited the pipe may keep it open after nvidia-smi exits.
 constexpr auto kExitGrace = 100ms;
 constexpr auto kFirstBackoff = 1s;
+// How long process types learnt from the table are trusted on a WDDM GPU
+// (a pid reused under the same name, a window closed): then it runs again.
+constexpr auto kTypesRefresh = 30s;
 constexpr auto kMaxBackoff = 30s;
 
 std::string seconds_text(std::chrono::milliseconds d) {
@@ -104,6 +107,7 @@ class GpuMonitor::Impl {
   void publish_gpus(ProbeResult r);
   bool should_type(const GpuSnapshot& reading) const;
   void learn_types(const GpuSnapshot& reading);
+  void type_latest();
   void publish_whole(ProbeResult r);
   void compose();
   bool wait_or_halt(std::chrono::milliseconds d, bool on_fallback);
@@ -127,6 +131,7 @@ class GpuMonitor::Impl {
   std::optional<ProbeResult> latest_;
   Clock::time_point read_at_{};
   ProcessTypes types_;                  // the last run of the table (WDDM GPUs only)
+  Clock::time_point types_at_{};        // when it ran
   std::optional<std::string> untyped_;  // why that run told nothing, while it is the last
 };
 
@@ -249,34 +254,57 @@ GpuMonitor::Impl::OneShot GpuMonitor::Impl::one_shot() {
   const auto deadline = Clock::now() + opt_.timeout;
   const auto g = collect(gpus, gpus_started, deadline);
   const auto a = collect(apps, apps_started, deadline);
-  OneShot r{result_from_runs(g, a, opt_.program, opt_.timeout), g.started};
-  if (!r.result.cpu_mode && should_type(r.result.snapshot)) learn_types(r.result.snapshot);
-  return r;
+  return {result_from_runs(g, a, opt_.program, opt_.timeout), g.started};
 }
 
-// A process on a WDDM GPU that the last run of the table did not cover.
+// The table runs for a process on a WDDM GPU that the last run did not
+// cover, and again every kTypesRefresh while there is one.
 bool GpuMonitor::Impl::should_type(const GpuSnapshot& reading) const {
   std::lock_guard lk(mu_);
-  return !stopping_ && wants_types(reading, types_);
+  if (stopping_) return false;
+  return wants_types(reading, types_) || (Clock::now() - types_at_ >= kTypesRefresh && has_wddm_process(reading));
 }
 
 // One run of the plain table (stoppable, as the one-shot queries), for the
-// types of `reading`'s processes on WDDM GPUs; compose() puts them on.
+// types of `reading`'s processes on WDDM GPUs; compose() puts them on. A run
+// that fails keeps what earlier runs learnt and is tried again after
+// kTypesRefresh, or for a new process.
 void GpuMonitor::Impl::learn_types(const GpuSnapshot& reading) {
   platform::LineStream table;
   const Status started = table.start({opt_.program});
   const auto run = collect(table, started, Clock::now() + opt_.timeout);
+  if (stopping_) return;  // killed by stop(): says nothing about the table
   auto types = types_from_run(run, reading, opt_.program, opt_.timeout);
-  std::lock_guard lk(mu_);
-  if (types) {
-    types_ = std::move(*types);
-    untyped_.reset();
-  } else {
-    // Not asked again for these pids: a new process tries again.
-    types_ = types_from_table({}, reading);
-    untyped_ = "process types unknown (" + types.error().message + "); a desktop GPU's apps count as occupants";
-    log::warn("GPU monitor: {}", *untyped_);
+  std::optional<std::string> warning;
+  {
+    std::lock_guard lk(mu_);
+    types_at_ = Clock::now();
+    if (types) {
+      types_ = std::move(*types);
+      untyped_.reset();
+    } else {
+      for (const auto& key : types_from_table({}, reading).asked) types_.asked.insert(key);
+      untyped_ = "process types unknown (" + types.error().message + "); a desktop GPU's apps count as occupants";
+      warning = untyped_;
+    }
   }
+  if (warning) log::warn("GPU monitor: {}", *warning);
+}
+
+// After a new reading is out (a CUDA job shows at once, untyped, as an
+// occupant): the types it lacks, then the reading again with them.
+void GpuMonitor::Impl::type_latest() {
+  if (!opt_.fixture.empty()) return;  // a saved reading: no nvidia-smi to ask
+  GpuSnapshot reading;
+  {
+    std::lock_guard lk(mu_);
+    if (!latest_ || latest_->cpu_mode) return;
+    reading = latest_->snapshot;
+  }
+  if (!should_type(reading)) return;
+  learn_types(reading);
+  std::lock_guard lk(mu_);
+  compose();
 }
 
 // run_capture's contract on a LineStream: output until EOF, the exit code,
@@ -321,18 +349,12 @@ void GpuMonitor::Impl::deliver(StreamKind kind, const std::string& block) {
     return publish_gpus(std::move(r));
   }
   Apps a = apps_from_block(block);
-  if (a.known && !a.processes.empty()) {
-    GpuSnapshot reading;  // the new processes on the GPUs of the last reading
-    {
-      std::lock_guard lk(mu_);
-      if (gpus_ && !gpus_->cpu_mode) reading.gpus = gpus_->snapshot.gpus;
-    }
-    reading.processes = a.processes;
-    if (should_type(reading)) learn_types(reading);
+  {
+    std::lock_guard lk(mu_);
+    apps_ = std::move(a);
+    compose();
   }
-  std::lock_guard lk(mu_);
-  apps_ = std::move(a);
-  compose();
+  type_latest();
 }
 
 void GpuMonitor::Impl::publish_gpus(ProbeResult r) {
@@ -356,6 +378,7 @@ void GpuMonitor::Impl::publish_whole(ProbeResult r) {
     apps_ = std::move(a);
   }
   publish_gpus(std::move(r));
+  type_latest();
 }
 
 // Caller holds mu_. Processes count only when the GPUs do, as in result_from_runs().

@@ -1,5 +1,6 @@
 #include "gpu/probe.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <future>
 
@@ -111,6 +112,7 @@ Result<ProcessTypes> types_from_run(const platform::CaptureResult& table, const 
     return make_error(ErrorKind::io, failure_reason(table, program, timeout_s));
   auto parsed = parse_table(table.out);
   if (!parsed) return make_error(ErrorKind::parse, program + "'s table: " + parsed.error().message);
+  if (!parsed->processes_known) return make_error(ErrorKind::parse, program + "'s table has no Processes section");
   return types_from_table(*parsed, reading);
 }
 
@@ -131,9 +133,14 @@ ProbeResult NvidiaSmiProbe::read() {
   });
   const auto gpus = platform::run_capture({program_, kQueryGpuArg, kCsvFormatArg}, timeout_);
   ProbeResult res = result_from_runs(gpus, apps.get(), program_, timeout_);
-  // A Windows desktop GPU: the plain table tells the apps that draw from CUDA jobs.
-  if (!res.cpu_mode && wants_types(res.snapshot, {}))
-    add_types(res, types_from_run(platform::run_capture({program_}, timeout_), res.snapshot, program_, timeout_));
+  // A Windows desktop GPU: the plain table tells the apps that draw from CUDA
+  // jobs, within what is left of the same deadline (at least a moment).
+  if (!res.cpu_mode && wants_types(res.snapshot, {})) {
+    const auto left = std::max<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(start + timeout_ - Clock::now()),
+        std::chrono::milliseconds(250));
+    add_types(res, types_from_run(platform::run_capture({program_}, left), res.snapshot, program_, left));
+  }
   res.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return res;
 }

@@ -77,8 +77,9 @@ std::string render_gpus(const gpu::GpuView& view, const Terminal& term) {
     if (g.desktop_apps.empty()) continue;
     std::vector<std::string> names;
     for (const auto& p : g.desktop_apps) {
-      const std::string base(basename_any(p.name));
-      if (std::find(names.begin(), names.end(), base) == names.end()) names.push_back(base.empty() ? "?" : base);
+      const std::string_view b = basename_any(p.name);
+      const std::string base = b.empty() ? std::string(1, '?') : std::string(b);
+      if (std::find(names.begin(), names.end(), base) == names.end()) names.push_back(base);
     }
     out += "GPU " + std::to_string(g.reading.index) +
            " desktop apps (they draw, type G/C+G; not occupants): " + join(names, ", ") + "\n";

@@ -19,6 +19,8 @@
 //   hang | linger | nodev | mismatch | nodriver | garbage | lost1 | noloop.
 //   linger: answers normally, but leaves a child behind that holds stdout open.
 //   notable: answers the queries, but the plain table fails (exit 1).
+//   tablehang: answers the queries, but the plain table hangs.
+// Each run of the plain table appends a line to $FAKE_GPU_DIR/table_runs.
 //   noloop: ignores -l/-lms and answers once, as a script mock would.
 // Loop mode (-lms N, --loop-ms=N, -l S, --loop=S): prints a block every
 // interval from the state files until killed, as nvidia-smi does; a query
@@ -120,7 +122,7 @@ std::vector<Proc> procs(const std::string& dir, const std::vector<Gpu>& all) {
     long mib = 0;
     if (!(in >> list >> mib)) continue;
     std::getline(in >> std::ws, pname);
-    if (in >> key >> type && key != "type") type = "C";
+    if (in >> key >> type && key != "type") type.assign(1, 'C');
     if (list == "all") {
       for (const auto& g : all) out.push_back({pid, g.index, mib, pname, type});
       continue;
@@ -180,11 +182,14 @@ Query parse_args(int argc, char** argv) {
   return q;
 }
 
-// The table's name cell keeps the last 36 characters, "..." in front, as
-// nvidia-smi does with long Windows paths.
+// The table's name cell keeps the last 32 characters, "..." in front, as
+// nvidia-smi 610 does with long Windows paths.
 std::string table_name(const std::string& name) {
-  constexpr size_t kWidth = 36;
-  return name.size() <= kWidth ? name : "..." + name.substr(name.size() - (kWidth - 3));
+  constexpr size_t kWidth = 32;
+  if (name.size() <= kWidth) return name;
+  std::string out(3, '.');
+  out.append(name, name.size() - (kWidth - 3), std::string::npos);
+  return out;
 }
 
 // The plain `nvidia-smi` table, in driver 610's layout (the Windows capture
@@ -206,7 +211,8 @@ void print_table(const std::string& dir, const std::string& model) {
     long used = g.used;
     for (const auto& p : running)
       if (p.gpu == g.index) used += p.mib;
-    std::string name = g.name.size() > 26 ? g.name.substr(0, 23) + "..." : g.name;
+    std::string name = g.name;
+    if (name.size() > 26) name.replace(23, std::string::npos, 3, '.');
     std::printf("| %3d  %-26s  %4s  |   00000000:%02X:00.0  On |                  N/A |\n", g.index, name.c_str(),
                 wddm ? "WDDM" : "On", g.index + 1);
     std::printf("| 38%%   44C    P2             97W /  250W | %7ldMiB / %7ldMiB | %6ld%%      Default |\n", used,
@@ -222,8 +228,9 @@ void print_table(const std::string& dir, const std::string& model) {
   if (running.empty())
     std::printf("|  No running processes found                                                             |\n");
   for (const auto& p : running) {
-    const std::string mem = wddm ? "N/A" : std::to_string(p.mib) + "MiB";
-    std::printf("|  %3d   N/A  N/A  %14ld  %5s   %-36s  %-8s |\n", p.gpu, p.pid, p.type.c_str(),
+    std::string mem = wddm ? std::string("N/A") : std::to_string(p.mib);
+    if (!wddm) mem.append("MiB");
+    std::printf("|  %3d   N/A  N/A  %14ld  %5s   %-32s      %-8s |\n", p.gpu, p.pid, p.type.c_str(),
                 table_name(p.name).c_str(), mem.c_str());
   }
   std::printf("+%s+\n", rule.c_str());
@@ -305,6 +312,11 @@ int main(int argc, char** argv) {
   if (delay > 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay));
 
   Query q = parse_args(argc, argv);
+  if (argc == 1 && !dir.empty()) std::ofstream(dir + "/table_runs", std::ios::app) << "table\n";
+  if (argc == 1 && mode == "tablehang") {
+    std::this_thread::sleep_for(std::chrono::seconds(1000));
+    return 0;
+  }
   if (argc == 1 && mode == "notable") {
     std::puts("mock nvidia-smi: the table is switched off (FAKE_SMI_MODE=notable)");
     return 1;

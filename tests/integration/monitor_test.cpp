@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -110,6 +111,13 @@ class MonitorTest : public ::testing::Test {
   // A process with a type and a Windows name, as on a WDDM desktop.
   void add_typed(int pid, int gpu, const std::string& type, const std::string& name) const {
     std::ofstream(dir_ / ("procs/" + std::to_string(pid))) << gpu << " 0 " << name << "\ntype " << type << "\n";
+  }
+  // How often the mock printed its plain table.
+  int table_runs() const {
+    std::ifstream in(dir_ / "table_runs");
+    int n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
   }
   void remove_proc(int pid) const { fs::remove(dir_ / ("procs/" + std::to_string(pid))); }
 
@@ -344,7 +352,15 @@ TEST_F(MonitorTest, OnAWddmGpuTheTableGivesEachProcessItsTypeFirstReadingAndLate
   add_typed(me, 0, "C+G", kEdge);
   add_typed(parent, 1, "C", kPython);
   GpuMonitor m(options());
-  auto r = m.read();  // the first reading already has them
+  // The first reading goes out untyped (cautious), then again with the table's types.
+  ProbeResult r;
+  ASSERT_TRUE(eventually(
+      [&] {
+        r = m.read();
+        return type_of(r, me) == "C+G";
+      },
+      5s))
+      << type_of(r, me);
   ASSERT_FALSE(r.cpu_mode) << r.reason;
   EXPECT_EQ(r.snapshot.gpus[0].driver_model, "WDDM");
   EXPECT_EQ(type_of(r, me), "C+G");
@@ -370,10 +386,15 @@ TEST_F(MonitorTest, ATableThatFailsLeavesTheProcessesUntypedWithAWarning) {
   const int me = ::getpid();
   add_typed(me, 0, "C+G", kEdge);
   GpuMonitor m(options());
-  auto r = m.read();
+  ProbeResult r;
+  ASSERT_TRUE(eventually(
+      [&] {
+        r = m.read();
+        return warned_untyped(r);
+      },
+      5s));
   ASSERT_FALSE(r.cpu_mode) << r.reason;
   EXPECT_EQ(type_of(r, me), "?");
-  EXPECT_TRUE(warned_untyped(r));
   r = NvidiaSmiProbe(FAKE_NVIDIA_SMI, 2s).read();
   EXPECT_EQ(type_of(r, me), "?");
   ASSERT_TRUE(warned_untyped(r));
@@ -382,14 +403,52 @@ TEST_F(MonitorTest, ATableThatFailsLeavesTheProcessesUntypedWithAWarning) {
 }
 
 TEST_F(MonitorTest, OffWddmTheTableIsNeverRun) {
-  // The table would fail, and nothing says so: it is not asked for where memory decides.
-  ::setenv("FAKE_SMI_MODE", "notable", 1);
   add_proc(::getpid(), 0, 1024);
   GpuMonitor m(options());
   ASSERT_TRUE(eventually([&] { return m.streaming() && has_pid(m.read(), ::getpid()); }, 5s));
-  EXPECT_FALSE(warned_untyped(m.read()));
+  const uint64_t before = m.readings();
+  ASSERT_TRUE(eventually([&] { return m.readings() >= before + 5; }, 5s));
+  (void)NvidiaSmiProbe(FAKE_NVIDIA_SMI, 2s).read();
+  EXPECT_EQ(table_runs(), 0);  // memory decides there: no table, ever
   EXPECT_EQ(type_of(m.read(), ::getpid()), "?");
-  EXPECT_FALSE(warned_untyped(NvidiaSmiProbe(FAKE_NVIDIA_SMI, 2s).read()));
+}
+
+TEST_F(MonitorTest, OnWddmTheTableRunsOnceAndThenOncePerNewProcess) {
+  ::setenv("FAKE_SMI_DRIVER_MODEL", "WDDM", 1);
+  add_typed(::getpid(), 0, "C+G", kEdge);
+  GpuMonitor m(options());
+  ASSERT_TRUE(eventually([&] { return m.streaming() && type_of(m.read(), ::getpid()) == "C+G"; }, 5s));
+  const uint64_t before = m.readings();
+  ASSERT_TRUE(eventually([&] { return m.readings() >= before + 10; }, 5s));  // a second of readings
+  EXPECT_EQ(table_runs(), 1);
+  Sleeper job;
+  add_typed(job.pid, 0, "C", kPython);
+  ASSERT_TRUE(eventually([&] { return type_of(m.read(), job.pid) == "C"; }, 5s));
+  const uint64_t later = m.readings();
+  ASSERT_TRUE(eventually([&] { return m.readings() >= later + 10; }, 5s));
+  EXPECT_EQ(table_runs(), 2);
+}
+
+TEST_F(MonitorTest, ANewCudaJobShowsBeforeItsTypeIsKnownAndAHangingTableBlocksNothing) {
+  ::setenv("FAKE_SMI_DRIVER_MODEL", "WDDM", 1);
+  ::setenv("FAKE_SMI_MODE", "tablehang", 1);
+  const int me = ::getpid();
+  add_typed(me, 0, "C", kPython);
+  auto o = options();
+  o.timeout = 10s;  // the table hangs 10 s; readings must not wait for it
+  auto m = std::make_unique<GpuMonitor>(o);
+  const auto t0 = Clock::now();
+  auto r = m->read();
+  EXPECT_LT(ms_since(t0), 3000);
+  ASSERT_FALSE(r.cpu_mode) << r.reason;
+  EXPECT_TRUE(has_pid(r, me));  // untyped: an occupant until the table says otherwise
+  EXPECT_EQ(type_of(r, me), "?");
+  EXPECT_TRUE(eventually([&] { return table_runs() >= 1; }, 5s));
+  // stop() kills the hanging table at once.
+  const auto t1 = Clock::now();
+  m->stop();
+  EXPECT_LT(ms_since(t1), 2000);
+  m.reset();
 }
 
 TEST(LineStream, GivesLinesWithoutEndingsAndAnUnterminatedLastOne) {

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "gpu/classify.h"
 #include "gpu/parse.h"
@@ -440,10 +441,18 @@ GpuSnapshot csv_reading() {
   return s;
 }
 
-GpuSnapshot table_of(std::vector<std::tuple<int64_t, std::string, std::string>> rows) {
+// Table rows: GPU, pid, type, name as the table shows it.
+GpuSnapshot table_of(std::vector<std::tuple<int, int64_t, std::string, std::string>> rows) {
   GpuSnapshot t;
-  for (auto& [pid, type, name] : rows) t.processes.push_back({0, "", pid, name, std::nullopt, type});
+  for (auto& [gpu, pid, type, name] : rows) t.processes.push_back({gpu, "", pid, name, std::nullopt, type});
   return t;
+}
+
+ProbeResult probe_with(const GpuSnapshot& s) {
+  ProbeResult r;
+  r.snapshot = s;
+  r.source = "t";
+  return r;
 }
 
 }  // namespace
@@ -451,15 +460,19 @@ GpuSnapshot table_of(std::vector<std::tuple<int64_t, std::string, std::string>> 
 TEST(ProcessTypes, OnlyAWddmGpuWithAnUntypedProcessWantsTheTable) {
   auto s = csv_reading();
   EXPECT_TRUE(wants_types(s, {}));
+  EXPECT_TRUE(has_wddm_process(s));
   s.gpus[0].driver_model = "TCC";  // memory decides there, and on GPU 1 (Linux)
   EXPECT_FALSE(wants_types(s, {}));
+  EXPECT_FALSE(has_wddm_process(s));
 }
 
-TEST(ProcessTypes, TypesGoByPidAndTheTablesLeftCutName) {
+TEST(ProcessTypes, TypesGoByGpuPidAndTheTablesLeftCutName) {
   auto s = csv_reading();
   const auto t = types_from_table(
-      table_of({{23988, "C+G", "...t\\Edge\\Application\\msedge.exe"}, {12940, "C", "C:\\tools\\ffmpeg.exe"}}), s);
-  EXPECT_EQ(t.asked, (std::set<int64_t>{23988, 12940}));  // the WDDM GPU's pids, not GPU 1's
+      table_of({{0, 23988, "C+G", "...t\\Edge\\Application\\msedge.exe"}, {0, 12940, "C", "C:\\tools\\ffmpeg.exe"}}),
+      s);
+  // The WDDM GPU's processes were asked about, not GPU 1's.
+  EXPECT_EQ(t.asked, (std::set<ProcessTypes::Key>{{0, 23988}, {0, 12940}}));
   apply_types(s, t);
   EXPECT_EQ(s.processes[0].type, "C+G");
   EXPECT_EQ(s.processes[1].type, "C");
@@ -467,24 +480,73 @@ TEST(ProcessTypes, TypesGoByPidAndTheTablesLeftCutName) {
   EXPECT_FALSE(wants_types(s, t));
 }
 
-TEST(ProcessTypes, AReusedPidUnderAnotherNameGetsNoType) {
+TEST(ProcessTypes, ANameShownWholeMustBeEqualAndABareEllipsisMatchesNothing) {
+  auto s = csv_reading();
+  apply_types(s, types_from_table(table_of({{0, 12940, "G", "ffmpeg.exe"}, {0, 23988, "C+G", "..."}}), s));
+  EXPECT_EQ(s.processes[1].type, "");  // "ffmpeg.exe" shown whole is not "C:\tools\ffmpeg.exe"
+  EXPECT_EQ(s.processes[0].type, "");
+}
+
+TEST(ProcessTypes, AProcessIsTypedPerGpu) {
+  // A training script computes on GPU 0 (C) and shows a window on GPU 1 (G): GPU 0 stays occupied.
+  GpuSnapshot s;
+  s.gpus.push_back({0, "GPU-a", "RTX", "", 9000, 24564, 99, "WDDM", ""});
+  s.gpus.push_back({1, "GPU-b", "RTX", "", 900, 24564, 3, "WDDM", ""});
+  s.processes.push_back({std::nullopt, "GPU-a", 4242, "C:\\venv\\python.exe", std::nullopt, ""});
+  s.processes.push_back({std::nullopt, "GPU-b", 4242, "C:\\venv\\python.exe", std::nullopt, ""});
+  apply_types(s, types_from_table(
+                     table_of({{0, 4242, "C", "C:\\venv\\python.exe"}, {1, 4242, "G", "C:\\venv\\python.exe"}}), s));
+  EXPECT_EQ(s.processes[0].type, "C");
+  EXPECT_EQ(s.processes[1].type, "G");
+  const auto v = classify(probe_with(s), defaults(), {}, nullptr);
+  EXPECT_EQ(v.gpus[0].state, GpuState::occupied_by_others);
+  EXPECT_EQ(v.gpus[1].state, GpuState::idle);
+}
+
+TEST(ProcessTypes, AReusedPidUnderAnotherNameGetsNoTypeAndAsksAgain) {
   // The table ran while Edge had pid 23988; now a CUDA job has it: not an app that draws.
   auto s = csv_reading();
+  const auto t = types_from_table(table_of({{0, 23988, "C+G", "...t\\Edge\\Application\\msedge.exe"}}), s);
   s.processes[0].name = "C:\\Users\\bob\\miniconda3\\python.exe";
-  const auto t = types_from_table(table_of({{23988, "C+G", "...t\\Edge\\Application\\msedge.exe"}}), s);
+  EXPECT_TRUE(wants_types(s, t));  // the table runs again for it
   apply_types(s, t);
   EXPECT_EQ(s.processes[0].type, "");
-  const auto v = classify({s, false, "", "t", 0}, defaults(), {}, nullptr);
+  const auto v = classify(probe_with(s), defaults(), {}, nullptr);
   EXPECT_EQ(v.gpus[0].state, GpuState::occupied_by_others);
   EXPECT_EQ(pids_of(v.gpus[0]), (std::set<int64_t>{23988, 12940}));
 }
 
+TEST(ProcessTypes, AProcessWithoutANameIsNeverTypedNorAsksForTheTable) {
+  // [Insufficient Permissions]: maybe another user's job. It counts, and costs no run per reading.
+  auto s = csv_reading();
+  s.processes = {{std::nullopt, "GPU-w", 23988, "", std::nullopt, ""}};
+  const auto t = types_from_table(table_of({{0, 23988, "C+G", "...msedge.exe"}}), s);
+  EXPECT_FALSE(wants_types(s, {}));
+  apply_types(s, t);
+  EXPECT_EQ(s.processes[0].type, "");
+  EXPECT_EQ(classify(probe_with(s), defaults(), {}, nullptr).gpus[0].state, GpuState::occupied_by_others);
+}
+
 TEST(ProcessTypes, APidTheTableDidNotListIsNotAskedAgainButANewOneIs) {
   auto s = csv_reading();
-  const auto t = types_from_table(table_of({{23988, "C+G", "msedge.exe"}}), s);  // 12940 ended meanwhile
+  const auto t = types_from_table(table_of({{0, 23988, "C+G", "...msedge.exe"}}), s);  // 12940 ended meanwhile
   apply_types(s, t);
   EXPECT_EQ(s.processes[1].type, "");
   EXPECT_FALSE(wants_types(s, t));  // asked about once: no table run per reading for it
   s.processes.push_back({std::nullopt, "GPU-w", 31000, "C:\\Windows\\notepad.exe", std::nullopt, ""});
   EXPECT_TRUE(wants_types(s, t));
+}
+
+TEST(ClassifyDesktop, AppsThatDrawAboveTheDesktopBudgetOccupyTheGpu) {
+  // A Vulkan llama.cpp or a game is G/C+G too: 6 GiB in use is not the desktop's.
+  auto idle = result_from_text(idle_table_610(), "idle");
+  auto v = classify(idle, defaults(), {}, nullptr);
+  ASSERT_EQ(v.gpus[0].state, GpuState::idle);
+  idle.snapshot.gpus[0].memory_used_mib = kDesktopBudgetMib + 1;
+  v = classify(idle, defaults(), {}, nullptr);
+  EXPECT_EQ(v.gpus[0].state, GpuState::occupied_by_others);
+  EXPECT_EQ(pids_of(v.gpus[0]), kUserApps610);  // the apps that draw are the suspects, named
+  EXPECT_TRUE(v.gpus[0].desktop_apps.empty());
+  idle.snapshot.gpus[0].memory_used_mib = kDesktopBudgetMib;
+  EXPECT_EQ(classify(idle, defaults(), {}, nullptr).gpus[0].state, GpuState::idle);
 }
