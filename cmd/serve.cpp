@@ -216,6 +216,9 @@ Status check_given_gpus(Context& ctx) {
 }  // namespace
 
 int run_serve(const ServeOptions& o, Context& ctx) {
+  // From the start: a SIGHUP (systemd's ExecReload right after start, say)
+  // is a reload, taken by the loop below, never the default end of serve.
+  platform::catch_hangup();
   // --watch-config compares against the file as it was before serve read it:
   // a write between reading it and listening (a client may already see
   // serve ready) is seen as a change, not taken as the baseline. A write
@@ -245,9 +248,6 @@ int run_serve(const ServeOptions& o, Context& ctx) {
   static serve::HttpServer* for_life = nullptr;
   for_life = new serve::HttpServer(settings->server, router, metrics, monitor);
   auto& server = *for_life;
-  // Caught before anyone can see serve: a SIGHUP sent as soon as it answers
-  // is a reload (taken by the loop below), never the default end of serve.
-  platform::catch_hangup();
   if (auto s = server.bind(); !s) return fail(ctx, s.error());
   const auto address = server.bound().text();
   const nlohmann::json info = {

@@ -1,6 +1,7 @@
 #include "serve/exchange.h"
 
 #include <array>
+#include <atomic>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -217,7 +218,13 @@ awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
   constexpr auto kTick = std::chrono::seconds(2);
   const auto next_wake = [&] { return may_stream_while_waiting ? std::min(deadline, Clock::now() + kTick) : deadline; };
   timer->expires_at(next_wake());
-  Ticket t = router.admit(model, needs, [timer, exec] { asio::post(exec, [timer] { timer->cancel(); }); });
+  // The wake marks, too: one that comes while a comment line is written (no
+  // timer waits then) ends the next wait at once instead of a tick later.
+  auto woken = std::make_shared<std::atomic<bool>>(false);
+  Ticket t = router.admit(model, needs, [timer, exec, woken] {
+    woken->store(true);
+    asio::post(exec, [timer] { timer->cancel(); });
+  });
   if (t.kind != Ticket::Kind::pending) co_return t;
   ClientGoneWatch watch(client.socket(), timer);
   for (;;) {
@@ -239,7 +246,7 @@ awaitable<Ticket> Exchange::wait_for(const std::string& model, Launch needs) {
         if (!alive) watch.set_gone();
       }
       if (!watch.gone()) {
-        timer->expires_at(next_wake());
+        timer->expires_at(woken->exchange(false) ? Clock::now() : next_wake());
         continue;
       }
     }
@@ -264,8 +271,11 @@ awaitable<void> Exchange::end_stream(bool client_gone) {
 EventWait::EventWait(Exchange& ex)
     : router_(ex.ctx.router),
       timer_(std::make_shared<Timer>(ex.client.socket().get_executor())),
-      // The wake runs on the router's threads: it only posts a cancel to ours.
-      id_(router_.subscribe([timer = timer_] { asio::post(timer->get_executor(), [timer] { timer->cancel(); }); })),
+      // The wake runs on the router's threads: it only marks and posts a cancel to ours.
+      id_(router_.subscribe([timer = timer_, woken = woken_] {
+        woken->store(true);
+        asio::post(timer->get_executor(), [timer] { timer->cancel(); });
+      })),
       watch_(ex.client.socket(), timer_) {}
 
 EventWait::~EventWait() {
@@ -274,9 +284,12 @@ EventWait::~EventWait() {
 }
 
 awaitable<bool> EventWait::wait(Clock::duration d) {
+  // What came while the stream wrote: the client's end, a change.
+  if (watch_.gone() || woken_->exchange(false)) co_return false;
   timer_->expires_after(d);
   error_code ec;
   co_await timer_->async_wait(ec_token(ec));
+  woken_->store(false);
   co_return !ec;
 }
 

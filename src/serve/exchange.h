@@ -5,6 +5,7 @@
 // chunked body) and get an instance through acquire(), the one place that
 // waits for a load, admits, and retries once on an upstream that refused.
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -148,6 +149,9 @@ class EventWait {
  private:
   Router& router_;
   std::shared_ptr<Timer> timer_;
+  // Set by a wake from the router's threads, so that one that comes while
+  // the stream writes (no timer waits then) ends the next wait at once.
+  std::shared_ptr<std::atomic<bool>> woken_ = std::make_shared<std::atomic<bool>>(false);
   uint64_t id_;
   ClientGoneWatch watch_;
 };
