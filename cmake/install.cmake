@@ -28,7 +28,8 @@ else()
   endif()
   install(FILES contrib/examples/config.toml DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
   # lib/systemd/user under the prefix: /usr/lib/systemd/user for the .deb.
-  install(FILES contrib/systemd/llamactl-serve.service DESTINATION lib/systemd/user)
+  install(FILES contrib/systemd/llamactl-serve.service contrib/systemd/llamactl-load@.service
+          DESTINATION lib/systemd/user)
   # Saved nvidia-smi outputs for LLAMACTL_GPU_FIXTURE: two idle GPUs to try
   # llamactl without one, and the real captures the tests read.
   install(FILES fixtures/two-idle-gpus.txt DESTINATION ${CMAKE_INSTALL_DATADIR}/llamactl/fixtures)

@@ -45,6 +45,7 @@ expected=(
   /usr/share/man/man1/llamactl.1
   /usr/share/doc/llamactl/examples/config.toml
   /usr/lib/systemd/user/llamactl-serve.service
+  /usr/lib/systemd/user/llamactl-load@.service
   /usr/share/llamactl/fixtures/two-idle-gpus.txt
   /usr/share/llamactl/fixtures/nvidia-smi/h100-580-plain-idle.txt
 )
@@ -85,7 +86,20 @@ if [ -e /usr/share/man/man1/llamactl.1 ]; then
   grep -q "^COMMANDS" <<<"$page" || fail "man llamactl shows no COMMANDS section"
 fi
 
+# The systemd units parse, and name the installed binary (where systemd-analyze
+# is there; a minimal machine may have no systemd). The template is checked as
+# an instance of itself.
+if command -v systemd-analyze >/dev/null; then
+  units="$out/units"
+  mkdir -p "$units"
+  cp /usr/lib/systemd/user/llamactl-serve.service "$units/"
+  cp "/usr/lib/systemd/user/llamactl-load@.service" "$units/llamactl-load@tiny.service"
+  verify=$(cd "$units" && timeout 30 systemd-analyze verify --system ./llamactl-serve.service ./llamactl-load@tiny.service 2>&1 |
+    grep -E "llamactl-(serve|load)" || true)
+  [ -z "$verify" ] || fail "systemd-analyze verify: $verify"
+fi
+
 "${sudo_cmd[@]}" dpkg -r llamactl >/dev/null || fail "dpkg -r llamactl failed"
 installed=0
 [ ! -e /usr/bin/llamactl ] || fail "/usr/bin/llamactl is still there after dpkg -r"
-echo "package test: the .deb installs llamactl ($version), its completions, man page, example config, systemd unit and fixtures, and removes cleanly"
+echo "package test: the .deb installs llamactl ($version), its completions, man page, example config, systemd units and fixtures, and removes cleanly"
