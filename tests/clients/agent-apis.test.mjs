@@ -20,7 +20,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 
 import {
-  required,
+  buildPaths,
   tinyGguf,
   makeSandbox,
   removeSandbox,
@@ -32,10 +32,7 @@ import {
   unloadAll,
 } from './support.mjs';
 
-// Fail at once, before any test, when a path is missing.
-required('LLAMACTL_BIN');
-required('FAKE_LLAMA_SERVER');
-required('FAKE_NVIDIA_SMI');
+buildPaths(); // fails the file at once when a binary is missing
 
 // ---------------------------------------------------------------- fixture
 

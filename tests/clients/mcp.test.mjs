@@ -21,12 +21,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ErrorCode, McpError, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 
-import { required, gguf, poll, makeSandbox, removeSandbox, writeModel, writeConfig, unloadAll } from './support.mjs';
+import { buildPaths, gguf, poll, makeSandbox, removeSandbox, writeModel, writeConfig, unloadAll } from './support.mjs';
 
-const LLAMACTL_BIN = required('LLAMACTL_BIN');
-// Fail at once, before any test, when a path is missing.
-required('FAKE_LLAMA_SERVER');
-required('FAKE_NVIDIA_SMI');
+const { LLAMACTL_BIN } = buildPaths(); // fails the file at once when a binary is missing
 
 const PROTOCOL = '2025-06-18'; // the revision llamactl mcp speaks
 const TOOLS = ['gpus', 'load', 'set_keep_alive', 'status', 'unload'];

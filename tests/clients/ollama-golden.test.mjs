@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
-  required,
+  buildPaths,
   gguf,
   makeSandbox,
   removeSandbox,
@@ -42,10 +42,7 @@ import {
   unloadAll,
 } from './support.mjs';
 
-const FAKE_LLAMA_SERVER = required('FAKE_LLAMA_SERVER');
-// Fail at once, before any test, when a path is missing.
-required('LLAMACTL_BIN');
-required('FAKE_NVIDIA_SMI');
+const { FAKE_LLAMA_SERVER } = buildPaths(); // fails the file at once when a binary is missing
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const GOLDEN_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'golden');
 const GOLDEN_DIR = path.join(GOLDEN_ROOT, 'ollama');

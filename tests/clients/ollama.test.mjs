@@ -21,7 +21,7 @@ import path from 'node:path';
 import { Ollama } from 'ollama';
 
 import {
-  required,
+  buildPaths,
   gguf,
   poll,
   makeSandbox,
@@ -34,10 +34,7 @@ import {
   unloadAll,
 } from './support.mjs';
 
-// Fail at once, before any test, when a path is missing.
-required('LLAMACTL_BIN');
-required('FAKE_LLAMA_SERVER');
-required('FAKE_NVIDIA_SMI');
+buildPaths(); // fails the file at once when a binary is missing
 
 const TOKEN_DELAY_MS = 20; // the fake's time per token: 500 tokens would take 10 s
 const T = { timeout: 15_000 }; // each test's deadline

@@ -19,7 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 
 import {
-  required,
+  buildPaths,
   tinyGguf,
   makeSandbox,
   removeSandbox,
@@ -31,10 +31,7 @@ import {
   unloadAll,
 } from './support.mjs';
 
-// Fail at once, before any test, when a path is missing.
-required('LLAMACTL_BIN');
-required('FAKE_LLAMA_SERVER');
-required('FAKE_NVIDIA_SMI');
+buildPaths(); // fails the file at once when a binary is missing
 
 // ---------------------------------------------------------------- helpers
 

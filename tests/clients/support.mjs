@@ -19,6 +19,16 @@ export function required(name) {
   return path.resolve(v);
 }
 
+// The three binaries every client test file runs, checked when the file
+// loads so that a missing one fails it at once, before any test.
+export function buildPaths() {
+  return {
+    LLAMACTL_BIN: required('LLAMACTL_BIN'),
+    FAKE_LLAMA_SERVER: required('FAKE_LLAMA_SERVER'),
+    FAKE_NVIDIA_SMI: required('FAKE_NVIDIA_SMI'),
+  };
+}
+
 export function portFree(port) {
   return new Promise((resolve) => {
     const srv = net.createServer();

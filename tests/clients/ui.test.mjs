@@ -25,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import puppeteer from 'puppeteer-core';
 
 import {
-  required,
+  buildPaths,
   gguf,
   waitExit,
   poll,
@@ -38,10 +38,7 @@ import {
   stopChild,
 } from './support.mjs';
 
-const LLAMACTL_BIN = required('LLAMACTL_BIN');
-// Fail at once, before any test, when a path is missing.
-required('FAKE_LLAMA_SERVER');
-required('FAKE_NVIDIA_SMI');
+const { LLAMACTL_BIN } = buildPaths(); // fails the file at once when a binary is missing
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SHOTS = path.join(path.dirname(LLAMACTL_BIN), 'ui-screenshots');
 
