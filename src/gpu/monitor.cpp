@@ -284,7 +284,7 @@ void GpuMonitor::Impl::learn_types(const GpuSnapshot& reading) {
       untyped_.reset();
     } else {
       for (const auto& key : types_from_table({}, reading).asked) types_.asked.insert(key);
-      untyped_ = "process types unknown (" + types.error().message + "); a desktop GPU's apps count as occupants";
+      untyped_ = untyped_warning(types.error());
       warning = untyped_;
     }
   }

@@ -116,13 +116,8 @@ Result<ProcessTypes> types_from_run(const platform::CaptureResult& table, const 
   return types_from_table(*parsed, reading);
 }
 
-void add_types(ProbeResult& res, const Result<ProcessTypes>& types) {
-  if (types) {
-    apply_types(res.snapshot, *types);
-    return;
-  }
-  res.snapshot.warnings.push_back("process types unknown (" + types.error().message +
-                                  "); a desktop GPU's apps count as occupants");
+std::string untyped_warning(const Error& why) {
+  return "process types unknown (" + why.message + "); a desktop GPU's apps count as occupants";
 }
 
 ProbeResult NvidiaSmiProbe::read() {
@@ -139,7 +134,11 @@ ProbeResult NvidiaSmiProbe::read() {
     const auto left = std::max<std::chrono::milliseconds>(
         std::chrono::duration_cast<std::chrono::milliseconds>(start + timeout_ - Clock::now()),
         std::chrono::milliseconds(250));
-    add_types(res, types_from_run(platform::run_capture({program_}, left), res.snapshot, program_, left));
+    const auto types = types_from_run(platform::run_capture({program_}, left), res.snapshot, program_, left);
+    if (types)
+      apply_types(res.snapshot, *types);
+    else
+      res.snapshot.warnings.push_back(untyped_warning(types.error()));
   }
   res.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   return res;

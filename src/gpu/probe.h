@@ -81,9 +81,9 @@ ProbeResult result_from_runs(const platform::CaptureResult& gpus, const platform
 Result<ProcessTypes> types_from_run(const platform::CaptureResult& table, const GpuSnapshot& reading,
                                     const std::string& program, std::chrono::milliseconds timeout);
 
-/// Puts the types onto `res`'s processes, or, where `types` is an error, a
-/// warning that says the desktop's apps count as occupants for now.
-void add_types(ProbeResult& res, const Result<ProcessTypes>& types);
+/// The reading's warning when a run of the table failed: why, and that the
+/// desktop's apps count as occupants for now.
+std::string untyped_warning(const Error& why);
 
 /// The probe the environment asks for: LLAMACTL_GPU_FIXTURE, else
 /// LLAMACTL_NVIDIA_SMI, else platform::default_nvidia_smi().

@@ -182,6 +182,14 @@ Query parse_args(int argc, char** argv) {
   return q;
 }
 
+// A GPU's memory.used: its own base plus what its live processes hold.
+long used_mib(const Gpu& g, const std::vector<Proc>& running) {
+  long used = g.used;
+  for (const auto& p : running)
+    if (p.gpu == g.index) used += p.mib;
+  return used;
+}
+
 // The table's name cell keeps the last 32 characters, "..." in front, as
 // nvidia-smi 610 does with long Windows paths.
 std::string table_name(const std::string& name) {
@@ -208,9 +216,7 @@ void print_table(const std::string& dir, const std::string& model) {
   std::printf("|                                         |                        |               MIG M. |\n");
   std::printf("|=========================================+========================+======================|\n");
   for (const auto& g : all) {
-    long used = g.used;
-    for (const auto& p : running)
-      if (p.gpu == g.index) used += p.mib;
+    const long used = used_mib(g, running);
     std::string name = g.name;
     if (name.size() > 26) name.replace(23, std::string::npos, 3, '.');
     std::printf("| %3d  %-26s  %4s  |   00000000:%02X:00.0  On |                  N/A |\n", g.index, name.c_str(),
@@ -250,9 +256,7 @@ void print_block(const std::string& dir, const std::string& mode, const Query& q
             "this GPU");
         continue;
       }
-      long used = g.used;
-      for (const auto& p : running)
-        if (p.gpu == g.index) used += p.mib;
+      const long used = used_mib(g, running);
       std::printf("%s%d, %s, %s, %ld, %ld, %ld%s\n", q.stamped ? timestamp().c_str() : "", g.index,
                   uuid(g.index).c_str(), g.name.c_str(), used, g.total, g.util,
                   model.empty() ? "" : (", " + model).c_str());
