@@ -7,6 +7,7 @@
 #include "platform/platform.h"
 #include "ui/json.h"
 #include "util/log.h"
+#include "util/strings.h"
 
 namespace llamactl::cmd {
 
@@ -58,7 +59,8 @@ Result<runtime::Runtime*> Context::runtime(std::optional<int64_t> threshold_flag
 
 int fail(const Context& ctx, const Error& e) {
   const int rc = code(exit_for(e.kind));
-  std::fprintf(stderr, "llamactl: error: %s\n", e.message.c_str());
+  // A message may name other users' processes: no control character reaches the terminal.
+  std::fprintf(stderr, "llamactl: error: %s\n", printable(e.message, true).c_str());
   if (ctx.global.json) print(ui::json_text(nlohmann::json{{"error", e.message}, {"exit_code", rc}}, -1) + "\n");
   return rc;
 }

@@ -16,12 +16,13 @@ std::string state_text(const gpu::GpuStatus& g, const Terminal& term) {
     case gpu::GpuState::idle:
       return term.paint("idle", Color::green);
     case gpu::GpuState::model_loaded:
-      return term.paint("ours: " + g.model_name.value_or("?"), Color::blue);
+      return term.paint("ours: " + printable(g.model_name.value_or("?")), Color::blue);
     case gpu::GpuState::occupied_by_others:
       return term.paint("occupied by others", Color::yellow);
     case gpu::GpuState::unavailable:
-      return term.paint("unavailable" + (g.reading.error.empty() ? std::string() : " (" + g.reading.error + ")"),
-                        Color::red);
+      return term.paint(
+          "unavailable" + (g.reading.error.empty() ? std::string() : " (" + printable(g.reading.error) + ")"),
+          Color::red);
     case gpu::GpuState::not_ours:
       return term.paint("not ours to use", Color::dim);
   }
@@ -30,9 +31,10 @@ std::string state_text(const gpu::GpuStatus& g, const Terminal& term) {
 
 std::string process_line(const gpu::ProcessInfo& p) {
   std::string s = p.pid ? "pid " + std::to_string(*p.pid) : "pid ?";
-  s += "  " + (p.name.empty() ? std::string("(no name)") : p.name);
+  // Names and users come from other users' processes: never raw to the terminal.
+  s += "  " + (p.name.empty() ? std::string("(no name)") : printable(p.name));
   s += "  " + (p.used_memory_mib ? std::to_string(*p.used_memory_mib) + " MiB" : std::string("n/a"));
-  if (p.user) s += "  user " + *p.user;
+  if (p.user) s += "  user " + printable(*p.user);
   if (p.ours) s += "  (ours)";
   return s;
 }
@@ -55,7 +57,7 @@ std::string render_gpus(const gpu::GpuView& view, const Terminal& term) {
   std::string out = "Total GPUs: " + std::to_string(view.gpus.size()) + "\n";
   TextTable t({"GPU", "NAME", "MEMORY", "UTIL", "STATE"});
   for (const auto& g : view.gpus) {
-    t.add({std::to_string(g.reading.index), g.reading.name.empty() ? "?" : g.reading.name,
+    t.add({std::to_string(g.reading.index), g.reading.name.empty() ? "?" : printable(g.reading.name),
            memory_text(g.reading.memory_used_mib, g.reading.memory_total_mib),
            g.reading.utilization_pct ? std::to_string(*g.reading.utilization_pct) + "%" : "n/a", state_text(g, term)});
   }
@@ -78,7 +80,7 @@ std::string render_gpus(const gpu::GpuView& view, const Terminal& term) {
     std::vector<std::string> names;
     for (const auto& p : g.desktop_apps) {
       const std::string_view b = basename_any(p.name);
-      const std::string base = b.empty() ? std::string(1, '?') : std::string(b);
+      const std::string base = b.empty() ? std::string(1, '?') : printable(b);
       if (std::find(names.begin(), names.end(), base) == names.end()) names.push_back(base);
     }
     out += "GPU " + std::to_string(g.reading.index) +

@@ -42,15 +42,6 @@ size_t width(const Segs& segs) {
   return w;
 }
 
-// Names come from nvidia-smi and other users' processes: a control character
-// (a process may call itself "\x1b[2J") would drive the terminal.
-std::string clean(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
-  return out;
-}
-
 std::string repeat(std::string_view glyph, size_t n) {
   std::string out;
   out.reserve(glyph.size() * n);
@@ -234,11 +225,11 @@ Field state_field(const gpu::GpuStatus& g, bool reading_ok) {
     case gpu::GpuState::idle:
       return {"idle", Color::green};
     case gpu::GpuState::model_loaded:
-      return {"ours: " + clean(g.model_name.value_or("?")), Color::blue, 0, Cut::end};
+      return {"ours: " + printable(g.model_name.value_or("?")), Color::blue, 0, Cut::end};
     case gpu::GpuState::occupied_by_others:
       return {"occupied by others", Color::yellow};
     case gpu::GpuState::unavailable:
-      return {"unavailable" + (g.reading.error.empty() ? std::string() : " (" + clean(g.reading.error) + ")"),
+      return {"unavailable" + (g.reading.error.empty() ? std::string() : " (" + printable(g.reading.error) + ")"),
               Color::red, 0, Cut::end};
     case gpu::GpuState::not_ours:
       return {"not ours to use", Color::dim};
@@ -263,7 +254,7 @@ std::string reap_text(const runtime::InstanceView& i, int64_t now) {
 // it died and how. When narrow, uptime and pid go before the model name is
 // cut; then the state and the time until reaped.
 std::vector<Field> instance_fields(const runtime::InstanceView& i, int64_t now) {
-  std::vector<Field> f{{clean(i.rec.model), Color::blue, 0, Cut::end}};
+  std::vector<Field> f{{printable(i.rec.model), Color::blue, 0, Cut::end}};
   if (i.state == "dead") {
     f.push_back({"pid " + std::to_string(i.rec.pid), Color::none, 2});
     if (i.rec.exit_code) f.push_back({"exit code " + std::to_string(*i.rec.exit_code), Color::none, 1});
@@ -281,9 +272,9 @@ std::vector<Field> instance_fields(const runtime::InstanceView& i, int64_t now) 
 
 std::vector<Field> process_fields(const gpu::ProcessInfo& p) {
   std::vector<Field> f{{p.pid ? "pid " + std::to_string(*p.pid) : "pid ?"},
-                       {p.name.empty() ? "(no name)" : clean(p.name), Color::none, 0, Cut::start},
+                       {p.name.empty() ? "(no name)" : printable(p.name), Color::none, 0, Cut::start},
                        {p.used_memory_mib ? std::to_string(*p.used_memory_mib) + " MiB" : "n/a"}};
-  if (p.user) f.push_back({"user " + clean(*p.user), Color::none, 1});
+  if (p.user) f.push_back({"user " + printable(*p.user), Color::none, 1});
   return f;
 }
 
@@ -294,7 +285,7 @@ bool on_gpu(const runtime::InstanceView& i, int index) {
 void gpu_block(const gpu::GpuStatus& g, const WatchFrame& f, const WatchHistory& h, const Geometry& geo, size_t cols,
                std::vector<Row>& rows) {
   const int idx = g.reading.index;
-  const std::string name = g.reading.name.empty() ? "?" : clean(g.reading.name);
+  const std::string name = g.reading.name.empty() ? "?" : printable(g.reading.name);
   // The GPU's name gives way before the state ("ours: <model>"): machines mostly hold one kind of GPU.
   rows.push_back({fit(
       "",
@@ -336,14 +327,14 @@ void header(const WatchFrame& f, std::vector<Row>& rows) {
   if (!f.reading_ok) {
     const std::string n = v.gpus.empty() ? "n/a" : std::to_string(v.gpus.size());
     rows.push_back({{{"Total GPUs: " + n, Color::bold}}});
-    rows.push_back(
-        {{{"  reading failed: " + clean(f.reading_error.empty() ? "no reason given" : f.reading_error), Color::red}}});
+    rows.push_back({{{"  reading failed: " + printable(f.reading_error.empty() ? "no reason given" : f.reading_error),
+                      Color::red}}});
     return;
   }
   if (v.cpu_mode || v.gpus.empty()) {
     // The same words as `gpus`.
     const std::string text = render_gpus(v, Terminal(false));
-    for (auto line : split_lines(text)) rows.push_back({{{clean(line)}}});
+    for (auto line : split_lines(text)) rows.push_back({{{printable(line)}}});
     return;
   }
   rows.push_back({{{"Total GPUs: " + std::to_string(v.gpus.size()), Color::bold}}});

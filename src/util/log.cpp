@@ -5,6 +5,8 @@
 
 #include <atomic>
 
+#include "util/strings.h"
+
 namespace llamactl::log {
 namespace {
 
@@ -38,7 +40,10 @@ bool enabled(Level level) {
   return level >= g_level.load();
 }
 
-void write(Level level, std::string_view message) {
+void write(Level level, std::string_view raw) {
+  // Messages carry process names, paths and nvidia-smi's words: no control
+  // character reaches the terminal (strings.h, printable).
+  const std::string message = printable(raw, true);
   switch (level) {
     case Level::debug:
       logger().debug("{}", message);

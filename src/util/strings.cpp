@@ -170,4 +170,13 @@ std::optional<std::string> nearest(std::string_view word, const std::vector<std:
   return best;
 }
 
+std::string printable(std::string_view s, bool keep_lines) {
+  std::string out(s);
+  for (char& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 || u == 0x7f) && !(keep_lines && (c == '\n' || c == '\t'))) c = '?';
+  }
+  return out;
+}
+
 }  // namespace llamactl

@@ -45,4 +45,10 @@ size_t edit_distance(std::string_view a, std::string_view b);
 /// likelier names first.
 std::optional<std::string> nearest(std::string_view word, const std::vector<std::string>& candidates);
 
+/// `s` with every control character (below 0x20, and 0x7f) shown as '?':
+/// names come from nvidia-smi and other users' processes, and one called
+/// "\x1b]0;pwned\x07" would drive the terminal of whoever prints it.
+/// `keep_lines`: newlines and tabs stay (a message with a log tail).
+std::string printable(std::string_view s, bool keep_lines = false);
+
 }  // namespace llamactl

@@ -112,6 +112,29 @@ TEST(Gpus, AWindowsDesktopGpuWithAppsOpenIsIdleAndACudaJobOccupiesIt) {
   EXPECT_NE(j["warnings"].dump().find("process types unknown"), std::string::npos) << j.dump();
 }
 
+// Another user names a process to drive the terminal of whoever runs
+// llamactl: its name reaches `gpus`, the load refusal and the warnings.
+TEST(Gpus, AProcessNameWithEscapeSequencesNeverReachesTheTerminalRaw) {
+  Sandbox sb;
+  const std::string evil = "evil\x1b]0;pwned\x07\x1b[2J";
+  sb.start_other("0", 2048, evil);
+  sb.start_other("1", 0, "C:\\apps\\draw\x1b[31m.exe", "C+G");
+  auto h = sb.run({"gpus"}, {"FAKE_SMI_DRIVER_MODEL=WDDM"});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  EXPECT_EQ(h.out.find('\x1b'), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("evil?]0;pwned??[2J"), std::string::npos) << h.out;
+  EXPECT_NE(h.out.find("draw?[31m.exe"), std::string::npos) << h.out;  // the desktop apps line
+  sb.write_config("[models.tiny]\npath = \"" + sb.model("tiny") + "\"\n");
+  auto r = sb.run({"load", "tiny", "--gpu", "0"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("evil?]0;pwned"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\x07'), std::string::npos) << r.err;
+  // --json escapes it instead: the name is kept whole.
+  auto j = sb.run({"gpus", "--json"}).json();
+  EXPECT_EQ(j["gpu_status"][0]["process_info"][0]["process_name"], evil);
+}
+
 TEST(Gpus, ConfigPerGpuThresholdAndBadConfig) {
   Sandbox sb;
   sb.set_gpus({"0 800 8192 2 NVIDIA GeForce RTX 2080 SUPER"});

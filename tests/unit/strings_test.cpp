@@ -70,3 +70,12 @@ TEST(Strings, NearestSuggestsOnlyCloseNames) {
   EXPECT_EQ(nearest("gpuu", {"gpu", "gpus"}), "gpu");
   EXPECT_EQ(nearest("gpuu", {"gpus", "gpu"}), "gpus");
 }
+
+TEST(Strings, PrintableShowsControlCharactersAsQuestionMarks) {
+  EXPECT_EQ(printable("evil\x1b]0;pwned\x07\x1b[2J"), "evil?]0;pwned??[2J");
+  EXPECT_EQ(printable("a\x7f"
+                      "b\r\n\tc"),
+            "a?b???c");
+  EXPECT_EQ(printable("tail:\n\tline\x1b[31m", true), "tail:\n\tline?[31m");
+  EXPECT_EQ(printable("NVIDIA GeForce RTX 2080 SUPER — ok"), "NVIDIA GeForce RTX 2080 SUPER — ok");  // UTF-8 stays
+}
